@@ -1,0 +1,219 @@
+"""The client side of the opening handshake (RFC 6455 §4.1), sans-I/O.
+
+:class:`ClientProtocol` builds the upgrade request (:meth:`connect`),
+validates the server's response as it arrives through ``receive_data`` and
+then behaves as a client :class:`~wskit.protocol.Protocol`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .events import Event, Response
+from .exceptions import InvalidHandshake, InvalidState, NegotiationError, ProtocolError
+from .handshake import build_request, check_response, generate_key, parse_uri
+from .headers import Headers, parse_extension_header, serialize_extension_header
+from .http11 import HTTPLimits, ResponseParser, serialize_request
+from .protocol import LoggerLike, Protocol, Side
+from .statemachine import State, StateSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .extensions.base import ClientExtensionFactory, Extension
+    from .plugin import PluginManager
+
+__all__ = ["ClientProtocol"]
+
+HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+class ClientProtocol(Protocol):
+    """A WebSocket client, from the upgrade request to the closing handshake.
+
+    Args:
+        uri: the ``ws://`` or ``wss://`` URI to connect to; user and password
+            in it are sent as Basic authorization.
+        subprotocols: subprotocols to offer, in preference order.
+        origin: the ``Origin`` header to send, if any.
+        extra_headers: more request headers (a :class:`Headers`, a mapping or
+            ``(name, value)`` pairs).
+        extensions: extension factories to offer, in preference order;
+            ``None`` offers those the active plugins provide (permessage-deflate
+            by default), ``[]`` offers none.
+        limits: limits on the size of the server's HTTP response.
+        user_agent: the ``User-Agent`` header (``None`` to send none).
+
+    The other arguments are those of :class:`~wskit.protocol.Protocol`.
+
+    Raises:
+        InvalidURI: if ``uri`` is not a valid WebSocket URI.
+    """
+
+    __slots__ = ("wsuri", "request", "response", "_key", "_factories", "_offered_subprotocols",
+                 "_origin", "_extra_headers", "_limits", "_parser", "_user_agent")
+
+    def __init__(
+        self,
+        uri: str = "ws://localhost/",
+        *,
+        logger: LoggerLike | None = None,
+        max_size: int | None = 2**20,
+        extensions: Sequence[ClientExtensionFactory] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origin: str | None = None,
+        extra_headers: HeadersLike | None = None,
+        max_fragment_size: int | None = None,
+        limits: HTTPLimits | None = None,
+        user_agent: str | None = "wskit/0.1",
+        plugins: Sequence[object] | None = None,
+        plugin_manager: PluginManager | None = None,
+        spec: str | Path | StateSpec | None = None,
+        state: State | None = None,
+    ) -> None:
+        self.wsuri = parse_uri(uri)
+        super().__init__(Side.CLIENT, logger=logger, max_size=max_size, state=state,
+                         max_fragment_size=max_fragment_size, plugins=plugins,
+                         plugin_manager=plugin_manager, spec=spec)
+        if extensions is None:
+            extensions = _plugin_factories(self.plugin_manager, "wskit_client_extension_factories")
+        self._factories: list[ClientExtensionFactory] = list(extensions)
+        self._offered_subprotocols = list(subprotocols or [])
+        self._origin = origin
+        self._extra_headers = extra_headers
+        self._limits = limits or HTTPLimits()
+        self._user_agent = user_agent
+        self._parser: ResponseParser | None = None
+        self._key = ""
+        self.request: Headers | None = None
+        self.response: Response | None = None
+
+    def _default_state(self) -> State:
+        return State.CONNECTING
+
+    def connect(self) -> list[bytes]:
+        """Build the opening handshake request.
+
+        Returns:
+            The request's bytes, to write to the transport.
+
+        Raises:
+            InvalidState: if the handshake was already started or is over.
+        """
+        if not self._si.handshake or self._parser is not None:
+            raise InvalidState(f"connect() can only be called once, in state CONNECTING (state {self.state.name})")
+        self._key = generate_key()
+        offers = [(f.name, f.get_request_params()) for f in self._factories]
+        headers, data = build_request(
+            self.wsuri,
+            self._key,
+            origin=self._origin,
+            subprotocols=self._offered_subprotocols or None,
+            extensions_header=serialize_extension_header(offers) if offers else None,
+            extra_headers=self._extra_headers,
+            user_agent=self._user_agent,
+        )
+        hook = self.plugin_manager.hook.wskit_handshake_request
+        if hook.get_hookimpls():
+            hook(protocol=self, headers=headers)
+            data = serialize_request("GET", self.wsuri.path, headers)
+        self.request = headers
+        self._parser = ResponseParser(self._limits)
+        if self._debug:
+            self.logger.debug("> GET %s HTTP/1.1 [%d bytes]", self.wsuri.path, len(data))
+        return [data]
+
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        parser = self._parser
+        if parser is None:
+            raise InvalidState("call connect() and send the request before receive_data()")
+        try:
+            response = parser.feed(bytes(data))
+        except InvalidHandshake as exc:
+            self._handshake_failed(exc)
+            raise
+        if response is None:
+            return []
+        return self._complete(response, parser.leftover())
+
+    def receive_eof(self) -> list[Event]:
+        """See :meth:`Protocol.receive_eof`; during the handshake, an EOF
+        completes a response whose body runs until the connection closes."""
+        if self._si.handshake and self._parser is not None:
+            try:
+                response = self._parser.feed_eof()
+            except InvalidHandshake as exc:
+                self._handshake_failed(exc)
+                raise
+            if response is not None:
+                try:
+                    self._complete(response, b"")
+                except ProtocolError:
+                    pass
+        return super().receive_eof()
+
+    def _complete(self, response: Response, leftover: bytes) -> list[Event]:
+        self.response = response
+        if self._debug:
+            self.logger.debug("< HTTP/1.1 %d %s", response.status_code, response.reason_phrase)
+        try:
+            subprotocol = check_response(response, self._key, subprotocols_offered=self._offered_subprotocols)
+            extensions = self._negotiate(response)
+        except InvalidHandshake as exc:
+            exc.response = response
+            self._handshake_failed(exc)
+            raise
+        self._subprotocol = subprotocol
+        self._set_extensions(extensions)
+        self._fire("accept")
+        events: list[Event] = [response]
+        if leftover:
+            try:
+                events.extend(self._receive_frames(leftover))
+            except ProtocolError as exc:
+                exc.events = [response, *exc.events]
+                raise
+        return events
+
+    def _negotiate(self, response: Response) -> list[Extension]:
+        values = response.headers.get_all("Sec-WebSocket-Extensions")
+        if not values:
+            return []
+        accepted: list[Extension] = []
+        used: set[int] = set()
+        for name, params in parse_extension_header(values):
+            # RFC 6455 §9.1: the server may only accept extensions the client offered.
+            for i, factory in enumerate(self._factories):
+                if i in used or factory.name != name:
+                    continue
+                try:
+                    ext = factory.process_response_params(params, accepted)
+                except NegotiationError:
+                    continue
+                used.add(i)
+                accepted.append(ext)
+                break
+            else:
+                offered = ", ".join(f.name for f in self._factories) or "none"
+                raise NegotiationError(f"Sec-WebSocket-Extensions: the server accepted {name!r} with parameters "
+                                       f"{params!r}, which does not match an offer (offered: {offered})")
+        return accepted
+
+    def _handshake_failed(self, exc: InvalidHandshake) -> None:
+        if self._close_code is None:
+            self._close_code = 1006
+            self._close_reason = ""
+        self._failure = exc
+        if "handshake_failed" in self._si.triggers:
+            self._fire("handshake_failed")
+        if self._debug:
+            self.logger.debug("! opening handshake failed: %s", exc)
+
+
+def _plugin_factories(manager: PluginManager, hook_name: str, options: dict[str, Any] | None = None) -> list[Any]:
+    hook = getattr(manager.hook, hook_name)
+    out: list[Any] = []
+    for result in hook(options=options or {}):
+        if result:
+            out.extend(result)
+    return out

@@ -1,0 +1,452 @@
+"""WebSocket frames (RFC 6455 §5): types, serialization and parsing.
+
+:class:`Frame` is the unit that extensions transform. :func:`serialize_frame`
+turns a frame into bytes; :class:`FrameReader` turns a byte stream into frames,
+checking every framing rule of RFC 6455 §5 that applies to a receiver.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import struct
+from typing import NamedTuple
+
+from .exceptions import PayloadTooBig, ProtocolError
+from .mask import apply_mask
+
+__all__ = [
+    "Opcode",
+    "CloseCode",
+    "Frame",
+    "serialize_frame",
+    "serialize_close",
+    "parse_close",
+    "check_close_code",
+    "FrameReader",
+    "DATA_OPCODES",
+    "CONTROL_OPCODES",
+]
+
+
+class Opcode(enum.IntEnum):
+    """Frame opcodes (RFC 6455 §5.2, §11.8)."""
+
+    CONT = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+DATA_OPCODES = frozenset({Opcode.CONT, Opcode.TEXT, Opcode.BINARY})
+CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes (RFC 6455 §7.4.1 and the IANA registry)."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    # 1004 is reserved
+    NO_STATUS_RCVD = 1005
+    ABNORMAL_CLOSURE = 1006
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+    TLS_HANDSHAKE = 1015
+
+
+CLOSE_CODE_NAMES: dict[int, str] = {
+    1000: "OK",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status received",
+    1006: "abnormal closure",
+    1007: "invalid data",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "mandatory extension",
+    1011: "internal error",
+    1012: "service restart",
+    1013: "try again later",
+    1014: "bad gateway",
+    1015: "TLS handshake failure",
+}
+
+# Codes a peer may put on the wire (RFC 6455 §7.4.1, §7.4.2): the assigned
+# 1000-1014 minus those reserved for local use, and 3000-4999.
+_SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                             1011, 1012, 1013, 1014})
+
+
+def check_close_code(code: int) -> None:
+    """Raise :class:`ProtocolError` unless ``code`` may appear in a Close frame.
+
+    Args:
+        code: the close code.
+
+    Raises:
+        ProtocolError: for codes below 1000, the reserved 1004, 1005, 1006
+            and 1015, the unassigned 1016-2999 and codes from 5000 up.
+    """
+    if code in _SENDABLE_CODES or 3000 <= code <= 4999:
+        return
+    if code in (1004, 1005, 1006, 1015):
+        raise ProtocolError(f"close code {code} is reserved and must not be sent in a Close frame")
+    raise ProtocolError(f"close code {code} is not a valid close code "
+                        "(1000-1014 assigned, 3000-4999 registered/private)")
+
+
+class Frame(NamedTuple):
+    """A WebSocket frame, the unit extensions transform.
+
+    ``data`` is the unmasked payload. Use ``frame._replace(data=...)`` to
+    derive a modified frame.
+    """
+
+    opcode: int
+    data: bytes
+    fin: bool = True
+    rsv1: bool = False
+    rsv2: bool = False
+    rsv3: bool = False
+
+    def __repr__(self) -> str:
+        try:
+            name = Opcode(self.opcode).name
+        except ValueError:
+            name = hex(self.opcode)
+        data = bytes(self.data)
+        shown = data[:40] + (b"..." if len(data) > 40 else b"")
+        flags = "".join(f for f, on in (("F", self.fin), ("1", self.rsv1), ("2", self.rsv2), ("3", self.rsv3)) if on)
+        return f"Frame({name}, {shown!r}, [{len(data)} bytes], flags={flags or '-'})"
+
+
+_pack_B2 = struct.Struct("!BB").pack
+_pack_BBH = struct.Struct("!BBH").pack
+_pack_BBQ = struct.Struct("!BBQ").pack
+_urandom = os.urandom
+
+
+def serialize_frame(frame: Frame, mask: bool) -> bytes:
+    """Serialize ``frame`` for the wire.
+
+    Args:
+        frame: the frame to write.
+        mask: ``True`` on the client side (RFC 6455 §5.3: a client MUST mask
+            every frame, with a fresh unpredictable key per frame).
+
+    Returns:
+        The frame's bytes.
+    """
+    opcode, data, fin, rsv1, rsv2, rsv3 = frame
+    b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0) | (0x10 if rsv3 else 0)
+    return encode_frame(b0, data, mask)
+
+
+def encode_frame(b0: int, data: bytes | bytearray | memoryview, mask: bool) -> bytes:
+    """Serialize a frame given its first header byte (FIN, RSV, opcode).
+
+    The fast path behind :func:`serialize_frame` and the ``send_*`` methods.
+    """
+    length = len(data)
+    mbit = 0x80 if mask else 0
+    # RFC 6455 §5.2: 7-bit, 16-bit or 64-bit (most significant bit 0) length.
+    if length < 126:
+        header = _pack_B2(b0, mbit | length)
+    elif length < 65536:
+        header = _pack_BBH(b0, mbit | 126, length)
+    else:
+        header = _pack_BBQ(b0, mbit | 127, length)
+    if mask:
+        key = _urandom(4)
+        return header + key + apply_mask(data, key)
+    return header + bytes(data) if not isinstance(data, bytes) else header + data
+
+
+def serialize_close(code: int, reason: str) -> bytes:
+    """Build a Close frame payload (RFC 6455 §5.5.1).
+
+    ``code`` 1005 with an empty reason gives an empty payload.
+
+    Raises:
+        ProtocolError: if the code may not be sent or the reason is longer
+            than 123 bytes once encoded.
+    """
+    if code == 1005:
+        if reason:
+            raise ProtocolError("close code 1005 carries no reason (it means 'no status code')")
+        return b""
+    check_close_code(code)
+    encoded = reason.encode("utf-8")
+    if len(encoded) > 123:
+        raise ProtocolError(f"close reason is {len(encoded)} bytes in UTF-8; a Close frame allows at most 123")
+    return struct.pack("!H", code) + encoded
+
+
+def parse_close(data: bytes) -> tuple[int, str]:
+    """Parse a received Close frame payload (RFC 6455 §5.5.1, §7.4).
+
+    Returns:
+        ``(code, reason)``; ``(1005, "")`` for an empty payload.
+
+    Raises:
+        ProtocolError: with ``close_code`` 1002 for a one-byte payload or a
+            code that may not be sent, 1007 for a reason that is not UTF-8.
+    """
+    n = len(data)
+    if n == 0:
+        return 1005, ""
+    if n == 1:
+        raise ProtocolError("Close frame payload of 1 byte: a close code takes 2 bytes", close_code=1002)
+    code = (data[0] << 8) | data[1]
+    try:
+        check_close_code(code)
+    except ProtocolError as exc:
+        raise ProtocolError(f"received {exc}", close_code=1002) from None
+    try:
+        reason = bytes(data[2:]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"Close frame reason is not valid UTF-8: {exc.reason} at byte {exc.start}",
+                            close_code=1007) from None
+    return code, reason
+
+
+_unpack_H = struct.Struct("!H").unpack_from
+_unpack_Q = struct.Struct("!Q").unpack_from
+
+
+class FrameReader:
+    """Turns a byte stream into :class:`Frame` objects (RFC 6455 §5).
+
+    Bytes go in with :meth:`feed`; :meth:`read` returns every frame they
+    complete. The reader enforces the framing rules a receiver MUST check:
+    masking by side (§5.1), RSV bits without a negotiated meaning (§5.2),
+    reserved opcodes (§5.2), control frames that are fragmented or longer
+    than 125 bytes (§5.5), continuation rules (§5.4), the 64-bit length's
+    most significant bit (§5.2), and a message size limit checked from the
+    frame header, before the payload is buffered.
+
+    With ``stream=True`` a data frame whose payload has only partly arrived
+    is delivered in pieces as it arrives (the first piece keeps the opcode,
+    later ones are ``CONT``, only the last keeps FIN). Fragmentation is
+    transparent to messages (§5.4), so this lets the receiver check UTF-8
+    and sizes early and keeps memory linear. It is only valid when no
+    extension needs whole frames.
+
+    Args:
+        mask_expected: ``True`` on a server (client frames MUST be masked),
+            ``False`` on a client (server frames MUST NOT be masked).
+        max_size: limit on a message's total payload, or ``None``.
+        rsv_mask: the RSV bits negotiated extensions allow (``0x70`` = all).
+        stream: deliver partial data frames in pieces (see above).
+    """
+
+    __slots__ = ("buf", "pos", "mask_expected", "max_size", "rsv_mask", "stream",
+                 "in_message", "message_size", "_remaining", "_key", "_fin")
+
+    def __init__(self, mask_expected: bool, max_size: int | None = None, rsv_mask: int = 0,
+                 stream: bool = True) -> None:
+        self.buf = bytearray()
+        self.pos = 0
+        self.mask_expected = mask_expected
+        self.max_size = max_size
+        self.rsv_mask = rsv_mask
+        self.stream = stream
+        self.in_message = False  # a fragmented message is in progress
+        self.message_size = 0  # payload bytes of the current message so far
+        self._remaining = 0  # payload bytes still due for the frame being streamed
+        self._key: bytes | None = None  # its masking key, rotated to the next byte
+        self._fin = True  # its FIN bit
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes to the buffer."""
+        self.buf += data
+
+    def buffered(self) -> int:
+        """Return how many received bytes are not yet parsed."""
+        return len(self.buf) - self.pos
+
+    def take_buffer(self) -> bytes:
+        """Remove and return the unparsed bytes."""
+        data = bytes(self.buf[self.pos:])
+        self.buf.clear()
+        self.pos = 0
+        return data
+
+    def read(self) -> tuple[list[Frame], ProtocolError | None]:
+        """Parse every complete frame (or streamable piece) in the buffer.
+
+        Returns:
+            The frames, and the violation that stopped parsing (or ``None``).
+            Frames before a violation are returned so that nothing received
+            correctly is lost; nothing after it is parsed.
+        """
+        frames: list[Frame] = []
+        append = frames.append
+        buf = self.buf
+        pos = self.pos
+        end = len(buf)
+        error: ProtocolError | None = None
+        max_size = self.max_size
+        rsv_forbidden = 0x70 & ~self.rsv_mask
+        mask_expected = 0x80 if self.mask_expected else 0
+        in_message = self.in_message
+        message_size = self.message_size
+        mask = apply_mask
+        try:
+            if self._remaining:
+                pos = self._read_rest(frames, pos, end)
+            while end - pos >= 2:
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                length = b1 & 0x7F
+                hlen = 2
+                if length >= 126:
+                    if length == 126:
+                        if end - pos < 4:
+                            break
+                        length = _unpack_H(buf, pos + 2)[0]
+                        hlen = 4
+                    else:
+                        if end - pos < 10:
+                            break
+                        length = _unpack_Q(buf, pos + 2)[0]
+                        hlen = 10
+                        if length >> 63:
+                            # RFC 6455 §5.2: the most significant bit MUST be 0.
+                            raise ProtocolError("frame length has its most significant bit set (RFC 6455 §5.2)",
+                                                close_code=1002)
+                masked = b1 & 0x80
+                if masked != mask_expected:
+                    # RFC 6455 §5.1: clients MUST mask, servers MUST NOT.
+                    if mask_expected:
+                        raise ProtocolError("unmasked frame from a client: client frames must be masked",
+                                            close_code=1002)
+                    raise ProtocolError("masked frame from a server: server frames must not be masked",
+                                        close_code=1002)
+                opcode = b0 & 0x0F
+                if b0 & rsv_forbidden:
+                    # RFC 6455 §5.2: RSV bits MUST be 0 unless an extension defines them.
+                    raise ProtocolError(f"RSV bits 0x{(b0 & 0x70) >> 4:x} set on a {_opname(opcode)} frame, "
+                                        "but no negotiated extension defines them", close_code=1002)
+                if opcode >= 8:
+                    if opcode > 10:
+                        raise ProtocolError(f"reserved control opcode 0x{opcode:x} (RFC 6455 §5.2)", close_code=1002)
+                    if not b0 & 0x80:
+                        # RFC 6455 §5.5: control frames MUST NOT be fragmented.
+                        raise ProtocolError(f"fragmented {_opname(opcode)} frame: control frames must have FIN set",
+                                            close_code=1002)
+                    if length > 125:
+                        # RFC 6455 §5.5: control frames MUST have a payload of 125 bytes or less.
+                        raise ProtocolError(f"frame length {length} > 125 for a {_opname(opcode)} frame",
+                                            close_code=1002)
+                    size = 0
+                else:
+                    if opcode == 0:
+                        if not in_message:
+                            # RFC 6455 §5.4: a continuation frame needs a message to continue.
+                            raise ProtocolError("continuation frame without a message in progress", close_code=1002)
+                        size = message_size + length
+                    elif opcode > 2:
+                        raise ProtocolError(f"reserved data opcode 0x{opcode:x} (RFC 6455 §5.2)", close_code=1002)
+                    else:
+                        if in_message:
+                            # RFC 6455 §5.4: fragments of one message are not interleaved with another.
+                            raise ProtocolError(f"{_opname(opcode)} frame while a fragmented message is in progress "
+                                                "(expected a continuation frame)", close_code=1002)
+                        size = length
+                    if max_size is not None and size > max_size:
+                        raise PayloadTooBig(f"message of at least {size} bytes exceeds max_size={max_size}",
+                                            close_code=1009)
+                if masked:
+                    hlen += 4
+                start = pos + hlen
+                stop = start + length
+                if stop <= end:
+                    if masked:
+                        data = mask(buf[start:stop], bytes(buf[start - 4:start]))
+                    else:
+                        data = bytes(buf[start:stop])
+                    pos = stop
+                    if opcode < 8:
+                        if b0 & 0x80:
+                            in_message = False
+                            message_size = 0
+                        else:
+                            in_message = True
+                            message_size = size
+                    if b0 & 0x70:
+                        append(Frame(opcode, data, b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
+                    else:
+                        append(Frame(opcode, data, b0 & 0x80 != 0))
+                    continue
+                if self.stream and opcode < 8 and end > start:
+                    # Deliver what has arrived; the rest follows as CONT pieces.
+                    take = end - start
+                    if masked:
+                        key = bytes(buf[start - 4:start])
+                        data = mask(buf[start:end], key)
+                        shift = take & 3
+                        self._key = key[shift:] + key[:shift] if shift else key
+                    else:
+                        data = bytes(buf[start:end])
+                        self._key = None
+                    pos = end
+                    self._remaining = length - take
+                    self._fin = b0 & 0x80 != 0
+                    # The frame as a whole is accounted for now.
+                    in_message = not b0 & 0x80
+                    message_size = 0 if b0 & 0x80 else size
+                    append(Frame(opcode, data, False, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
+                break
+        except ProtocolError as exc:
+            error = exc
+        self.in_message = in_message
+        self.message_size = message_size
+        # Compact: drop what was parsed (cheap when everything was).
+        if pos == len(buf):
+            buf.clear()
+            pos = 0
+        elif pos > 65536 or pos > (len(buf) >> 1):
+            del buf[:pos]
+            pos = 0
+        self.pos = pos
+        return frames, error
+
+    def _read_rest(self, frames: list[Frame], pos: int, end: int) -> int:
+        """Deliver the next piece of a frame being streamed; return the new position."""
+        avail = end - pos
+        if avail == 0:
+            return pos
+        remaining = self._remaining
+        take = avail if avail < remaining else remaining
+        piece = self.buf[pos:pos + take]
+        self._remaining = remaining = remaining - take
+        key = self._key
+        if key is not None:
+            data = apply_mask(piece, key)
+            shift = take & 3
+            if shift:
+                self._key = key[shift:] + key[:shift]
+        else:
+            data = bytes(piece)
+        frames.append(Frame(0, data, self._fin if remaining == 0 else False))
+        return pos + take
+
+
+def _opname(opcode: int) -> str:
+    try:
+        return Opcode(opcode).name
+    except ValueError:
+        return f"0x{opcode:x}"

@@ -1,0 +1,44 @@
+"""Frame masking (RFC 6455 §5.3), with an optional C accelerator.
+
+:func:`apply_mask` XORs data with a 4-byte key. The C version from
+``wskit._speedups`` is used when it was built; set ``WSKIT_NO_SPEEDUPS=1``
+in the environment to force the pure-Python fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["apply_mask", "py_apply_mask", "USING_SPEEDUPS"]
+
+
+def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+    """XOR ``data`` with the repeating 4-byte ``mask`` (pure Python).
+
+    Args:
+        data: the payload.
+        mask: the 4-byte masking key.
+
+    Returns:
+        The masked (or unmasked: the operation is its own inverse) bytes.
+    """
+    if len(mask) != 4:
+        raise ValueError(f"mask must be 4 bytes, got {len(mask)}")
+    n = len(data)
+    if n == 0:
+        return b""
+    reps, rest = divmod(n, 4)
+    key = int.from_bytes(mask * reps + mask[:rest], sys.byteorder)
+    return (int.from_bytes(data, sys.byteorder) ^ key).to_bytes(n, sys.byteorder)
+
+
+USING_SPEEDUPS = False
+apply_mask = py_apply_mask
+if not os.environ.get("WSKIT_NO_SPEEDUPS"):
+    try:
+        from ._speedups import apply_mask  # type: ignore[no-redef]
+
+        USING_SPEEDUPS = True
+    except ImportError:  # pragma: no cover - depends on the build
+        pass

@@ -1,0 +1,258 @@
+"""The server side of the opening handshake (RFC 6455 §4.2), sans-I/O.
+
+:class:`ServerProtocol` parses the upgrade request as it arrives through
+``receive_data`` (emitting a :class:`~wskit.events.Request`), then
+:meth:`~ServerProtocol.accept` or :meth:`~ServerProtocol.reject` answers it.
+Once accepted it behaves as a server :class:`~wskit.protocol.Protocol`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .client import HeadersLike, _plugin_factories
+from .events import Event, Request, Response
+from .exceptions import InvalidHandshake, InvalidState, NegotiationError
+from .handshake import build_accept_response, check_request, select_subprotocol
+from .headers import Headers, parse_extension_header, parse_subprotocol_header, serialize_extension_header
+from .http11 import HTTPLimits, RequestParser, build_error_response, serialize_response
+from .protocol import LoggerLike, Protocol, Side
+from .statemachine import State, StateSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .extensions.base import Extension, ServerExtensionFactory
+    from .plugin import PluginManager
+
+__all__ = ["ServerProtocol"]
+
+SubprotocolSelector = Callable[["ServerProtocol", Sequence[str]], "str | None"]
+
+
+class ServerProtocol(Protocol):
+    """A WebSocket server connection, from the upgrade request to the closing handshake.
+
+    Args:
+        subprotocols: subprotocols this server supports, in preference order.
+        select_subprotocol: a function ``(protocol, offered) -> str | None``
+            that picks the subprotocol instead of the preference order.
+        origins: allowed ``Origin`` values (``None`` in the list allows a
+            request without Origin); other origins get 403.
+        extensions: extension factories the server may accept; ``None`` uses
+            those the active plugins provide (permessage-deflate by default),
+            ``[]`` accepts none.
+        limits: limits on the size of the HTTP request (see
+            :class:`~wskit.http11.HTTPLimits`).
+
+    The other arguments are those of :class:`~wskit.protocol.Protocol`.
+    """
+
+    __slots__ = ("request", "response", "_key", "_factories", "_subprotocols", "_selector", "_origins",
+                 "_limits", "_parser")
+
+    def __init__(
+        self,
+        *,
+        logger: LoggerLike | None = None,
+        max_size: int | None = 2**20,
+        extensions: Sequence[ServerExtensionFactory] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SubprotocolSelector | None = None,
+        origins: Sequence[str | None] | None = None,
+        max_fragment_size: int | None = None,
+        limits: HTTPLimits | None = None,
+        plugins: Sequence[object] | None = None,
+        plugin_manager: PluginManager | None = None,
+        spec: str | Path | StateSpec | None = None,
+        state: State | None = None,
+    ) -> None:
+        super().__init__(Side.SERVER, logger=logger, max_size=max_size, state=state,
+                         max_fragment_size=max_fragment_size, plugins=plugins,
+                         plugin_manager=plugin_manager, spec=spec)
+        if extensions is None:
+            extensions = _plugin_factories(self.plugin_manager, "wskit_server_extension_factories")
+        self._factories: list[ServerExtensionFactory] = list(extensions)
+        self._subprotocols = list(subprotocols or [])
+        self._selector = select_subprotocol
+        self._origins = None if origins is None else list(origins)
+        self._limits = limits or HTTPLimits()
+        self._parser: RequestParser | None = RequestParser(self._limits)
+        self._key = ""
+        self.request: Request | None = None
+        self.response: Response | None = None
+
+    def _default_state(self) -> State:
+        return State.CONNECTING
+
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        parser = self._parser
+        if parser is None:
+            # The request is complete; what follows are frames, parsed once
+            # accept() has fixed the extensions.
+            if data:
+                self._reader.buf += data
+            return []
+        try:
+            request = parser.feed(bytes(data))
+            if request is None:
+                return []
+            self._parser = None
+            leftover = parser.leftover()
+            if leftover:
+                self._reader.buf += leftover
+            self.request = request
+            if self._debug:
+                self.logger.debug("< %s %s HTTP/1.1", request.method, request.path)
+            self._key = check_request(request, origins=self._origins)
+            hook = self.plugin_manager.hook.wskit_check_request
+            if hook.get_hookimpls():
+                answer = hook(protocol=self, request=request)
+                if answer is not None:
+                    raise _vetoed(answer)
+        except InvalidHandshake as exc:
+            if not exc.to_send:
+                exc.to_send = [build_error_response(exc.status, str(exc), exc.headers)]
+            self._handshake_failed(exc)
+            raise
+        return [request]
+
+    def accept(
+        self,
+        request: Request | None = None,
+        *,
+        subprotocol: str | None = None,
+        extra_headers: HeadersLike | None = None,
+    ) -> list[bytes]:
+        """Accept the upgrade request: build the 101 response and open the connection.
+
+        Args:
+            request: the :class:`~wskit.events.Request` from ``receive_data``
+                (optional: the one received is used).
+            subprotocol: the subprotocol to choose (must be one the client
+                offered); by default the first of the server's
+                ``subprotocols`` the client offered, or ``select_subprotocol``'s choice.
+            extra_headers: more response headers.
+
+        Returns:
+            The response's bytes, to write to the transport. Frames that
+            followed the request are returned by the next ``receive_data``
+            call (``receive_data(b"")`` returns them at once).
+
+        Raises:
+            InvalidState: if no valid request was received or it was answered.
+        """
+        if not self._si.handshake or self.request is None:
+            raise InvalidState(f"accept() needs a received, unanswered request (state {self.state.name})")
+        req = self.request if request is None else request
+        offered = parse_subprotocol_header(req.headers.get_all("Sec-WebSocket-Protocol"))
+        if subprotocol is not None:
+            if subprotocol not in offered:
+                raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client (offered: {offered})")
+            chosen: str | None = subprotocol
+        elif self._selector is not None:
+            chosen = self._selector(self, offered)
+            if chosen is not None and chosen not in offered:
+                raise ValueError(f"select_subprotocol returned {chosen!r}, which the client did not offer")
+        else:
+            chosen = select_subprotocol(offered, self._subprotocols)
+        extensions, answer = self._negotiate(req)
+        headers, data = build_accept_response(
+            self._key,
+            subprotocol=chosen,
+            extensions_header=serialize_extension_header(answer) if answer else None,
+            extra_headers=extra_headers,
+        )
+        hook = self.plugin_manager.hook.wskit_handshake_response
+        if hook.get_hookimpls():
+            hook(protocol=self, request=req, headers=headers)
+            data = serialize_response(101, "Switching Protocols", headers)
+        self.response = Response(101, "Switching Protocols", headers)
+        self._subprotocol = chosen
+        self._set_extensions(extensions)
+        self._fire("accept")
+        if self._debug:
+            self.logger.debug("> HTTP/1.1 101 Switching Protocols")
+        return [data]
+
+    def _negotiate(self, request: Request) -> tuple[list[Extension], list[tuple[str, list[tuple[str, str | None]]]]]:
+        values = request.headers.get_all("Sec-WebSocket-Extensions")
+        accepted: list[Extension] = []
+        answer: list[tuple[str, list[tuple[str, str | None]]]] = []
+        if not values or not self._factories:
+            return accepted, answer
+        try:
+            offers = parse_extension_header(values)
+        except InvalidHandshake:
+            return accepted, answer  # ignore an unparseable offer: no extension
+        used: set[int] = set()
+        # Offers in the client's preference order; the first acceptable one
+        # of each extension wins (RFC 7692 §5).
+        for name, params in offers:
+            for i, factory in enumerate(self._factories):
+                if i in used or factory.name != name:
+                    continue
+                try:
+                    response_params, ext = factory.process_request_params(params, accepted)
+                except NegotiationError:
+                    continue
+                used.add(i)
+                accepted.append(ext)
+                answer.append((name, list(response_params)))
+                break
+        return accepted, answer
+
+    def reject(self, status: int, body: str | bytes = b"", headers: HeadersLike | None = None) -> list[bytes]:
+        """Refuse the upgrade with an HTTP response and close the connection.
+
+        Args:
+            status: the HTTP status code (e.g. 403).
+            body: the response body (a ``str`` is sent as UTF-8).
+            headers: more response headers.
+
+        Returns:
+            The response's bytes, to write before closing the transport.
+
+        Raises:
+            InvalidState: if the handshake is already over.
+        """
+        if not self._si.handshake:
+            raise InvalidState(f"reject() is only possible during the opening handshake (state {self.state.name})")
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        hdrs = Headers(headers) if headers is not None else Headers()
+        if "Connection" not in hdrs:
+            hdrs["Connection"] = "close"
+        if "Content-Type" not in hdrs and body:
+            hdrs["Content-Type"] = "text/plain; charset=utf-8"
+        data = serialize_response(status, None, hdrs, body)
+        from http import HTTPStatus
+
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        self.response = Response(status, phrase, hdrs, body)
+        self._close_code = 1006
+        self._close_reason = ""
+        self._fire("handshake_failed")
+        return [data]
+
+    def _handshake_failed(self, exc: InvalidHandshake) -> None:
+        self._failure = exc
+        self._close_code = 1006
+        self._close_reason = ""
+        if "handshake_failed" in self._si.triggers:
+            self._fire("handshake_failed")
+        if self._debug:
+            self.logger.debug("! opening handshake failed: %s", exc)
+
+
+def _vetoed(answer: Response) -> InvalidHandshake:
+    data = serialize_response(answer.status_code, answer.reason_phrase or None, answer.headers, answer.body)
+    exc = InvalidHandshake(f"request refused by a plugin with {answer.status_code} {answer.reason_phrase}",
+                           status=answer.status_code, to_send=[data])
+    exc.response = answer
+    return exc
+
+
