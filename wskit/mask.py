@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["apply_mask", "py_apply_mask", "USING_SPEEDUPS"]
+__all__ = ["apply_mask", "mask_frame", "py_apply_mask", "py_mask_frame", "USING_SPEEDUPS"]
 
 
 def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -25,6 +25,8 @@ def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """
     if len(mask) != 4:
         raise ValueError(f"mask must be 4 bytes, got {len(mask)}")
+    if not isinstance(data, bytes):
+        data = memoryview(data).tobytes()  # bytes-like only; counts bytes, not items
     n = len(data)
     if n == 0:
         return b""
@@ -33,11 +35,24 @@ def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return (int.from_bytes(data, sys.byteorder) ^ key).to_bytes(n, sys.byteorder)
 
 
+def py_mask_frame(header: bytes | bytearray | memoryview, data: bytes | bytearray | memoryview,
+                  mask: bytes) -> bytes:
+    """Return ``header + mask + apply_mask(data, mask)``: a whole masked frame.
+
+    Args:
+        header: the frame header up to the masking key.
+        data: the payload.
+        mask: the 4-byte masking key.
+    """
+    return bytes(header) + mask + py_apply_mask(data, mask)
+
+
 USING_SPEEDUPS = False
 apply_mask = py_apply_mask
+mask_frame = py_mask_frame
 if not os.environ.get("WSKIT_NO_SPEEDUPS"):
     try:
-        from ._speedups import apply_mask  # type: ignore[no-redef]
+        from ._speedups import apply_mask, mask_frame  # type: ignore[no-redef]
 
         USING_SPEEDUPS = True
     except ImportError:  # pragma: no cover - depends on the build

@@ -1,0 +1,64 @@
+# wskit developer tasks (GNU make). Needs only Python 3.10+, and gcc for the
+# optional C accelerator; everything else is installed into $(VENV).
+#
+#   make test                    lint, type-check and run the whole test suite
+#   make test PYTHON=python3.13  the same with another interpreter (new venv:
+#                                run `make distclean` first if .venv exists)
+
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip --disable-pip-version-check
+# Re-install when these change (the C file: editable installs build it in place).
+INSTALL_DEPS := pyproject.toml setup.py wskit/_speedups.c
+STAMP := $(VENV)/.wskit-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv install run test lint typecheck pytest bench compliance clean distclean
+
+help: ## Show this help.
+	@echo "Usage: make TARGET [PYTHON=python3.x]"
+	@echo
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sort | \
+		awk -F':.*## ' '{ printf "  %-12s %s\n", $$1, $$2 }'
+
+venv: $(STAMP) ## Create .venv and install wskit in editable mode with the dev tools.
+install: $(STAMP) ## Same as venv.
+
+$(STAMP): $(INSTALL_DEPS)
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --progress-bar off --upgrade pip "setuptools>=68" wheel
+	$(PIP) install --progress-bar off -e '.[dev]'
+	$(VPY) -c "import wskit.mask as m; print('wskit C accelerator:', 'built' if m.USING_SPEEDUPS else 'NOT built (pure-Python fallback)')"
+	touch $@
+
+run: $(STAMP) ## Run the demo (python -m wskit demo).
+	$(VPY) -m wskit demo
+
+test: $(STAMP) ## Lint (ruff), type-check (mypy), then run the whole test suite (pytest).
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VPY) -m pytest
+
+lint: $(STAMP) ## Only ruff.
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP) ## Only mypy.
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP) ## Only the test suite; pass options with ARGS="-k mask -x".
+	$(VPY) -m pytest $(ARGS)
+
+bench: $(STAMP) ## Run the benchmarks (bench/run.py), wskit vs python-websockets.
+	$(VPY) bench/run.py
+
+compliance: $(STAMP) ## Run the Autobahn compliance suite (tests/compliance/run.sh).
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash tests/compliance/run.sh
+
+clean: ## Remove build outputs, caches and the in-place C extension (keeps .venv).
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -f wskit/_speedups*.so wskit/_speedups*.pyd
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv.
+	rm -rf $(VENV)

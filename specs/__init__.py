@@ -1,0 +1,1 @@
+"""The connection state-machine specs shipped with wskit (YAML data files)."""

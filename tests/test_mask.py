@@ -1,0 +1,271 @@
+"""Tests for frame masking (RFC 6455 §5.3): the C accelerator and the Python fallback.
+
+Every behavioural test runs against both implementations. The C one is
+skipped when ``wskit._speedups`` was not built, except under ``CI=true``,
+where a missing accelerator is a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import subprocess
+import sys
+from array import array
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import wskit.mask
+from wskit.mask import py_apply_mask
+
+MaskFunc = Callable[..., bytes]
+
+try:
+    from wskit._speedups import apply_mask as _c_apply_mask
+except ImportError as exc:  # not built: no compiler, or WSKIT_NO_EXTENSIONS=1
+    c_apply_mask: MaskFunc | None = None
+    C_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+else:
+    c_apply_mask = _c_apply_mask
+    C_IMPORT_ERROR = ""
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_c() -> MaskFunc:
+    """Return the C ``apply_mask``; skip (fail under CI=true) when it is not built."""
+    if c_apply_mask is None:
+        message = (
+            "wskit._speedups is not built (no C compiler at install time, or "
+            f"WSKIT_NO_EXTENSIONS=1): {C_IMPORT_ERROR}. Rebuild with `pip install -e .`."
+        )
+        if IN_CI:
+            pytest.fail(f"CI=true requires the C accelerator: {message}")
+        pytest.skip(message)
+    return c_apply_mask
+
+
+IMPLS = ["python", "c"]
+
+
+@pytest.fixture(params=IMPLS)
+def apply_mask(request: pytest.FixtureRequest) -> MaskFunc:
+    """Each implementation of ``apply_mask`` in turn."""
+    if request.param == "python":
+        return py_apply_mask
+    return require_c()
+
+
+def reference_mask(data: bytes, mask: bytes) -> bytes:
+    """RFC 6455 §5.3, literally: octet i XOR masking-key octet (i MOD 4)."""
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def test_known_vector(apply_mask: MaskFunc) -> None:
+    # RFC 6455 §5.7: "Hello" masked with 37 fa 21 3d.
+    assert apply_mask(b"Hello", bytes.fromhex("37fa213d")) == bytes.fromhex("7f9f4d5158")
+
+
+def test_all_lengths_and_alignments_match_reference(apply_mask: MaskFunc) -> None:
+    rng = random.Random(6455)
+    masks = [b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", bytes(range(1, 5))]
+    masks += [rng.randbytes(4) for _ in range(4)]
+    backing = bytearray(rng.randbytes(70 + 8))
+    for mask in masks:
+        for length in range(71):
+            for offset in range(8):  # misaligned starts within one buffer
+                view = memoryview(backing)[offset : offset + length]
+                expected = reference_mask(bytes(view), mask)
+                assert apply_mask(view, mask) == expected, (mask.hex(), length, offset)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [65535, 65536, 65537, 1 << 20, (1 << 20) + 3, (3 << 20) + 5],
+    ids=lambda n: f"{n}B",
+)
+def test_large_inputs_match_reference(apply_mask: MaskFunc, size: int) -> None:
+    # Sizes around the C version's 64 KiB GIL-release threshold, and larger.
+    data = random.Random(size).randbytes(size)
+    mask = b"\x9a\x01\xfe\x7c"
+    expected = bytes(a ^ b for a, b in zip(data, itertools.cycle(mask)))
+    assert apply_mask(data, mask) == expected
+
+
+def test_returns_bytes_for_every_input_type(apply_mask: MaskFunc) -> None:
+    mask = b"\x01\x02\x03\x04"
+    payload = b"payload bytes!"
+    expected = reference_mask(payload, mask)
+    for data in (payload, bytearray(payload), memoryview(payload), memoryview(bytearray(payload))):
+        result = apply_mask(data, mask)
+        assert type(result) is bytes, type(data)
+        assert result == expected, type(data)
+
+
+def test_empty_data(apply_mask: MaskFunc) -> None:
+    assert apply_mask(b"", b"abcd") == b""
+    assert apply_mask(bytearray(), b"abcd") == b""
+
+
+def test_does_not_modify_input(apply_mask: MaskFunc) -> None:
+    data = bytearray(b"unchanged, please" * 10)
+    before = bytes(data)
+    apply_mask(data, b"\xaa\xbb\xcc\xdd")
+    assert data == before
+
+
+def test_mask_may_be_bytearray(apply_mask: MaskFunc) -> None:
+    assert apply_mask(b"abcdefgh", bytearray(b"1234")) == reference_mask(b"abcdefgh", b"1234")
+
+
+def test_non_contiguous_memoryview_is_masked_like_its_bytes(apply_mask: MaskFunc) -> None:
+    source = bytes(range(200))
+    strided = memoryview(source)[1::3]
+    assert not strided.contiguous
+    mask = b"\x10\x20\x30\x40"
+    assert apply_mask(strided, mask) == reference_mask(bytes(strided), mask)
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
+def test_multibyte_item_memoryview_is_masked_bytewise(impl: str) -> None:
+    func = py_apply_mask if impl == "python" else require_c()
+    view = memoryview(array("I", range(1000, 1010)))
+    assert view.itemsize == 4
+    mask = b"\x01\x02\x03\x04"
+    assert func(view, mask) == reference_mask(view.tobytes(), mask)
+
+
+@pytest.mark.parametrize("bad_mask", [b"", b"abc", b"abcde", b"abcdefgh"], ids=len)
+def test_mask_must_be_four_bytes(apply_mask: MaskFunc, bad_mask: bytes) -> None:
+    with pytest.raises(ValueError, match=rf"mask must be 4 bytes, got {len(bad_mask)}"):
+        apply_mask(b"some data", bad_mask)
+
+
+def test_wrong_mask_length_rejected_even_for_empty_data(apply_mask: MaskFunc) -> None:
+    with pytest.raises(ValueError, match="mask must be 4 bytes"):
+        apply_mask(b"", b"abc")
+
+
+@pytest.mark.parametrize("bad_data", ["text", 1234, None], ids=lambda v: type(v).__name__)
+def test_data_must_be_bytes_like(apply_mask: MaskFunc, bad_data: object) -> None:
+    with pytest.raises(TypeError):
+        apply_mask(bad_data, b"abcd")
+
+
+def test_mask_must_be_bytes_like(apply_mask: MaskFunc) -> None:
+    with pytest.raises(TypeError):
+        apply_mask(b"some data", 1234)
+
+
+def test_keyword_arguments(apply_mask: MaskFunc) -> None:
+    expected = reference_mask(b"kw", b"wxyz")
+    assert apply_mask(data=b"kw", mask=b"wxyz") == expected
+    assert apply_mask(b"kw", mask=b"wxyz") == expected
+
+
+def test_bad_call_signatures(apply_mask: MaskFunc) -> None:
+    with pytest.raises(TypeError):
+        apply_mask(b"x")
+    with pytest.raises(TypeError):
+        apply_mask(b"x", b"abcd", b"extra")
+    with pytest.raises(TypeError):
+        apply_mask(b"x", b"abcd", mask=b"abcd")
+    with pytest.raises(TypeError):
+        apply_mask(b"x", b"abcd", key=b"abcd")
+
+
+masks = st.binary(min_size=4, max_size=4)
+
+
+@given(data=st.binary(max_size=300), mask=masks)
+def test_python_masking_twice_is_identity(data: bytes, mask: bytes) -> None:
+    assert py_apply_mask(py_apply_mask(data, mask), mask) == data
+
+
+@given(data=st.binary(max_size=300), mask=masks)
+def test_python_matches_reference(data: bytes, mask: bytes) -> None:
+    assert py_apply_mask(data, mask) == reference_mask(data, mask)
+
+
+@given(data=st.binary(max_size=300), mask=masks, start=st.integers(0, 7))
+def test_c_matches_python(data: bytes, mask: bytes, start: int) -> None:
+    c_mask = require_c()
+    view = memoryview(data)[start:]
+    assert c_mask(view, mask) == py_apply_mask(bytes(view), mask)
+    assert c_mask(c_mask(data, mask), mask) == data
+
+
+def test_c_module_exposes_documented_function() -> None:
+    c_mask = require_c()
+    assert c_mask.__name__ == "apply_mask"
+    assert "4-byte mask" in (c_mask.__doc__ or "")
+
+
+def test_mask_module_selects_c_when_built() -> None:
+    if os.environ.get("WSKIT_NO_SPEEDUPS"):
+        pytest.skip("WSKIT_NO_SPEEDUPS is set in this test run")
+    require_c()
+    assert wskit.mask.USING_SPEEDUPS is True
+    assert wskit.mask.apply_mask is c_apply_mask
+
+
+def _probe_in_subprocess(env_overrides: dict[str, str | None]) -> list[str]:
+    """Import wskit.mask in a fresh interpreter and report which implementation it picked."""
+    env = dict(os.environ)
+    for key, value in env_overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    # Find the same wskit as this process, installed or not.
+    package_root = str(Path(wskit.mask.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    code = (
+        "import wskit.mask as m\n"
+        "print(m.USING_SPEEDUPS)\n"
+        "print(m.apply_mask is m.py_apply_mask)\n"
+        "print(m.apply_mask(b'abcdef', b'\\x01\\x02\\x03\\x04').hex())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_env_switch_forces_python_fallback() -> None:
+    using, is_python, masked = _probe_in_subprocess({"WSKIT_NO_SPEEDUPS": "1"})
+    assert using == "False"
+    assert is_python == "True"
+    assert masked == reference_mask(b"abcdef", b"\x01\x02\x03\x04").hex()
+
+
+def test_without_env_switch_c_is_selected_in_a_fresh_process() -> None:
+    require_c()
+    using, is_python, masked = _probe_in_subprocess({"WSKIT_NO_SPEEDUPS": None})
+    assert using == "True"
+    assert is_python == "False"
+    assert masked == reference_mask(b"abcdef", b"\x01\x02\x03\x04").hex()
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
+@pytest.mark.parametrize("size", [0, 1, 5, 125, 126, 70_000])
+def test_mask_frame_is_header_key_and_masked_payload(impl: str, size: int) -> None:
+    import wskit.mask
+
+    if impl == "python":
+        func = wskit.mask.py_mask_frame
+    else:
+        require_c()
+        from wskit._speedups import mask_frame as func
+    data = os.urandom(size)
+    header = b"\x81\xfe"
+    key = b"\x01\x02\x03\x04"
+    assert func(header, data, key) == header + key + reference_mask(data, key)
+    with pytest.raises(ValueError):
+        func(header, data, b"\x01\x02\x03")
