@@ -1,0 +1,450 @@
+"""The WebSocket opening handshake (RFC 6455 §4) as pure functions.
+
+No I/O and no connection state: these functions build and check the HTTP
+messages of the handshake. :class:`~wskit.ClientProtocol` and
+:class:`~wskit.ServerProtocol` drive them (and negotiate extensions with the
+extension factories); they are public for code that does the handshake by
+itself.
+
+Server-side failures raise :class:`~wskit.exceptions.InvalidHandshake` with
+the HTTP ``status`` to answer and the ``headers`` that answer must carry
+(pass both to :func:`wskit.http11.build_error_response`):
+
+* ``405 Method Not Allowed`` (with ``Allow: GET``) for a method other than
+  GET. RFC 6455 §4.2.1 only asks for "an appropriate error code (such as 400
+  Bad Request)"; 405 is the precise HTTP answer (RFC 7231 §6.5.5).
+* ``426 Upgrade Required`` (with ``Upgrade: websocket``) for a request
+  without ``Upgrade: websocket``, and (also with ``Sec-WebSocket-Version:
+  13``) for a missing or unsupported version (RFC 6455 §4.4).
+* ``403 Forbidden`` for an ``Origin`` not in the allowed list.
+* ``400 Bad Request`` for everything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .events import Request, Response
+from .exceptions import InvalidHandshake, InvalidURI, NegotiationError
+from .headers import (
+    Headers,
+    HeadersLike,
+    is_token,
+    parse_subprotocol_header,
+    parse_token_list,
+    parse_upgrade_header,
+    serialize_subprotocol_header,
+)
+from .http11 import serialize_request, serialize_response
+
+__all__ = [
+    "GUID",
+    "WSURI",
+    "generate_key",
+    "accept_key",
+    "parse_uri",
+    "build_request",
+    "check_request",
+    "select_subprotocol",
+    "build_accept_response",
+    "check_response",
+]
+
+# RFC 6455 §1.3: the GUID appended to Sec-WebSocket-Key.
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+# What urllib.parse.quote must leave alone in a path+query: RFC 3986 reserved
+# characters, "%" (existing escapes) and unreserved ones (always safe).
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def generate_key() -> str:
+    """Return a fresh ``Sec-WebSocket-Key``: base64 of 16 random bytes (RFC 6455 §4.1)."""
+    return base64.b64encode(secrets.token_bytes(16)).decode("ascii")
+
+
+def accept_key(key: str) -> str:
+    """Return the ``Sec-WebSocket-Accept`` value for ``key`` (RFC 6455 §4.2.2).
+
+    Example:
+        >>> accept_key("dGhlIHNhbXBsZSBub25jZQ==")
+        's3pPLMBiTxaQ9kYGzzhZRbK+xOo='
+    """
+    digest = hashlib.sha1((key + GUID).encode("ascii"), usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+# URIs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WSURI:
+    """A parsed ``ws://`` or ``wss://`` URI.
+
+    Attributes:
+        secure: ``True`` for ``wss://``.
+        host: the host name (lowercase, IDNA-encoded) or IP address (IPv6
+            without brackets).
+        port: the port (default 80 for ws, 443 for wss).
+        path: the request target: path and query, percent-encoded, ``"/"``
+            when empty.
+        user_info: ``(user, password)`` from the URI, percent-decoded, or
+            ``None``.
+    """
+
+    secure: bool
+    host: str
+    port: int
+    path: str = "/"
+    user_info: tuple[str, str] | None = None
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header value: brackets IPv6 literals, omits a default port."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == (443 if self.secure else 80):
+            return host
+        return f"{host}:{self.port}"
+
+
+def parse_uri(uri: str) -> WSURI:
+    """Parse a WebSocket URI (RFC 6455 §3).
+
+    Non-ASCII characters in the path and query are percent-encoded as UTF-8
+    (an IRI becomes a URI); a non-ASCII host is IDNA-encoded.
+
+    Raises:
+        InvalidURI: for another scheme, a missing host, a fragment, a bad
+            port, or whitespace / control characters.
+    """
+    if not isinstance(uri, str):
+        raise InvalidURI(f"WebSocket URI must be a str, got {type(uri).__name__}")
+    for i, char in enumerate(uri):
+        if char <= " " or char == "\x7f":
+            raise InvalidURI(f"invalid WebSocket URI {uri!r}: whitespace or control character at position {i}")
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError as exc:
+        raise InvalidURI(f"invalid WebSocket URI {uri!r}: {exc}") from None
+    if parts.scheme not in ("ws", "wss"):
+        raise InvalidURI(f"invalid WebSocket URI {uri!r}: scheme must be ws or wss, not {parts.scheme or 'missing'!r}")
+    # RFC 6455 §3: fragment identifiers are meaningless and MUST NOT be used.
+    if "#" in uri:
+        raise InvalidURI(f"invalid WebSocket URI {uri!r}: fragments ('#') are not allowed (RFC 6455 §3)")
+    host = parts.hostname
+    if not host:
+        raise InvalidURI(f"invalid WebSocket URI {uri!r}: missing host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidURI(f"invalid WebSocket URI {uri!r}: bad port") from None
+    secure = parts.scheme == "wss"
+    if port is None:
+        port = 443 if secure else 80
+    elif port == 0:
+        raise InvalidURI(f"invalid WebSocket URI {uri!r}: port 0")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidURI(f"invalid WebSocket URI {uri!r}: invalid international host name") from None
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    if not path.isascii():
+        path = urllib.parse.quote(path, safe=_URI_SAFE)
+    user_info = None
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        user_info = (user, password)
+    return WSURI(secure, host, port, path, user_info)
+
+
+# Client request ------------------------------------------------------------------
+
+
+def _extra(headers: Headers, extra_headers: HeadersLike | None, where: str) -> None:
+    """Append ``extra_headers``; refuse ones that would duplicate a header we set."""
+    if extra_headers is None:
+        return
+    extra = extra_headers if isinstance(extra_headers, Headers) else Headers(extra_headers)
+    for name in extra.keys():
+        if name in headers:
+            raise ValueError(
+                f"{where}: extra header {name!r} conflicts with the {name!r} header the handshake sets; "
+                "use the dedicated argument instead"
+            )
+    headers.extend(extra)
+
+
+def build_request(
+    wsuri: WSURI,
+    key: str,
+    *,
+    origin: str | None = None,
+    subprotocols: Sequence[str] | None = None,
+    extensions_header: str | None = None,
+    extra_headers: HeadersLike | None = None,
+    user_agent: str | None = "wskit/0.1",
+) -> tuple[Headers, bytes]:
+    """Build the client's upgrade request (RFC 6455 §4.1).
+
+    Args:
+        wsuri: from :func:`parse_uri`.
+        key: the ``Sec-WebSocket-Key`` (from :func:`generate_key`).
+        origin: the ``Origin`` header, if any.
+        subprotocols: offered subprotocols, in preference order.
+        extensions_header: the ``Sec-WebSocket-Extensions`` value, if any
+            (see :func:`wskit.headers.serialize_extension_header`).
+        extra_headers: more headers, appended after the handshake's own.
+        user_agent: the ``User-Agent`` header; ``None`` omits it.
+
+    Returns:
+        ``(headers, request_bytes)``.
+
+    Raises:
+        ValueError: if an extra header duplicates one the handshake sets
+            (``Host``, ``Origin``, ``User-Agent``, ...), or a value is invalid.
+    """
+    headers = Headers()
+    headers["Host"] = wsuri.host_header
+    headers["Upgrade"] = "websocket"
+    headers["Connection"] = "Upgrade"
+    headers["Sec-WebSocket-Key"] = key
+    headers["Sec-WebSocket-Version"] = "13"
+    if origin is not None:
+        headers["Origin"] = origin
+    if extensions_header:
+        headers["Sec-WebSocket-Extensions"] = extensions_header
+    if subprotocols:
+        headers["Sec-WebSocket-Protocol"] = serialize_subprotocol_header(subprotocols)
+    if wsuri.user_info is not None:
+        # RFC 7617: Basic credentials are base64("user:password").
+        credentials = ":".join(wsuri.user_info).encode("utf-8")
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+    if user_agent is not None:
+        headers["User-Agent"] = user_agent
+    _extra(headers, extra_headers, "build_request")
+    return headers, serialize_request("GET", wsuri.path, headers)
+
+
+# Server side ---------------------------------------------------------------------
+
+_UPGRADE_HEADERS = [("Upgrade", "websocket")]
+_VERSION_HEADERS = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+
+
+def _single(headers: Headers, name: str) -> str | None:
+    values = headers.get_all(name)
+    if len(values) > 1:
+        raise InvalidHandshake(f"{name} header appears {len(values)} times: {values!r}")
+    return values[0] if values else None
+
+
+def _has_token(values: Iterable[str], header: str, token: str) -> bool:
+    return any(item.lower() == token for item in parse_token_list(values, header))
+
+
+def check_request(request: Request, *, origins: Sequence[str | None] | None = None) -> str:
+    """Validate a client's upgrade request (RFC 6455 §4.2.1).
+
+    Args:
+        request: the parsed request.
+        origins: the acceptable ``Origin`` values; ``None`` in the list
+            accepts a request without ``Origin``; ``origins=None`` accepts
+            anything.
+
+    Returns:
+        The ``Sec-WebSocket-Key``, for :func:`build_accept_response`.
+
+    Raises:
+        InvalidHandshake: ``status`` 405, 426, 403 or 400 (see the module
+            docstring) and ``headers`` to include in the error response.
+    """
+    headers = request.headers
+    # RFC 6455 §4.2.1 (1): the method MUST be GET.
+    if request.method != "GET":
+        raise InvalidHandshake(
+            f"method {request.method} is not allowed: a WebSocket handshake is a GET request",
+            status=405,
+            headers=[("Allow", "GET")],
+        )
+    # RFC 6455 §4.2.1 (2): a Host header field.
+    if not _single(headers, "Host"):
+        raise InvalidHandshake("missing Host header")
+    # RFC 6455 §4.2.1 (3): Upgrade contains "websocket" (case-insensitive).
+    upgrade = headers.get_all("Upgrade")
+    if not upgrade:
+        raise InvalidHandshake(
+            "missing Upgrade header: this is a WebSocket endpoint", status=426, headers=list(_UPGRADE_HEADERS)
+        )
+    if not any(item.lower() == "websocket" for item in parse_upgrade_header(upgrade)):
+        raise InvalidHandshake(
+            f"Upgrade header does not contain websocket: {', '.join(upgrade)!r}",
+            status=426,
+            headers=list(_UPGRADE_HEADERS),
+        )
+    # RFC 6455 §4.2.1 (4): Connection contains "Upgrade" (case-insensitive).
+    connection = headers.get_all("Connection")
+    if not connection:
+        raise InvalidHandshake("missing Connection header (expected 'Connection: Upgrade')")
+    if not _has_token(connection, "Connection", "upgrade"):
+        raise InvalidHandshake(f"Connection header does not contain upgrade: {', '.join(connection)!r}")
+    # RFC 6455 §4.2.1 (6) and §4.4: version 13, else 426 with the versions we speak.
+    versions = headers.get_all("Sec-WebSocket-Version")
+    if versions != ["13"]:
+        what = "missing Sec-WebSocket-Version header" if not versions else (
+            f"unsupported Sec-WebSocket-Version {', '.join(versions)!r}"
+        )
+        raise InvalidHandshake(f"{what}: this server supports version 13", status=426, headers=list(_VERSION_HEADERS))
+    # RFC 6455 §4.2.1 (5): Sec-WebSocket-Key is base64 of 16 bytes.
+    key = _single(headers, "Sec-WebSocket-Key")
+    if key is None:
+        raise InvalidHandshake("missing Sec-WebSocket-Key header")
+    try:
+        raw = base64.b64decode(key.encode("latin-1"), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise InvalidHandshake(f"invalid Sec-WebSocket-Key {key!r}: expected base64 of 16 bytes")
+    # RFC 6455 §4.2.1 (8) and §10.2: Origin checks are the server's policy.
+    if origins is not None:
+        origin = _single(headers, "Origin")
+        if origin not in origins:
+            shown = "missing Origin header" if origin is None else f"Origin {origin!r}"
+            raise InvalidHandshake(f"{shown} is not allowed", status=403)
+    return key
+
+
+def select_subprotocol(client_offered: Sequence[str], server_supported: Sequence[str]) -> str | None:
+    """Pick a subprotocol: the first of ``server_supported`` the client offered.
+
+    Server preference wins (RFC 6455 §4.2.2 lets the server choose). Names
+    compare case-sensitively. Returns ``None`` when there is no common one.
+    """
+    if not client_offered:
+        return None
+    offered = set(client_offered)
+    for name in server_supported:
+        if name in offered:
+            return name
+    return None
+
+
+def build_accept_response(
+    key: str,
+    *,
+    subprotocol: str | None = None,
+    extensions_header: str | None = None,
+    extra_headers: HeadersLike | None = None,
+    server_header: str | None = "wskit/0.1",
+) -> tuple[Headers, bytes]:
+    """Build the server's ``101 Switching Protocols`` response (RFC 6455 §4.2.2).
+
+    Args:
+        key: the client's ``Sec-WebSocket-Key`` (from :func:`check_request`).
+        subprotocol: the chosen subprotocol, if any.
+        extensions_header: the accepted ``Sec-WebSocket-Extensions`` value.
+        extra_headers: more headers, appended after the handshake's own.
+        server_header: the ``Server`` header; ``None`` omits it.
+
+    Returns:
+        ``(headers, response_bytes)``.
+
+    Raises:
+        ValueError: if an extra header duplicates one the handshake sets, or
+            the subprotocol is not a token.
+    """
+    headers = Headers()
+    headers["Upgrade"] = "websocket"
+    headers["Connection"] = "Upgrade"
+    headers["Sec-WebSocket-Accept"] = accept_key(key)
+    if extensions_header:
+        headers["Sec-WebSocket-Extensions"] = extensions_header
+    if subprotocol is not None:
+        if not is_token(subprotocol):
+            raise ValueError(f"subprotocol {subprotocol!r} is not a token")
+        headers["Sec-WebSocket-Protocol"] = subprotocol
+    if server_header is not None:
+        headers["Server"] = server_header
+    _extra(headers, extra_headers, "build_accept_response")
+    return headers, serialize_response(101, "Switching Protocols", headers)
+
+
+# Client side ---------------------------------------------------------------------
+
+
+def check_response(
+    response: Response, key: str, *, subprotocols_offered: Sequence[str] | None = None
+) -> str | None:
+    """Validate the server's answer to our upgrade request (RFC 6455 §4.1).
+
+    Args:
+        response: the parsed response.
+        key: the ``Sec-WebSocket-Key`` we sent.
+        subprotocols_offered: the subprotocols we offered.
+
+    Returns:
+        The subprotocol the server chose, or ``None``.
+
+    Raises:
+        InvalidHandshake: the response is not a valid ``101``; ``exc.response``
+            is ``response``.
+        NegotiationError: the server chose a subprotocol we did not offer, or
+            several.
+    """
+    try:
+        return _check_response(response, key, subprotocols_offered)
+    except InvalidHandshake as exc:
+        exc.response = response
+        raise
+
+
+def _check_response(response: Response, key: str, offered: Sequence[str] | None) -> str | None:
+    headers = response.headers
+    # RFC 6455 §4.1: any status other than 101 means the handshake failed.
+    if response.status_code != 101:
+        reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+        raise InvalidHandshake(f"server answered {response.status_code}{reason} instead of 101")
+    # RFC 6455 §4.1 (2): Upgrade must be "websocket" (case-insensitive).
+    upgrade = headers.get_all("Upgrade")
+    if not upgrade:
+        raise InvalidHandshake("missing Upgrade header in the 101 response")
+    protocols = parse_upgrade_header(upgrade)
+    if len(protocols) != 1 or protocols[0].lower() != "websocket":
+        raise InvalidHandshake(f"Upgrade header is {', '.join(upgrade)!r}, expected 'websocket'")
+    # RFC 6455 §4.1 (3): Connection must contain "Upgrade" (case-insensitive).
+    connection = headers.get_all("Connection")
+    if not connection:
+        raise InvalidHandshake("missing Connection header in the 101 response")
+    if not _has_token(connection, "Connection", "upgrade"):
+        raise InvalidHandshake(f"Connection header does not contain upgrade: {', '.join(connection)!r}")
+    # RFC 6455 §4.1 (4): Sec-WebSocket-Accept = base64(SHA-1(key + GUID)).
+    accept = _single(headers, "Sec-WebSocket-Accept")
+    if accept is None:
+        raise InvalidHandshake("missing Sec-WebSocket-Accept header")
+    expected = accept_key(key)
+    if accept != expected:
+        raise InvalidHandshake(f"Sec-WebSocket-Accept mismatch: expected {expected!r}, got {accept!r}")
+    # RFC 6455 §4.1 (6): the subprotocol must be one we offered.
+    values = headers.get_all("Sec-WebSocket-Protocol")
+    if not values:
+        return None
+    chosen = parse_subprotocol_header(values)
+    if len(chosen) > 1:
+        raise NegotiationError(f"server chose several subprotocols: {', '.join(chosen)!r}")
+    subprotocol = chosen[0]
+    if not offered:
+        raise NegotiationError(f"server chose subprotocol {subprotocol!r} but none was offered")
+    if subprotocol not in offered:
+        raise NegotiationError(
+            f"server chose subprotocol {subprotocol!r}, which was not offered (offered: {', '.join(offered)})"
+        )
+    return subprotocol
