@@ -13,7 +13,7 @@ import struct
 from typing import NamedTuple
 
 from .exceptions import PayloadTooBig, ProtocolError
-from .mask import apply_mask
+from .mask import apply_mask, mask_frame
 
 __all__ = [
     "Opcode",
@@ -169,9 +169,8 @@ def encode_frame(b0: int, data: bytes | bytearray | memoryview, mask: bool) -> b
     else:
         header = _pack_BBQ(b0, mbit | 127, length)
     if mask:
-        key = _urandom(4)
-        return header + key + apply_mask(data, key)
-    return header + bytes(data) if not isinstance(data, bytes) else header + data
+        return mask_frame(header, data, _urandom(4))
+    return header + data if isinstance(data, bytes) else header + bytes(data)
 
 
 def serialize_close(code: int, reason: str) -> bytes:
@@ -252,19 +251,23 @@ class FrameReader:
         stream: deliver partial data frames in pieces (see above).
     """
 
-    __slots__ = ("buf", "pos", "mask_expected", "max_size", "rsv_mask", "stream",
-                 "in_message", "message_size", "_remaining", "_key", "_fin")
+    __slots__ = ("buf", "pos", "need", "mask_expected", "max_size", "rsv_mask", "stream",
+                 "in_message", "message_size", "text_message", "_remaining", "_key", "_fin")
 
     def __init__(self, mask_expected: bool, max_size: int | None = None, rsv_mask: int = 0,
                  stream: bool = True) -> None:
         self.buf = bytearray()
         self.pos = 0
+        # len(buf) needed before the next frame can complete (0: unknown);
+        # callers may skip read() while the buffer is shorter.
+        self.need = 0
         self.mask_expected = mask_expected
         self.max_size = max_size
         self.rsv_mask = rsv_mask
         self.stream = stream
         self.in_message = False  # a fragmented message is in progress
         self.message_size = 0  # payload bytes of the current message so far
+        self.text_message = False  # the current message is text (only text is streamed)
         self._remaining = 0  # payload bytes still due for the frame being streamed
         self._key: bytes | None = None  # its masking key, rotated to the next byte
         self._fin = True  # its FIN bit
@@ -284,8 +287,12 @@ class FrameReader:
         self.pos = 0
         return data
 
-    def read(self) -> tuple[list[Frame], ProtocolError | None]:
+    def read(self, data: bytes = b"") -> tuple[list[Frame], ProtocolError | None]:
         """Parse every complete frame (or streamable piece) in the buffer.
+
+        Args:
+            data: more received bytes. When nothing else is buffered they are
+                parsed in place, without copying them into the buffer first.
 
         Returns:
             The frames, and the violation that stopped parsing (or ``None``).
@@ -294,10 +301,20 @@ class FrameReader:
         """
         frames: list[Frame] = []
         append = frames.append
-        buf = self.buf
+        buf: bytes | bytearray = self.buf
         pos = self.pos
+        borrowed = False
+        if data:
+            if pos == len(buf) and type(data) is bytes:
+                buf = data
+                pos = 0
+                borrowed = True
+            else:
+                buf += data
         end = len(buf)
         error: ProtocolError | None = None
+        need = 0
+        text_message = self.text_message
         max_size = self.max_size
         rsv_forbidden = 0x70 & ~self.rsv_mask
         mask_expected = 0x80 if self.mask_expected else 0
@@ -306,7 +323,7 @@ class FrameReader:
         mask = apply_mask
         try:
             if self._remaining:
-                pos = self._read_rest(frames, pos, end)
+                pos = self._read_rest(buf, frames, pos, end)
             while end - pos >= 2:
                 b0 = buf[pos]
                 b1 = buf[pos + 1]
@@ -374,12 +391,20 @@ class FrameReader:
                 start = pos + hlen
                 stop = start + length
                 if stop <= end:
-                    if masked:
+                    if length > 2048:  # large: view the payload instead of copying it
+                        with memoryview(buf) as view:
+                            if masked:
+                                data = mask(view[start:stop], bytes(buf[start - 4:start]))
+                            else:
+                                data = view[start:stop].tobytes()
+                    elif masked:
                         data = mask(buf[start:stop], bytes(buf[start - 4:start]))
                     else:
                         data = bytes(buf[start:stop])
                     pos = stop
                     if opcode < 8:
+                        if opcode:
+                            text_message = opcode == 1
                         if b0 & 0x80:
                             in_message = False
                             message_size = 0
@@ -391,8 +416,12 @@ class FrameReader:
                     else:
                         append(Frame(opcode, data, b0 & 0x80 != 0))
                     continue
-                if self.stream and opcode < 8 and end > start:
-                    # Deliver what has arrived; the rest follows as CONT pieces.
+                if opcode:
+                    text_message = opcode == 1
+                if self.stream and opcode < 8 and end > start and text_message:
+                    # Deliver what has arrived of a text frame, so that invalid
+                    # UTF-8 fails fast (RFC 6455 §8.1); the rest follows as CONT
+                    # pieces. Other frames wait until they are complete.
                     take = end - start
                     if masked:
                         key = bytes(buf[start - 4:start])
@@ -409,29 +438,42 @@ class FrameReader:
                     in_message = not b0 & 0x80
                     message_size = 0 if b0 & 0x80 else size
                     append(Frame(opcode, data, False, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
+                    break
+                need = stop
                 break
         except ProtocolError as exc:
             error = exc
         self.in_message = in_message
         self.message_size = message_size
-        # Compact: drop what was parsed (cheap when everything was).
-        if pos == len(buf):
-            buf.clear()
+        self.text_message = text_message
+        if borrowed:
+            # Keep only the unparsed tail of the caller's bytes.
+            if pos < end:
+                self.buf += memoryview(buf)[pos:]
+            need -= pos
             pos = 0
-        elif pos > 65536 or pos > (len(buf) >> 1):
-            del buf[:pos]
-            pos = 0
+        else:
+            own = self.buf
+            # Compact: drop what was parsed (cheap when everything was).
+            if pos == end:
+                own.clear()
+                pos = 0
+            elif pos > 65536 or pos > (end >> 1):
+                del own[:pos]
+                need -= pos
+                pos = 0
         self.pos = pos
+        self.need = need if need > 0 else 0
         return frames, error
 
-    def _read_rest(self, frames: list[Frame], pos: int, end: int) -> int:
+    def _read_rest(self, buf: bytes | bytearray, frames: list[Frame], pos: int, end: int) -> int:
         """Deliver the next piece of a frame being streamed; return the new position."""
         avail = end - pos
         if avail == 0:
             return pos
         remaining = self._remaining
         take = avail if avail < remaining else remaining
-        piece = self.buf[pos:pos + take]
+        piece = buf[pos:pos + take]
         self._remaining = remaining = remaining - take
         key = self._key
         if key is not None:

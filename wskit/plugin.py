@@ -36,6 +36,7 @@ class PluginManager:
         entry_points: load third-party plugins from the ``wskit`` entry-point
             group (unless ``WSKIT_DISABLE_PLUGIN_AUTOLOAD`` is set).
         disable: names of plugins (built-in or from entry points) to leave out.
+        enable: names of optional built-in plugins to register (``"logging"``).
     """
 
     def __init__(
@@ -45,19 +46,26 @@ class PluginManager:
         builtins: bool | Iterable[str] = True,
         entry_points: bool = True,
         disable: Iterable[str] = (),
+        enable: Iterable[str] = (),
     ) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         disabled = set(disable)
         for name in disabled:
             self.pm.set_blocked(name)
-        if builtins:
-            from .plugins import BUILTIN_PLUGINS
+        from .plugins import BUILTIN_MODULES, OPTIONAL_MODULES, builtin
 
-            wanted = None if builtins is True else set(builtins)  # type: ignore[arg-type]
-            for name, plugin in BUILTIN_PLUGINS.items():
+        if builtins:
+            wanted = None if builtins is True else set(builtins)
+            for name in BUILTIN_MODULES:
                 if (wanted is None or name in wanted) and name not in disabled:
-                    self.pm.register(plugin, name=name)
+                    self.pm.register(builtin(name), name=name)
+        for name in enable:
+            if name not in OPTIONAL_MODULES and name not in BUILTIN_MODULES:
+                known = ", ".join(sorted({*BUILTIN_MODULES, *OPTIONAL_MODULES}))
+                raise PluginError(f"cannot enable {name!r}: no built-in plugin has that name (built-ins: {known})")
+            if self.pm.get_plugin(name) is None and name not in disabled:
+                self.pm.register(builtin(name), name=name)
         if entry_points and not os.environ.get(AUTOLOAD_ENV):
             try:
                 self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)

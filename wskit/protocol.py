@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -279,7 +280,7 @@ class Protocol:
     def _set_extensions(self, extensions: list[Extension]) -> None:
         self._extensions = extensions
         self._encoders = [ext.encode for ext in extensions] or None
-        self._decoders = [ext.decode for ext in reversed(extensions)] or None
+        self._decoders = [_decoder_of(ext) for ext in reversed(extensions)] or None
         rsv = 0
         for ext in extensions:
             rsv |= getattr(ext, "rsv_mask", 0)
@@ -468,15 +469,23 @@ class Protocol:
 
     def _receive_frames(self, data: bytes | bytearray | memoryview) -> list[Event]:
         reader = self._reader
-        if data:
-            reader.buf += data
-        frames, error = reader.read()
+        if reader.need and data:
+            # The frame being received is still incomplete: just buffer.
+            buf = reader.buf
+            buf += data
+            if len(buf) < reader.need:
+                return []
+            data = b""
+        frames, error = reader.read(data if type(data) is bytes else bytes(data))
         events: list[Event] = []
         if frames:
             try:
                 self._process(frames, events)
             except ProtocolError as exc:
                 error = exc
+            else:
+                if self._close_received:
+                    error = None  # RFC 6455 §5.5.1: nothing after the Close counts
         if error is not None:
             self._fail(error, events)
         return events
@@ -625,6 +634,26 @@ class Protocol:
         if self._si.name != "closed":
             self._fire("eof")
         return [ConnectionClosed(exception)]
+
+
+def _decoder_of(ext: Extension) -> Any:
+    """Return ``ext.decode``, adapted to take ``max_size=`` if it does not.
+
+    API.md lets an extension's ``decode`` accept the frame alone (the seed's
+    example); the protocol still checks the decoded size itself.
+    """
+    decode = ext.decode
+    try:
+        params = inspect.signature(decode).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return decode
+    if any(p.name == "max_size" or p.kind is p.VAR_KEYWORD for p in params):
+        return decode
+
+    def decode_without_limit(frame: Frame, *, max_size: int | None = None) -> Frame:
+        return decode(frame)  # type: ignore[no-any-return]
+
+    return decode_without_limit
 
 
 def _invalid_utf8(exc: UnicodeDecodeError) -> ProtocolError:

@@ -75,7 +75,7 @@ class StateSpec:
             are fired on connection objects directly).
     """
 
-    __slots__ = ("source", "initial", "states", "transitions", "machine", "_events", "_public_initial")
+    __slots__ = ("source", "initial", "states", "transitions", "machine", "_events", "_table")
 
     def __init__(self, data: Mapping[str, Any], source: str = "<dict>") -> None:
         self.source = source
@@ -112,9 +112,22 @@ class StateSpec:
             model_attribute="_sm_state",
         )
         self._events = self.machine.events
+        # (source, trigger) -> the machine's own Transition object. A spec
+        # cannot name callbacks or conditions, so executing a transition is
+        # exactly the machine's set_state(dest): 0.6 us instead of the 6 us of
+        # Event.trigger's generic callback and logging path (measured, see
+        # docs/state-machine.md). full=True takes that full path.
+        self._table: dict[tuple[str, str], Any] = {(src, trig): event.transitions[src][0]
+                       for trig, event in self._events.items() for src in event.transitions}
 
-    def fire(self, model: Any, trigger: str) -> StateInfo:
+    def fire(self, model: Any, trigger: str, *, full: bool = False) -> StateInfo:
         """Fire ``trigger`` on ``model`` (an object with a ``_sm_state`` attribute).
+
+        Args:
+            model: the connection; its ``_sm_state`` holds the state name.
+            trigger: the trigger to fire.
+            full: go through ``transitions``' complete ``Event.trigger``
+                machinery (same result, ten times slower).
 
         Returns:
             The :class:`StateInfo` of the new state.
@@ -123,7 +136,11 @@ class StateSpec:
             KeyError: if the trigger is not valid in the model's state (callers
                 check ``StateInfo.triggers`` first and raise ``InvalidState``).
         """
-        self._events[trigger].trigger(model)
+        if full:
+            self._events[trigger].trigger(model)
+        else:
+            transition = self._table[(model._sm_state, trigger)]
+            self.machine.set_state(transition.dest, model)  # a spec always names dest
         return self.states[model._sm_state]
 
     def initial_for(self, public: State) -> str:

@@ -1,6 +1,32 @@
-"""wskit's built-in plugins. They use only the public hooks of :mod:`wskit.hookspecs`."""
+"""wskit's built-in plugins. They use only the public hooks of :mod:`wskit.hookspecs`.
+
+``BUILTIN_PLUGINS`` are registered by every :class:`~wskit.plugin.PluginManager`
+unless disabled; ``OPTIONAL_PLUGINS`` only when enabled by name
+(``PluginManager(enable=["logging"])``, or ``plugins: {enable: [logging]}`` in
+a configuration file).
+"""
 
 from __future__ import annotations
 
-BUILTIN_PLUGINS: dict[str, object] = {}
-"""Built-in plugins by name, registered by every :class:`~wskit.plugin.PluginManager`."""
+import importlib
+from types import ModuleType
+
+
+def _load(module: str) -> ModuleType:
+    return importlib.import_module(f"wskit.plugins.{module}")
+
+
+BUILTIN_MODULES: dict[str, str] = {"permessage-deflate": "deflate"}
+"""Plugins on by default: name -> module in this package."""
+
+OPTIONAL_MODULES: dict[str, str] = {"logging": "framelog"}
+"""Plugins off by default (they would cost something per frame)."""
+
+
+def builtin(name: str) -> ModuleType:
+    """Return the built-in plugin module registered under ``name``."""
+    module = BUILTIN_MODULES.get(name) or OPTIONAL_MODULES.get(name)
+    if module is None:
+        known = ", ".join(sorted({*BUILTIN_MODULES, *OPTIONAL_MODULES}))
+        raise KeyError(f"no built-in plugin named {name!r} (built-ins: {known})")
+    return _load(module)
