@@ -49,8 +49,10 @@ typecheck: $(STAMP) ## Only mypy.
 pytest: $(STAMP) ## Only the test suite; pass options with ARGS="-k mask -x".
 	$(VPY) -m pytest $(ARGS)
 
-bench: $(STAMP) ## Run the benchmarks (bench/run.py), wskit vs python-websockets.
+bench: $(STAMP) ## Benchmarks: sans-I/O core (bench/run.py) and loopback echo servers (bench/echo.py).
+	$(PIP) install --progress-bar off -q -e '.[dev,bench]'
 	$(VPY) bench/run.py
+	$(VPY) bench/echo.py
 
 compliance: $(STAMP) ## Run the Autobahn compliance suite (tests/compliance/run.sh).
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash tests/compliance/run.sh

@@ -24,19 +24,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import websockets  # noqa: E402
-from websockets.client import ClientProtocol as WSClient  # noqa: E402
-from websockets.frames import Frame as WSFrame  # noqa: E402
-from websockets.frames import Opcode as WSOpcode  # noqa: E402
-from websockets.protocol import Protocol as WSProtocol  # noqa: E402
-from websockets.protocol import Side as WSSide  # noqa: E402
-from websockets.protocol import State as WSState  # noqa: E402
-from websockets.server import ServerProtocol as WSServer  # noqa: E402
-from websockets.uri import parse_uri as ws_parse_uri  # noqa: E402
+import websockets
+from websockets.client import ClientProtocol as WSClient
+from websockets.protocol import Protocol as WSProtocol
+from websockets.protocol import Side as WSSide
+from websockets.protocol import State as WSState
+from websockets.server import ServerProtocol as WSServer
+from websockets.uri import parse_uri as ws_parse_uri
 
-import wskit  # noqa: E402
-from wskit import ClientProtocol, Protocol, ServerProtocol, Side  # noqa: E402
-from wskit.mask import USING_SPEEDUPS  # noqa: E402
+import wskit
+from wskit import ClientProtocol, Protocol, ServerProtocol, Side
+from wskit.mask import USING_SPEEDUPS
 
 Case = Callable[[], Callable[[], object]]  # setup -> timed function
 RESULTS: list[dict[str, object]] = []
@@ -181,7 +179,7 @@ def wskit_lifecycle(compression: bool = False) -> None:
     client = ClientProtocol("ws://localhost:8765/chat", **kw)  # type: ignore[arg-type]
     server = ServerProtocol(**kw)  # type: ignore[arg-type]
     (request,) = server.receive_data(client.connect()[0])
-    (response,) = client.receive_data(server.accept(request)[0])
+    (_response,) = client.receive_data(server.accept(request)[0])
     assert server.receive_data(b"".join(client.send_text("hello")))[0]
     assert client.receive_data(b"".join(server.send_text("hello")))[0]
     client.receive_data(server.receive_data(b"".join(client.send_close()))[0] and b"".join(server.send_close()))

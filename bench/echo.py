@@ -1,0 +1,190 @@
+"""End-to-end echo benchmark over loopback: server CPU time per message.
+
+Starts each echo server (bench/echo_servers.py) in its own process, drives it
+with the same load client, and reads the server process's CPU time (all
+threads, from /proc) before and after each load. CPU time per
+message is steadier than wall-clock rates on these shared machines.
+
+Loads:
+  sequential  one client, 32-byte text round trips one at a time
+  pipelined   50 clients, each sends a burst of 32-byte messages, then reads the echoes
+  1 MiB       one client, 1 MiB binary round trips
+
+    python bench/echo.py [--quick] [--impl wskit-asyncio --impl websockets ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from wskit import BinaryMessage, ClientProtocol, TextMessage
+
+HERE = Path(__file__).resolve().parent
+IMPLS = ["wskit-asyncio", "wskit-sync", "websockets", "picows", "aiohttp"]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of ``pid``, in seconds (ns precision where
+    /proc/<pid>/task/*/schedstat exists, else clock ticks from /proc/<pid>/stat)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that just ended
+        return total / 1e9
+    except OSError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Client:
+    """A minimal load client: wskit's sans-I/O ClientProtocol on asyncio streams."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto: ClientProtocol) -> None:
+        self.reader, self.writer, self.proto = reader, writer, proto
+        self.pending: list[object] = []
+
+    @classmethod
+    async def open(cls, port: int) -> Client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        proto = ClientProtocol(f"ws://127.0.0.1:{port}/", extensions=[], max_size=None)
+        writer.writelines(proto.connect())
+        self = cls(reader, writer, proto)
+        while not self.pending:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("server closed during the handshake")
+            self.pending += proto.receive_data(data)
+        self.pending = self.pending[1:]  # the Response
+        self.pending += proto.receive_data(b"")
+        return self
+
+    async def messages(self, n: int) -> list[object]:
+        out: list[object] = []
+        while len(out) + len(self.pending) < n:
+            data = await self.reader.read(262144)
+            if not data:
+                raise ConnectionError("server closed")
+            self.pending += [e for e in self.proto.receive_data(data)
+                             if isinstance(e, TextMessage | BinaryMessage)]
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+    async def close(self) -> None:
+        self.writer.writelines(self.proto.send_close())
+        try:
+            await asyncio.wait_for(self.reader.read(), 2)
+        except (TimeoutError, ConnectionError):
+            pass
+        self.writer.close()
+
+
+async def sequential(port: int, n: int) -> int:
+    c = await Client.open(port)
+    msg = "x" * 32
+    for _ in range(n):
+        c.writer.writelines(c.proto.send_text(msg))
+        await c.messages(1)
+    await c.close()
+    return n
+
+
+async def pipelined(port: int, clients: int, burst: int, rounds: int) -> int:
+    conns = [await Client.open(port) for _ in range(clients)]
+    msg = "x" * 32
+
+    async def run(c: Client) -> None:
+        for _ in range(rounds):
+            c.writer.writelines([b for _ in range(burst) for b in c.proto.send_text(msg)])
+            await c.messages(burst)
+
+    await asyncio.gather(*(run(c) for c in conns))
+    await asyncio.gather(*(c.close() for c in conns))
+    return clients * burst * rounds
+
+
+async def big(port: int, n: int) -> int:
+    c = await Client.open(port)
+    payload = os.urandom(2**20)
+    for _ in range(n):
+        c.writer.writelines(c.proto.send_binary(payload))
+        await c.messages(1)
+    await c.close()
+    return n
+
+
+def run_load(pid: int, coro_factory: object) -> tuple[float, float, int]:
+    cpu0 = cpu_seconds(pid)
+    t0 = time.perf_counter()
+    n = asyncio.run(coro_factory())  # type: ignore[operator]
+    wall = time.perf_counter() - t0
+    return cpu_seconds(pid) - cpu0, wall, n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impl", action="append", choices=IMPLS, help="servers to measure (default: all available)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per load (median reported)")
+    args = parser.parse_args()
+    impls = args.impl or IMPLS
+    scale = 0.25 if args.quick else 1.0
+    loads = {
+        "sequential 32 B": lambda port: sequential(port, int(4000 * scale)),
+        "pipelined 50x32 B": lambda port: pipelined(port, 50, 100, max(1, int(8 * scale))),
+        "1 MiB echo": lambda port: big(port, max(4, int(40 * scale))),
+    }
+    print(f"{'server':<16}{'load':<20}{'CPU us/msg':>12}{'msgs/s':>12}")
+    results: dict[tuple[str, str], float] = {}
+    for impl in impls:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, str(HERE / "echo_servers.py"), impl, str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if line.strip() != "ready":
+                err = proc.stderr.read() if proc.stderr else ""
+                print(f"{impl:<16}unavailable: {err.strip().splitlines()[-1] if err.strip() else 'did not start'}")
+                continue
+            for load, make in loads.items():
+                cpus, rates = [], []
+                for _ in range(args.repeat):
+                    cpu, wall, n = run_load(proc.pid, lambda make=make: make(port))
+                    cpus.append(cpu / n * 1e6)
+                    rates.append(n / wall)
+                cpu_us = statistics.median(cpus)
+                results[(impl, load)] = cpu_us
+                print(f"{impl:<16}{load:<20}{cpu_us:12.1f}{statistics.median(rates):12.0f}", flush=True)
+        finally:
+            proc.kill()
+            proc.wait()
+    base = "websockets"
+    if any(k[0] == base for k in results):
+        print(f"\nserver CPU per message, {base} / other (> 1: other uses less CPU)")
+        for (impl, load), cpu in results.items():
+            if impl != base and (base, load) in results:
+                print(f"  {impl:<16}{load:<20}{results[(base, load)] / cpu:6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Echo servers for bench/echo.py, one per implementation (compression off).
+
+    python bench/echo_servers.py IMPL PORT
+
+IMPL: wskit-asyncio, wskit-sync, websockets, picows, aiohttp. Prints
+"ready" once listening; runs until killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+HOST = "127.0.0.1"
+
+
+def ready() -> None:
+    print("ready", flush=True)
+
+
+async def wskit_asyncio(port: int) -> None:
+    from wskit.asyncio import serve
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(echo, HOST, port, compression=None, max_size=None, ping_interval=None) as server:
+        ready()
+        await server.serve_forever()
+
+
+def wskit_sync(port: int) -> None:
+    from wskit.sync import serve
+
+    def echo(ws: Any) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with serve(echo, HOST, port, compression=None, max_size=None, ping_interval=None) as server:
+        ready()
+        server.serve_forever()
+
+
+async def websockets_asyncio(port: int) -> None:
+    from websockets.asyncio.server import serve
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(echo, HOST, port, compression=None, max_size=None, ping_interval=None) as server:
+        ready()
+        await server.serve_forever()
+
+
+async def picows_server(port: int) -> None:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    class Echo(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+            elif frame.msg_type == WSMsgType.PING:
+                transport.send_pong(frame.get_payload_as_bytes())
+            elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                transport.send(frame.msg_type, frame.get_payload_as_memoryview())
+
+    server = await ws_create_server(lambda request: Echo(), HOST, port, max_frame_size=64 * 2**20)
+    ready()
+    await server.serve_forever()
+
+
+async def aiohttp_server(port: int) -> None:
+    from aiohttp import WSMsgType, web
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0, compress=False, autoping=True)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, HOST, port).start()
+    ready()
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    impl, port = sys.argv[1], int(sys.argv[2])
+    if impl == "wskit-sync":
+        wskit_sync(port)
+        return
+    coro = {
+        "wskit-asyncio": wskit_asyncio,
+        "websockets": websockets_asyncio,
+        "picows": picows_server,
+        "aiohttp": aiohttp_server,
+    }[impl](port)
+    asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    main()
