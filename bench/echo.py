@@ -168,7 +168,7 @@ def main() -> int:
             for load, make in loads.items():
                 cpus, rates = [], []
                 for _ in range(args.repeat):
-                    cpu, wall, n = run_load(proc.pid, lambda make=make: make(port))
+                    cpu, wall, n = run_load(proc.pid, lambda make=make, port=port: make(port))
                     cpus.append(cpu / n * 1e6)
                     rates.append(n / wall)
                 cpu_us = statistics.median(cpus)

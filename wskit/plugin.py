@@ -3,27 +3,201 @@
 Plugins register once per manager (process-wide by default), never per
 connection. After registration the manager resolves each observation hook
 into a plain callable, or ``None`` when no plugin implements it, which is what
-protocols read on the per-frame path.
+protocols read on the per-frame path: a hook nobody implements costs nothing.
+
+When a plugin raises inside a hook, the manager turns the exception into a
+:class:`PluginHookError` that names the plugin (``plugin_name``) and the hook;
+a :class:`~wskit.exceptions.ProtocolError` raised on purpose by a plugin goes
+through unchanged.
+
+This module also implements the ``wskit plugins`` command.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, NamedTuple
 
 import pluggy
 
 from . import hookspecs
-from .exceptions import PluginError
+from .exceptions import PluginError, ProtocolError, WSKitError
 
-__all__ = ["PluginManager", "default_manager", "AUTOLOAD_ENV"]
+__all__ = [
+    "PluginManager",
+    "PluginHookError",
+    "PluginInfo",
+    "default_manager",
+    "AUTOLOAD_ENV",
+    "add_plugins_arguments",
+    "run_plugins",
+]
 
 AUTOLOAD_ENV = "WSKIT_DISABLE_PLUGIN_AUTOLOAD"
 """Set this environment variable to stop loading plugins from entry points."""
 
 _OBSERVERS = ("wskit_frame_sent", "wskit_frame_received", "wskit_state_changed")
+_SIDES = ("client", "server")
+
+
+class PluginHookError(PluginError):
+    """A plugin raised inside one of its hooks.
+
+    Attributes:
+        plugin_name: the name the plugin is registered under (``None`` when
+            the culprit could not be told apart from other plugins).
+        hook_name: the hook that failed (``"wskit_frame_sent"``, ...).
+    """
+
+    def __init__(self, message: str, *, plugin_name: str | None, hook_name: str) -> None:
+        super().__init__(message)
+        self.plugin_name = plugin_name
+        self.hook_name = hook_name
+
+
+class PluginInfo(NamedTuple):
+    """What ``wskit plugins`` shows about one registered plugin.
+
+    Attributes:
+        name: the name it is registered under (what ``disable=`` takes).
+        origin: ``"built-in"``, ``"entry point"`` or ``"code"`` (passed with
+            ``plugins=[...]`` or :meth:`PluginManager.register`).
+        source: where it lives: the module, or ``distribution version`` for
+            an entry point.
+        hooks: the ``wskit_*`` hooks it implements, sorted.
+    """
+
+    name: str
+    origin: str
+    source: str
+    hooks: list[str]
+
+
+def _hook_error(plugin_name: str | None, hook_name: str, exc: BaseException,
+                candidates: Iterable[str] = ()) -> PluginHookError:
+    if plugin_name is not None:
+        who = f"plugin {plugin_name!r}"
+    else:
+        names = ", ".join(repr(n) for n in candidates)
+        who = f"a plugin (one of {names})" if names else "a plugin"
+    return PluginHookError(f"{who} raised {type(exc).__name__} in {hook_name}: {exc}",
+                           plugin_name=plugin_name, hook_name=hook_name)
+
+
+def _code_of(function: Any) -> Any:
+    function = getattr(function, "__func__", function)  # bound methods of plugin objects
+    return getattr(function, "__code__", None)
+
+
+def _culprit(impls: list[Any], tb: TracebackType | None) -> str | None:
+    """Return the name of the plugin whose hook function is in the traceback.
+
+    Side-effect free (no hook is called again): pluggy calls the hook
+    function, so its code object appears in the traceback of what it raised.
+    """
+    codes: dict[Any, str] = {}
+    for impl in impls:
+        code = _code_of(impl.function)
+        if code is not None:
+            codes.setdefault(code, str(impl.plugin_name))
+    while tb is not None:
+        name = codes.get(tb.tb_frame.f_code)
+        if name is not None:
+            return name
+        tb = tb.tb_next
+    if len(impls) == 1:
+        return str(impls[0].plugin_name)
+    return None
+
+
+class _NamedHookCaller:
+    """A pluggy hook caller whose failures name the plugin that raised."""
+
+    __slots__ = ("_caller", "name")
+
+    def __init__(self, caller: Any) -> None:
+        self._caller = caller
+        self.name: str = caller.name
+
+    def get_hookimpls(self) -> list[Any]:
+        return list(self._caller.get_hookimpls())
+
+    def __call__(self, **kwargs: Any) -> Any:
+        try:
+            return self._caller(**kwargs)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            impls = self._caller.get_hookimpls()
+            name = _culprit(impls, exc.__traceback__)
+            raise _hook_error(name, self.name, exc, (i.plugin_name for i in impls)) from exc
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._caller, attr)
+
+
+class _HookRelay:
+    """``manager.hook``: like pluggy's relay, with :class:`_NamedHookCaller` hooks."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._pm = pm
+
+    def __getattr__(self, name: str) -> _NamedHookCaller:
+        caller = _NamedHookCaller(getattr(self._pm.hook, name))
+        setattr(self, name, caller)  # pluggy keeps one caller per hook: cache ours
+        return caller
+
+
+def _observer(hook_name: str, caller: Any) -> Callable[..., None] | None:
+    """Resolve an observation hook into a plain callable (``None`` if unimplemented).
+
+    The hook functions are called directly, in pluggy's order (last
+    registered first, ``tryfirst``/``trylast`` honoured), which is several
+    times cheaper than going through pluggy on every frame. Hook wrappers
+    need pluggy's machinery: if any plugin has one, the pluggy caller is
+    used (still naming the culprit on failure). Direct calls bypass
+    ``pluggy.PluginManager.add_hookcall_monitoring``.
+    """
+    impls = caller.get_hookimpls()
+    if not impls:
+        return None
+    if any(impl.hookwrapper or impl.wrapper for impl in impls):
+        named = _NamedHookCaller(caller)
+
+        def observe_via_pluggy(**kwargs: Any) -> None:
+            named(**kwargs)
+
+        return observe_via_pluggy
+    calls = [(impl.function, tuple(impl.argnames), impl.plugin_name) for impl in reversed(impls)]
+    if len(calls) == 1:
+        function, argnames, plugin_name = calls[0]
+
+        def observe_one(**kwargs: Any) -> None:
+            try:
+                function(*[kwargs[a] for a in argnames])
+            except ProtocolError:
+                raise
+            except Exception as exc:
+                raise _hook_error(plugin_name, hook_name, exc) from exc
+
+        return observe_one
+
+    def observe_all(**kwargs: Any) -> None:
+        for function, argnames, plugin_name in calls:
+            try:
+                function(*[kwargs[a] for a in argnames])
+            except ProtocolError:
+                raise
+            except Exception as exc:
+                raise _hook_error(plugin_name, hook_name, exc) from exc
+
+    return observe_all
 
 
 class PluginManager:
@@ -31,12 +205,16 @@ class PluginManager:
 
     Args:
         plugins: extra plugin objects to register.
-        builtins: register wskit's built-in plugins (permessage-deflate, frame
-            logging). Pass a collection of names to keep only those.
+        builtins: register wskit's built-in plugins (permessage-deflate). Pass
+            a collection of names to keep only those.
         entry_points: load third-party plugins from the ``wskit`` entry-point
             group (unless ``WSKIT_DISABLE_PLUGIN_AUTOLOAD`` is set).
         disable: names of plugins (built-in or from entry points) to leave out.
         enable: names of optional built-in plugins to register (``"logging"``).
+
+    Raises:
+        PluginError: for an unknown name in ``enable``, a plugin that
+            implements unknown hooks, or a broken entry point.
     """
 
     def __init__(
@@ -50,7 +228,11 @@ class PluginManager:
     ) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        self._relay = _HookRelay(self.pm)
+        self._builtin_names: set[str] = set()
+        self._token_owner: dict[str, str] = {}
         disabled = set(disable)
+        self.disabled: frozenset[str] = frozenset(disabled)
         for name in disabled:
             self.pm.set_blocked(name)
         from .plugins import BUILTIN_MODULES, OPTIONAL_MODULES, builtin
@@ -60,15 +242,19 @@ class PluginManager:
             for name in BUILTIN_MODULES:
                 if (wanted is None or name in wanted) and name not in disabled:
                     self.pm.register(builtin(name), name=name)
+                    self._builtin_names.add(name)
         for name in enable:
             if name not in OPTIONAL_MODULES and name not in BUILTIN_MODULES:
                 known = ", ".join(sorted({*BUILTIN_MODULES, *OPTIONAL_MODULES}))
                 raise PluginError(f"cannot enable {name!r}: no built-in plugin has that name (built-ins: {known})")
             if self.pm.get_plugin(name) is None and name not in disabled:
                 self.pm.register(builtin(name), name=name)
-        if entry_points and not os.environ.get(AUTOLOAD_ENV):
+                self._builtin_names.add(name)
+        self.entry_points = bool(entry_points and not os.environ.get(AUTOLOAD_ENV))
+        if self.entry_points:
             try:
                 self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+                self.pm.check_pending()
             except Exception as exc:  # a broken third-party package
                 raise PluginError(f"loading plugins from the {hookspecs.PROJECT!r} entry-point group failed: "
                                   f"{type(exc).__name__}: {exc}") from exc
@@ -77,11 +263,25 @@ class PluginManager:
         self._resolve()
 
     def register(self, plugin: object, name: str | None = None, *, _resolve: bool = True) -> None:
-        """Register a plugin object (it must implement only known ``wskit_*`` hooks)."""
+        """Register a plugin object (it must implement only known ``wskit_*`` hooks).
+
+        Protocols created before the call keep the hooks they resolved.
+
+        Args:
+            plugin: a module, class instance or class with ``@hookimpl`` functions.
+            name: the name to register it under (default: pluggy's).
+
+        Raises:
+            PluginError: if it is already registered, its name is taken or
+                blocked, or it implements a hook wskit does not define.
+        """
         try:
-            self.pm.register(plugin, name=name)
+            if self.pm.register(plugin, name=name) is None:
+                raise ValueError(f"the name {name!r} is disabled")
             self.pm.check_pending()
         except (ValueError, pluggy.PluginValidationError) as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
             raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from exc
         if _resolve:
             self._resolve()
@@ -89,36 +289,130 @@ class PluginManager:
     def unregister(self, name: str) -> None:
         """Unregister the plugin registered under ``name``."""
         self.pm.unregister(name=name)
+        self._builtin_names.discard(name)
         self._resolve()
 
     def names(self) -> list[str]:
         """Return the names of the registered plugins, in registration order."""
-        return [name for name, _ in self.pm.list_name_plugin()]
+        return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
     def describe(self) -> list[tuple[str, list[str]]]:
         """Return ``(plugin name, hooks it implements)`` for every plugin."""
+        return [(info.name, info.hooks) for info in self.info()]
+
+    def info(self) -> list[PluginInfo]:
+        """Return what is known of every registered plugin, in registration order."""
+        dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
         out = []
         for name, plugin in self.pm.list_name_plugin():
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
-            out.append((name, hooks))
+            dist = dists.get(id(plugin))
+            module = getattr(plugin, "__name__", None) or type(plugin).__module__
+            if name in self._builtin_names:
+                out.append(PluginInfo(name, "built-in", str(module), hooks))
+            elif dist is not None:
+                out.append(PluginInfo(name, "entry point", f"{dist.metadata['Name']} {dist.version}", hooks))
+            else:
+                out.append(PluginInfo(name, "code", str(module), hooks))
         return out
 
     @property
     def hook(self) -> Any:
-        """The pluggy hook relay (``manager.hook.wskit_...``)."""
-        return self.pm.hook
+        """The hook relay (``manager.hook.wskit_...``): pluggy's, except that a
+        plugin raising in a hook becomes a :class:`PluginHookError` naming it."""
+        return self._relay
 
     def _resolve(self) -> None:
-        self.frame_sent: Callable[..., Any] | None = None
-        self.frame_received: Callable[..., Any] | None = None
-        self.state_changed: Callable[..., Any] | None = None
+        self.frame_sent: Callable[..., None] | None = None
+        self.frame_received: Callable[..., None] | None = None
+        self.state_changed: Callable[..., None] | None = None
         for name in _OBSERVERS:
-            caller = getattr(self.pm.hook, name)
-            setattr(self, name[len("wskit_"):], caller if caller.get_hookimpls() else None)
+            setattr(self, name[len("wskit_"):], _observer(name, getattr(self.pm.hook, name)))
+        self._token_owner.clear()
 
     def plugin_name(self, plugin: object) -> str:
         """Return the name a plugin object is registered under."""
         return self.pm.get_name(plugin) or repr(plugin)
+
+    def culprit(self, hook_name: str, exc: BaseException) -> str | None:
+        """Return the name of the plugin that raised ``exc`` in ``hook_name``.
+
+        Args:
+            hook_name: the hook that raised (``"wskit_frame_sent"``, ...).
+            exc: the exception, with its traceback.
+
+        Returns:
+            The plugin's registered name, or ``None`` if no hook function of
+            that hook is in the traceback and several plugins implement it.
+        """
+        if isinstance(exc, PluginHookError):
+            return exc.plugin_name
+        caller = getattr(self.pm.hook, hook_name, None)
+        if caller is None:
+            return None
+        return _culprit(caller.get_hookimpls(), exc.__traceback__)
+
+    def extension_factories(self, side: str, options: Mapping[str, Any] | None = None) -> list[Any]:
+        """Collect the extension factories the plugins provide, in call order.
+
+        Calls ``wskit_client_extension_factories`` (``side="client"``) or
+        ``wskit_server_extension_factories`` and remembers which plugin
+        provided each extension name, for :meth:`extension_owner`.
+
+        Args:
+            side: ``"client"`` or ``"server"``.
+            options: passed to the hook as ``options``.
+
+        Returns:
+            The factories, flattened: the first plugin called comes first.
+
+        Raises:
+            PluginHookError: if a plugin raised (a :class:`WSKitError`, such
+                as a :class:`~wskit.exceptions.ConfigError` about its
+                options, goes through unchanged).
+        """
+        if side not in _SIDES:
+            raise ValueError(f"side must be 'client' or 'server', got {side!r}")
+        hook_name = f"wskit_{side}_extension_factories"
+        kwargs = {"options": dict(options or {})}
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        out: list[Any] = []
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            for result in getattr(self.hook, hook_name)(**kwargs):
+                out.extend(result or ())
+            return out
+        for impl in reversed(impls):  # pluggy's call order
+            try:
+                result = impl.function(*[kwargs[a] for a in impl.argnames])
+            except WSKitError:
+                raise
+            except Exception as exc:
+                raise _hook_error(impl.plugin_name, hook_name, exc) from exc
+            for factory in result or ():
+                self._token_owner.setdefault(str(getattr(factory, "name", "")), impl.plugin_name)
+                out.append(factory)
+        return out
+
+    def extension_owner(self, extension: object) -> str | None:
+        """Return the name of the plugin that provides an extension, if any.
+
+        Args:
+            extension: an :class:`~wskit.extensions.base.Extension` (or a
+                factory): matched by its ``name``, the token negotiated in
+                ``Sec-WebSocket-Extensions``.
+
+        Returns:
+            The plugin's registered name, or ``None`` for an extension no
+            plugin provides (passed in code with ``extensions=[...]``).
+        """
+        token = str(getattr(extension, "name", ""))
+        if token not in self._token_owner:
+            for side in _SIDES:  # not collected yet: ask the plugins now
+                try:
+                    self.extension_factories(side)
+                except Exception:  # a failure path already: never raise here
+                    pass
+        return self._token_owner.get(token)
 
 
 _default: PluginManager | None = None
@@ -133,3 +427,74 @@ def default_manager() -> PluginManager:
             if _default is None:
                 _default = PluginManager()
     return _default
+
+
+# -- the ``wskit plugins`` command ----------------------------------------------
+
+
+def add_plugins_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``wskit plugins`` to ``parser``."""
+    parser.add_argument("--config", metavar="FILE", help="use the plugins section of this YAML configuration")
+    parser.add_argument("--enable", action="append", default=[], metavar="NAME",
+                        help="enable an optional built-in plugin (e.g. logging); repeatable")
+    parser.add_argument("--disable", action="append", default=[], metavar="NAME",
+                        help="leave out a plugin (built-in or entry point); repeatable")
+    parser.add_argument("--no-entry-points", action="store_true",
+                        help=f"do not load plugins from the {hookspecs.PROJECT!r} entry-point group")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _manager_from_args(args: argparse.Namespace) -> PluginManager:
+    if args.config:
+        from .config import load
+
+        manager: PluginManager = load(args.config).plugin_manager()
+        return manager
+    return PluginManager(enable=args.enable, disable=args.disable, entry_points=not args.no_entry_points)
+
+
+def run_plugins(args: argparse.Namespace) -> int:
+    """Print the active plugins, where each comes from and its hooks.
+
+    Returns:
+        0, or 1 (with the error on stderr) if the plugins cannot be loaded.
+    """
+    try:
+        manager = _manager_from_args(args)
+    except (WSKitError, OSError) as exc:
+        print(f"wskit plugins: {exc}", file=sys.stderr)
+        return 1
+    from .plugins import OPTIONAL_MODULES
+
+    infos = manager.info()
+    order = {}
+    for spec in sorted(manager.pm.hook.__dict__):
+        caller = getattr(manager.pm.hook, spec)
+        if spec.startswith("wskit_") and hasattr(caller, "get_hookimpls") and caller.get_hookimpls():
+            order[spec] = [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
+    available = [n for n in OPTIONAL_MODULES if n not in manager.names() and n not in manager.disabled]
+    if args.json:
+        print(json.dumps({
+            "plugins": [info._asdict() for info in infos],
+            "call_order": order,
+            "optional_not_enabled": available,
+            "disabled": sorted(manager.disabled),
+            "entry_points": manager.entry_points,
+        }, indent=2))
+        return 0
+    autoload = "on" if manager.entry_points else "off"
+    print(f"{len(infos)} active plugin{'' if len(infos) == 1 else 's'} (entry-point autoload: {autoload})")
+    width = max((len(info.name) for info in infos), default=0)
+    for info in infos:
+        print(f"  {info.name:<{width}}  {info.origin}: {info.source}")
+        for hook in info.hooks:
+            print(f"  {'':<{width}}    {hook}")
+    if order:
+        print("hook call order (first called first):")
+        for hook, names in order.items():
+            print(f"  {hook}: {', '.join(names)}")
+    if manager.disabled:
+        print(f"disabled: {', '.join(sorted(manager.disabled))}")
+    if available:
+        print(f"optional built-ins not enabled (--enable NAME): {', '.join(available)}")
+    return 0

@@ -293,5 +293,5 @@ def spec_path() -> Any:
     wheel, ``specs/`` in a source checkout)."""
     try:
         return resources.files("wskit.specs") / "connection.yaml"
-    except ModuleNotFoundError:  # running from a checkout without an install
+    except (ModuleNotFoundError, NotADirectoryError, ValueError):  # a checkout without a usable install
         return Path(__file__).resolve().parent.parent / "specs" / "connection.yaml"

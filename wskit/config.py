@@ -1,0 +1,1164 @@
+"""YAML configuration for clients and servers.
+
+One YAML file configures a client or a server: size limits, HTTP limits of
+the opening handshake, permessage-deflate and its parameters, plugins,
+timeouts, where to listen or connect, TLS files. The schema is one table,
+:data:`SCHEMA`, from which everything else derives: validation, the effective
+settings that ``wskit config check`` prints, the keyword arguments of each
+consumer (:func:`merge_options`) and the reference page
+``docs/configuration.md`` (:func:`reference_markdown`).
+
+Loading is ``yaml.safe_load``-safe and stricter: the file is *composed*
+with PyYAML's ``SafeLoader`` (which builds no objects) so that every key
+keeps its line number, and only plain YAML values are accepted; any other
+tag (``!!python/object``, ``!custom``...) is an error naming its line.
+
+Every problem found is reported, not just the first, in one
+:class:`~wskit.exceptions.ConfigError` whose ``errors`` read
+``FILE:LINE: key.path: message``.
+
+Example:
+    >>> from wskit.config import loads, merge_options
+    >>> config = loads("max_size: 65536\\ncompression: false\\n")
+    >>> merge_options(config, "server_protocol", {})
+    {'max_size': 65536, 'extensions': []}
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import functools
+import inspect
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
+
+import yaml
+
+from .exceptions import ConfigError, InvalidURI
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ssl
+
+    from .plugin import PluginManager
+
+__all__ = [
+    "Config",
+    "Section",
+    "Key",
+    "SCHEMA",
+    "KINDS",
+    "load",
+    "loads",
+    "from_dict",
+    "merge_options",
+    "accepts_config",
+    "reference_markdown",
+    "add_config_arguments",
+    "run_config",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# -- consumers -----------------------------------------------------------------
+
+KINDS = ("client_protocol", "server_protocol", "asyncio_client", "asyncio_server", "sync_client", "sync_server")
+"""The consumers :func:`merge_options` builds keyword arguments for."""
+
+_CLIENTS = frozenset({"client_protocol", "asyncio_client", "sync_client"})
+_SERVERS = frozenset({"server_protocol", "asyncio_server", "sync_server"})
+_IO = frozenset({"asyncio_client", "asyncio_server", "sync_client", "sync_server"})
+_ALL = _CLIENTS | _SERVERS
+_IO_CLIENTS = _IO & _CLIENTS
+_IO_SERVERS = _IO & _SERVERS
+
+
+# -- the schema ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key.
+
+    Attributes:
+        path: dotted path (``"compression.level"``).
+        kind: value type: ``int``, ``number``, ``bool``, ``str``, ``strlist``
+            (list of strings), ``tokens`` (list of HTTP tokens), ``origins``
+            (list of origins or null), ``plugins`` (list of installed plugin
+            names), ``path`` (a file path), ``file`` (an existing file),
+            ``uri`` (a ``ws://``/``wss://`` URI).
+        default: value when the file does not set the key.
+        doc: one or two sentences for the reference page.
+        used_by: the consumers (:data:`KINDS`) that read the key.
+        nullable: whether ``null`` is accepted.
+        min: smallest value accepted (numbers).
+        max: largest value accepted (numbers).
+        exclusive_min: ``min`` itself is not accepted.
+    """
+
+    path: str
+    kind: str
+    default: Any
+    doc: str
+    used_by: frozenset[str]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    exclusive_min: bool = False
+
+    @property
+    def name(self) -> str:
+        """The last component of :attr:`path`."""
+        return self.path.rpartition(".")[2]
+
+    def expected(self) -> str:
+        """Describe the accepted values, as in ``"an integer 8..15 or null"``."""
+        if self.kind in ("int", "number"):
+            noun = "an integer" if self.kind == "int" else "a number"
+            if self.min is not None and self.max is not None:
+                text = f"{noun} {_num(self.min)}..{_num(self.max)}"
+            elif self.min is not None:
+                text = f"{noun} {'>' if self.exclusive_min else '>='} {_num(self.min)}"
+            else:
+                text = noun
+        else:
+            text = {
+                "bool": "true or false",
+                "str": "a string",
+                "strlist": "a list of strings",
+                "tokens": "a list of tokens (RFC 7230 §3.2.6)",
+                "origins": "a list of origins (a string, or null for requests without Origin)",
+                "plugins": "a list of installed plugin names",
+                "builtin_plugins": "a list of built-in plugin names",
+                "path": "a path",
+                "file": "the path of an existing file",
+                "uri": "a ws:// or wss:// URI",
+            }[self.kind]
+        return text + (" or null" if self.nullable else "")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+SECTIONS: dict[str, str] = {
+    "handshake": "Limits on the HTTP/1.1 opening handshake (requests a server parses, responses a client parses). "
+    "A request over a limit is answered with 431 (or 400).",
+    "compression": "permessage-deflate (RFC 7692). `compression: false` disables it, `compression: true` uses "
+    "the defaults. A window-bits key left null uses wskit's default for the side (client: offer "
+    "`client_max_window_bits` without a value and ask nothing of the server; server: 12 bits both "
+    "ways).",
+    "plugins": "Which pluggy plugins the protocols use. Built-in plugins are registered by name; third-party "
+    "plugins come from the `wskit` entry-point group. Names are checked against what is installed.",
+    "timeouts": "Timeouts of the asyncio and sync layers, in seconds; null disables one.",
+    "server": "Where a server listens.",
+    "client": "Where a client connects.",
+    "tls": "TLS files. Relative paths are relative to the configuration file. A server needs `certfile` "
+    "(and `keyfile` unless the certificate file holds the key); `cafile` on a server requires client "
+    "certificates signed by it. On a client, `cafile` replaces the system's trusted certificates and "
+    "`certfile` is a client certificate.",
+}
+"""Sections and their description, in the order of the reference page."""
+
+_F = frozenset
+
+SCHEMA: tuple[Key, ...] = (
+    Key("max_size", "int", 2**20, "Largest message received, in bytes, after decompression "
+        "(a larger one fails the connection with 1009). null: no limit.", _ALL, nullable=True, min=0),
+    Key("max_fragment_size", "int", None, "Split outgoing messages into frames of at most this many "
+        "payload bytes. null: one frame per message.", _ALL, nullable=True, min=1),
+    Key("max_queue", "int", 16, "Incoming messages buffered before reading from the socket pauses.", _IO, min=1),
+    Key("write_limit", "int", 32768, "High-water mark of the write buffer, in bytes: sending waits above it.",
+        _IO, min=0),
+    Key("subprotocols", "tokens", (), "Subprotocols offered (client) or supported (server), in preference "
+        "order (RFC 6455 §1.9).", _ALL),
+    Key("origin", "str", None, "The `Origin` header a client sends (RFC 6455 §4.1).", _CLIENTS, nullable=True),
+    Key("origins", "origins", None, "Origins a server accepts (RFC 6455 §10.2); a null item accepts requests "
+        "without Origin. null: accept any.", _SERVERS, nullable=True),
+    Key("handshake.max_line", "int", 8192, "Longest request/status line or header line, in bytes.", _ALL, min=1),
+    Key("handshake.max_headers", "int", 128, "Most header lines.", _ALL, min=1),
+    Key("handshake.max_header_bytes", "int", 65536, "Largest head (start line and header lines), in bytes.",
+        _ALL, min=1),
+    Key("handshake.max_body", "int", 65536, "Largest body of an HTTP error response a client keeps, in bytes.",
+        _ALL, min=1),
+    Key("compression.enabled", "bool", True, "Offer (client) or accept (server) permessage-deflate.", _ALL),
+    Key("compression.server_no_context_takeover", "bool", False, "The server resets its compressor after "
+        "every message (RFC 7692 §7.1.1.1): less memory, worse ratio.", _ALL),
+    Key("compression.client_no_context_takeover", "bool", False, "The client resets its compressor after "
+        "every message (RFC 7692 §7.1.1.2).", _ALL),
+    Key("compression.server_max_window_bits", "int", None, "LZ77 window of the server's compressor, as a "
+        "power of two (RFC 7692 §7.1.2.1).", _ALL, nullable=True, min=8, max=15),
+    Key("compression.client_max_window_bits", "int", None, "LZ77 window of the client's compressor, as a "
+        "power of two (RFC 7692 §7.1.2.2).", _ALL, nullable=True, min=8, max=15),
+    Key("compression.level", "int", 6, "zlib compression level (-1 is zlib's default, 0 stores).", _ALL,
+        min=-1, max=9),
+    Key("compression.mem_level", "int", 5, "zlib memLevel: memory for the compressor's hash tables.", _ALL,
+        min=1, max=9),
+    Key("compression.min_size", "int", 32, "Messages shorter than this many bytes are sent uncompressed.",
+        _ALL, min=0),
+    Key("plugins.enable", "builtin_plugins", (), "Optional built-in plugins to turn on (`logging`: frame "
+        "logging). Built-ins that are on by default (`permessage-deflate`) need no entry.", _ALL),
+    Key("plugins.disable", "plugins", (), "Plugins (built-in or from entry points) to leave out.", _ALL),
+    Key("plugins.entry_points", "bool", True, "Load third-party plugins from the `wskit` entry-point group "
+        "(unless WSKIT_DISABLE_PLUGIN_AUTOLOAD is set).", _ALL),
+    Key("timeouts.open", "number", 10, "Time allowed for the opening handshake.", _IO, nullable=True,
+        min=0, exclusive_min=True),
+    Key("timeouts.close", "number", 10, "Time allowed for the closing handshake and the TCP close.", _IO,
+        nullable=True, min=0, exclusive_min=True),
+    Key("timeouts.ping_interval", "number", 20, "Send a keepalive ping this often.", _IO, nullable=True,
+        min=0, exclusive_min=True),
+    Key("timeouts.ping_timeout", "number", 20, "Fail the connection with 1011 when a keepalive ping gets no "
+        "pong within this time.", _IO, nullable=True, min=0, exclusive_min=True),
+    Key("server.host", "str", "127.0.0.1", "Address to listen on.", _IO_SERVERS, nullable=True),
+    Key("server.port", "int", 8765, "TCP port to listen on (0: any free port).", _IO_SERVERS, min=0, max=65535),
+    Key("server.unix", "path", None, "Listen on this Unix socket instead of host and port.", _IO_SERVERS,
+        nullable=True),
+    Key("server.reuse_port", "bool", False, "Set SO_REUSEPORT so that several processes share the port.",
+        _IO_SERVERS),
+    Key("client.uri", "uri", None, "The URI to connect to (RFC 6455 §3).", _CLIENTS, nullable=True),
+    Key("tls.certfile", "file", None, "Certificate chain in PEM format.", _IO, nullable=True),
+    Key("tls.keyfile", "file", None, "Private key in PEM format.", _IO, nullable=True),
+    Key("tls.cafile", "file", None, "Certificates of the authorities to trust, in PEM format.", _IO,
+        nullable=True),
+)
+"""Every configuration key, in the order of the reference page."""
+
+_BY_PATH: dict[str, Key] = {k.path: k for k in SCHEMA}
+_TOP_KEYS = [k.path for k in SCHEMA if "." not in k.path] + list(SECTIONS)
+_SECTION_KEYS: dict[str, list[str]] = {s: [k.name for k in SCHEMA if k.path.startswith(s + ".")] for s in SECTIONS}
+
+# RFC 7230 §3.2.6: token = 1*tchar
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+# -- located values: what the YAML composer or a dict gives ----------------------
+
+
+class _Item(NamedTuple):
+    """A value with the line it was found on (``None`` for dicts)."""
+
+    value: Any  # dict[str, tuple[int | None, _Item]] | list[_Item] | scalar
+    line: int | None
+
+
+_SAFE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+class _Composer:
+    """Turn a composed YAML node graph into :class:`_Item` trees, constructing
+    scalars with PyYAML's safe constructor and rejecting every other tag."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        self.constructor = yaml.SafeLoader("")
+        self.memo: dict[int, _Item] = {}  # aliases share nodes: convert each once
+        self.active: set[int] = set()
+
+    def err(self, line: int, path: str, message: str) -> None:
+        self.errors.append(_fmt(self.source, line, path, message))
+
+    def convert(self, node: yaml.Node, path: str) -> _Item:
+        line = node.start_mark.line + 1
+        key = id(node)
+        if key in self.memo:
+            return self.memo[key]
+        if key in self.active:
+            self.err(line, path, "recursive YAML alias")
+            return _Item(None, line)
+        self.active.add(key)
+        try:
+            item = self._convert(node, path, line)
+        finally:
+            self.active.discard(key)
+        self.memo[key] = item
+        return item
+
+    def _convert(self, node: yaml.Node, path: str, line: int) -> _Item:
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
+            out: dict[str, tuple[int | None, _Item]] = {}
+            for knode, vnode in node.value:
+                kline = knode.start_mark.line + 1
+                kitem = self.convert(knode, path)
+                name = kitem.value
+                if not isinstance(name, str):
+                    self.err(kline, path or "<top>", f"keys must be strings, got {_show(name)}")
+                    continue
+                sub = f"{path}.{name}" if path else name
+                if name in out:
+                    self.err(kline, sub, f"duplicate key (first set on line {out[name][0]})")
+                    continue
+                out[name] = (kline, self.convert(vnode, sub))
+            return _Item(out, line)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+            return _Item([self.convert(n, f"{path}[{i}]") for i, n in enumerate(node.value)], line)
+        if isinstance(node, yaml.ScalarNode) and node.tag in _SAFE_TAGS:
+            try:
+                return _Item(self.constructor.construct_object(node, deep=True), line)
+            except yaml.YAMLError as exc:  # e.g. an invalid timestamp
+                self.err(line, path or "<top>", f"invalid value: {getattr(exc, 'problem', exc)}")
+                return _Item(None, line)
+        self.err(line, path or "<top>", f"YAML tag {_tag_name(node.tag)} is not allowed (plain values only)")
+        return _Item(_Rejected(), line)
+
+
+class _Rejected:
+    """Placeholder for a value already reported as an error."""
+
+
+def _from_python(value: Any) -> _Item:
+    if isinstance(value, Mapping):
+        return _Item({k: (None, _from_python(v)) if isinstance(k, str) else (None, _Item(_BadKey(k), None))
+                      for k, v in value.items()}, None)
+    if isinstance(value, list | tuple):
+        return _Item([_from_python(v) for v in value], None)
+    return _Item(value, None)
+
+
+class _BadKey:
+    def __init__(self, key: object) -> None:
+        self.key = key
+
+
+def _fmt(source: str, line: int | None, path: str, message: str) -> str:
+    where = f"{source}:{line}" if line is not None else source
+    return f"{where}: {path}: {message}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+# -- validation -------------------------------------------------------------------
+
+
+class _Validator:
+    def __init__(self, source: str, base: Path) -> None:
+        self.source = source
+        self.base = base
+        self.errors: list[str] = []
+        self.values: dict[str, Any] = {k.path: k.default for k in SCHEMA}
+        self.explicit: set[str] = set()
+        self.lines: dict[str, int | None] = {}
+        self._installed: list[str] | None = None
+
+    def err(self, line: int | None, path: str, message: str) -> None:
+        self.errors.append(_fmt(self.source, line, path, message))
+
+    def unknown(self, line: int | None, path: str, name: str, siblings: list[str]) -> None:
+        close = difflib.get_close_matches(name, siblings, n=1)
+        if close:
+            self.err(line, path, f"unknown key; did you mean '{close[0]}'?")
+            return
+        elsewhere = [k.path for k in SCHEMA if k.name == name and k.path != path]
+        if elsewhere:
+            self.err(line, path, f"unknown key; did you mean '{elsewhere[0]}'?")
+            return
+        self.err(line, path, f"unknown key (valid keys: {', '.join(siblings)})")
+
+    def run(self, root: _Item) -> None:
+        if root.value is None:  # an empty file: every default
+            return
+        if not isinstance(root.value, dict):
+            self.err(root.line, "<top>", f"expected a mapping of configuration keys, got {_show(root.value)}")
+            return
+        for name, (kline, item) in root.value.items():
+            if isinstance(item.value, _BadKey):
+                self.err(kline, "<top>", f"keys must be strings, got {_show(item.value.key)}")
+            elif name in SECTIONS:
+                self.section(name, kline, item)
+            elif name in _BY_PATH:
+                self.key(_BY_PATH[name], kline, item)
+            else:
+                self.unknown(kline, name, name, _TOP_KEYS)
+        self.cross_checks()
+
+    def section(self, section: str, kline: int | None, item: _Item) -> None:
+        value = item.value
+        if section == "compression" and isinstance(value, bool):  # `compression: false`
+            self.set("compression.enabled", value, item.line)
+            return
+        if value is None:  # `tls:` with nothing under it
+            return
+        if not isinstance(value, dict):
+            extra = " or true/false" if section == "compression" else ""
+            self.err(item.line, section, f"expected a mapping{extra}, got {_show(value)}")
+            return
+        for name, (line, sub) in value.items():
+            path = f"{section}.{name}"
+            if isinstance(sub.value, _BadKey):
+                self.err(line, section, f"keys must be strings, got {_show(sub.value.key)}")
+            elif path in _BY_PATH:
+                self.key(_BY_PATH[path], line, sub)
+            else:
+                self.unknown(line, path, name, _SECTION_KEYS[section])
+
+    def set(self, path: str, value: Any, line: int | None) -> None:
+        self.values[path] = value
+        self.explicit.add(path)
+        self.lines[path] = line
+
+    def key(self, key: Key, kline: int | None, item: _Item) -> None:
+        value = item.value
+        line = item.line if item.line is not None else kline
+        if isinstance(value, _Rejected):
+            return
+        if value is None:
+            if key.nullable:
+                self.set(key.path, None, line)
+            else:
+                self.bad(key, line, value)
+            return
+        checked = getattr(self, f"check_{key.kind}")(key, line, item)
+        if checked is not _INVALID:
+            self.set(key.path, checked, line)
+
+    def bad(self, key: Key, line: int | None, value: Any) -> object:
+        self.err(line, key.path, f"expected {key.expected()}, got {_show(value)}")
+        return _INVALID
+
+    def check_int(self, key: Key, line: int | None, item: _Item) -> object:
+        v = item.value
+        if isinstance(v, bool) or not isinstance(v, int):
+            return self.bad(key, line, v)
+        return self._range(key, line, v)
+
+    def check_number(self, key: Key, line: int | None, item: _Item) -> object:
+        v = item.value
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != v:  # v != v: NaN
+            return self.bad(key, line, v)
+        return self._range(key, line, v)
+
+    def _range(self, key: Key, line: int | None, v: float) -> object:
+        if key.min is not None and (v < key.min or (key.exclusive_min and v == key.min)):
+            return self.bad(key, line, v)
+        if key.max is not None and v > key.max:
+            return self.bad(key, line, v)
+        return v
+
+    def check_bool(self, key: Key, line: int | None, item: _Item) -> object:
+        return item.value if isinstance(item.value, bool) else self.bad(key, line, item.value)
+
+    def check_str(self, key: Key, line: int | None, item: _Item) -> object:
+        v = item.value
+        if not isinstance(v, str):
+            return self.bad(key, line, v)
+        if key.path == "origin" and not _header_safe(v):
+            self.err(line, key.path, f"an origin cannot contain whitespace or control characters, got {v!r}")
+            return _INVALID
+        return v
+
+    def check_path(self, key: Key, line: int | None, item: _Item) -> object:
+        v = item.value
+        if not isinstance(v, str) or not v:
+            return self.bad(key, line, v)
+        return str(self.base / Path(v).expanduser())
+
+    def check_file(self, key: Key, line: int | None, item: _Item) -> object:
+        path = self.check_path(key, line, item)
+        if path is _INVALID:
+            return path
+        if not Path(str(path)).is_file():
+            self.err(line, key.path, f"file not found: {path}")
+            return _INVALID
+        return path
+
+    def check_uri(self, key: Key, line: int | None, item: _Item) -> object:
+        from .handshake import parse_uri
+
+        v = item.value
+        if not isinstance(v, str):
+            return self.bad(key, line, v)
+        try:
+            parse_uri(v)
+        except InvalidURI as exc:
+            self.err(line, key.path, str(exc))
+            return _INVALID
+        return v
+
+    def _items(self, key: Key, line: int | None, item: _Item) -> list[tuple[int | None, Any]] | None:
+        if not isinstance(item.value, list):
+            self.bad(key, line, item.value)
+            return None
+        return [(sub.line if sub.line is not None else line, sub.value) for sub in item.value]
+
+    def check_strlist(self, key: Key, line: int | None, item: _Item) -> object:
+        items = self._items(key, line, item)
+        if items is None:
+            return _INVALID
+        ok = True
+        for i, (sline, v) in enumerate(items):
+            if not isinstance(v, str):
+                self.err(sline, f"{key.path}[{i}]", f"expected a string, got {_show(v)}")
+                ok = False
+        return tuple(v for _, v in items) if ok else _INVALID
+
+    def check_tokens(self, key: Key, line: int | None, item: _Item) -> object:
+        values = self.check_strlist(key, line, item)
+        if values is _INVALID:
+            return values
+        ok = True
+        for i, sub in enumerate(item.value):
+            if not _TOKEN.match(sub.value):
+                self.err(sub.line if sub.line is not None else line, f"{key.path}[{i}]",
+                         f"{sub.value!r} is not a valid token (RFC 7230 §3.2.6: letters, digits, !#$%&'*+-.^_`|~)")
+                ok = False
+        return values if ok else _INVALID
+
+    def check_origins(self, key: Key, line: int | None, item: _Item) -> object:
+        items = self._items(key, line, item)
+        if items is None:
+            return _INVALID
+        ok = True
+        for i, (sline, v) in enumerate(items):
+            if v is not None and not isinstance(v, str):
+                self.err(sline, f"{key.path}[{i}]", f"expected an origin string or null, got {_show(v)}")
+                ok = False
+            elif isinstance(v, str) and not _header_safe(v):
+                self.err(sline, f"{key.path}[{i}]",
+                         f"an origin cannot contain whitespace or control characters, got {v!r}")
+                ok = False
+        return tuple(v for _, v in items) if ok else _INVALID
+
+    def check_plugins(self, key: Key, line: int | None, item: _Item) -> object:
+        return self._names(key, line, item, self.installed(), "installed")
+
+    def check_builtin_plugins(self, key: Key, line: int | None, item: _Item) -> object:
+        return self._names(key, line, item, builtin_plugins(), "built-in")
+
+    def _names(self, key: Key, line: int | None, item: _Item, known: list[str], what: str) -> object:
+        values = self.check_strlist(key, line, item)
+        if values is _INVALID:
+            return values
+        ok = True
+        for i, (sub, name) in enumerate(zip(item.value, values)):  # type: ignore[call-overload]
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                names = ", ".join(known) or "none"
+                self.err(sub.line if sub.line is not None else line, f"{key.path}[{i}]",
+                         f"no {what} plugin named {name!r}{hint} ({what}: {names})")
+                ok = False
+        return values if ok else _INVALID
+
+    def installed(self) -> list[str]:
+        if self._installed is None:
+            self._installed = installed_plugins()
+        return self._installed
+
+    def cross_checks(self) -> None:
+        v, e = self.values, self.explicit
+        if "tls.keyfile" in e and v["tls.keyfile"] is not None and v["tls.certfile"] is None:
+            self.err(self.lines["tls.keyfile"], "tls.keyfile", "a keyfile needs a certfile")
+
+
+_INVALID = object()
+
+
+def _header_safe(value: str) -> bool:
+    return all(" " < c != "\x7f" for c in value)
+
+
+def builtin_plugins() -> list[str]:
+    """Return the names of wskit's built-in plugins (on by default, then optional)."""
+    from . import plugins
+
+    names = list(getattr(plugins, "BUILTIN_MODULES", {}))
+    names += [n for n in getattr(plugins, "OPTIONAL_MODULES", {}) if n not in names]
+    return names
+
+
+def installed_plugins() -> list[str]:
+    """Return the names of the plugins a configuration may name.
+
+    These are the built-in plugins (:func:`builtin_plugins`) and the entry
+    points of the ``wskit`` group, the names under which
+    :class:`wskit.plugin.PluginManager` registers them. Entry points are
+    listed, not imported.
+    """
+    from importlib.metadata import entry_points
+
+    from .hookspecs import PROJECT
+
+    names = builtin_plugins()
+    for ep in entry_points(group=PROJECT):
+        if ep.name not in names:
+            names.append(ep.name)
+    return names
+
+
+# -- the Config object ----------------------------------------------------------
+
+
+class Section:
+    """A read-only view of one section of a :class:`Config` (``config.compression``).
+
+    Keys are attributes (``config.compression.level``) and items
+    (``config.compression["level"]``).
+    """
+
+    __slots__ = ("_name", "_values")
+
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"configuration section {self._name!r} has no key {name!r}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("configuration sections are read-only")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Section) and (self._name, self._values) == (other._name, other._values)
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+    def __repr__(self) -> str:
+        return f"Section({self._name!r}, {self._values!r})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the section's values as a plain dict (tuples become lists)."""
+        return {k: _plain(v) for k, v in self._values.items()}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+class Config:
+    """A validated configuration (immutable).
+
+    Top-level keys and sections are attributes: ``config.max_size``,
+    ``config.compression.level``, ``config.timeouts.open``. Every key has a
+    value (the file's, or the default).
+
+    Attributes:
+        source: where the configuration came from (a path, ``"<string>"``,
+            ``"<dict>"``).
+    """
+
+    __slots__ = ("source", "_values", "_explicit", "_cache", "_lock")
+
+    source: str
+
+    def __init__(self, values: Mapping[str, Any], explicit: Iterable[str], source: str) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "_explicit", frozenset(explicit))
+        object.__setattr__(self, "_cache", {})
+        object.__setattr__(self, "_lock", threading.Lock())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in SECTIONS:
+            prefix = name + "."
+            return Section(name, {p[len(prefix):]: v for p, v in self._values.items() if p.startswith(prefix)})
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"configuration has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Config objects are read-only")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self._values == other._values and self._explicit == other._explicit
+
+    def __hash__(self) -> int:
+        return hash(self._explicit)
+
+    def __repr__(self) -> str:
+        return f"<Config from {self.source}: {len(self._explicit)} keys set>"
+
+    def get(self, path: str) -> Any:
+        """Return the value of a dotted key path (``"compression.level"``).
+
+        Raises:
+            KeyError: if ``path`` is not a configuration key.
+        """
+        return self._values[path]
+
+    def is_set(self, path: str) -> bool:
+        """Return whether the configuration sets ``path`` itself (rather than
+        leaving the default); ``path`` may also be a section name."""
+        return path in self._explicit or any(p.startswith(path + ".") for p in self._explicit)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the effective settings as plain data, in the file layout."""
+        out: dict[str, Any] = {}
+        for key in SCHEMA:
+            section, _, name = key.path.rpartition(".")
+            target = out.setdefault(section, {}) if section else out
+            target[name] = _plain(self._values[key.path])
+        return out
+
+    def _cached(self, key: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]
+
+    def plugin_manager(self) -> PluginManager:
+        """Return the :class:`~wskit.plugin.PluginManager` the ``plugins``
+        section describes, built once per configuration."""
+        from .plugin import PluginManager
+
+        def build() -> PluginManager:
+            return PluginManager(
+                enable=self._values["plugins.enable"],
+                entry_points=self._values["plugins.entry_points"],
+                disable=self._values["plugins.disable"],
+            )
+
+        manager: PluginManager = self._cached("plugin_manager", build)
+        return manager
+
+    def extension_factories(self, side: str) -> list[Any]:
+        """Return the extension factories the ``compression`` section describes.
+
+        Args:
+            side: ``"client"`` or ``"server"``.
+
+        Returns:
+            ``[ClientPerMessageDeflateFactory(...)]`` /
+            ``[ServerPerMessageDeflateFactory(...)]``, or ``[]`` when
+            compression is disabled. A new list on every call; the factories
+            are shared (they hold settings only).
+        """
+        if side not in ("client", "server"):
+            raise ValueError(f"side must be 'client' or 'server', got {side!r}")
+        if not self._values["compression.enabled"]:
+            return []
+
+        def build() -> Any:
+            from .extensions import permessage_deflate as pmd
+
+            settings = {name: self._values[f"compression.{name}"] for name in _SECTION_KEYS["compression"]
+                        if name != "enabled" and self._values[f"compression.{name}"] is not None}
+            cls = pmd.ClientPerMessageDeflateFactory if side == "client" else pmd.ServerPerMessageDeflateFactory
+            return cls(**settings)
+
+        return [self._cached(f"factory:{side}", build)]
+
+    def ssl_context(self, side: str) -> ssl.SSLContext | None:
+        """Return an :class:`ssl.SSLContext` built from the ``tls`` section,
+        once per configuration and side, or ``None`` when no TLS file is set.
+
+        Args:
+            side: ``"client"`` or ``"server"``.
+
+        Raises:
+            ConfigError: if a server has no certificate, or a file cannot be
+                loaded (not PEM, key not matching the certificate...).
+        """
+        if side not in ("client", "server"):
+            raise ValueError(f"side must be 'client' or 'server', got {side!r}")
+        certfile, keyfile, cafile = (self._values[f"tls.{n}"] for n in ("certfile", "keyfile", "cafile"))
+        if certfile is None and cafile is None:
+            return None
+
+        def build() -> ssl.SSLContext:
+            import ssl
+
+            if side == "server":
+                if certfile is None:
+                    raise ConfigError(f"{self.source}: tls.certfile: a server needs a certificate")
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            else:
+                context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            try:
+                if certfile is not None:
+                    what = "tls.certfile"
+                    context.load_cert_chain(certfile, keyfile)
+                if cafile is not None:
+                    what = "tls.cafile"
+                    context.load_verify_locations(cafile)
+                    if side == "server":
+                        context.verify_mode = ssl.CERT_REQUIRED
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f"{self.source}: {what}: cannot load: {exc}") from None
+            return context
+
+        context: ssl.SSLContext = self._cached(f"ssl:{side}", build)
+        return context
+
+
+# -- loading --------------------------------------------------------------------
+
+
+def load(path: str | Path) -> Config:
+    """Load and validate a YAML configuration file.
+
+    Relative paths in the file (``tls.*``, ``server.unix``) are relative to
+    the file's directory.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The :class:`Config`; its ``source`` is ``path`` as given.
+
+    Raises:
+        ConfigError: if the file cannot be read or is invalid; one
+            ``FILE:LINE: key.path: message`` per problem.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the configuration: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: the configuration is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return _loads(text, source, Path(path).resolve().parent)
+
+
+def loads(text: str, source: str = "<string>") -> Config:
+    """Load and validate a YAML configuration from a string.
+
+    Args:
+        text: the YAML document.
+        source: the name errors start with.
+
+    Raises:
+        ConfigError: if the text is not YAML or not a valid configuration.
+    """
+    return _loads(text, source, Path.cwd())
+
+
+def _loads(text: str, source: str, base: Path) -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = exc.problem or exc.context or "syntax error"
+        if exc.context and problem.startswith("but "):  # "expected a single document..., but found ..."
+            problem = f"{exc.context}, {problem}"
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    errors: list[str] = []
+    root = _Item(None, 1) if node is None else _Composer(source, errors).convert(node, "")
+    return _build(root, source, base, errors)
+
+
+def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """Validate a configuration given as Python data (as ``yaml.safe_load`` returns).
+
+    Raises:
+        ConfigError: as :func:`load`, without line numbers.
+    """
+    return _build(_from_python(data), source, Path.cwd(), [])
+
+
+def _build(root: _Item, source: str, base: Path, errors: list[str]) -> Config:
+    validator = _Validator(source, base)
+    validator.errors.extend(errors)
+    validator.run(root)
+    if validator.errors:
+        raise ConfigError(_sort_errors(validator.errors))
+    return Config(validator.values, validator.explicit, source)
+
+
+def _sort_errors(errors: list[str]) -> list[str]:
+    def line_of(message: str) -> int:
+        m = re.match(r"[^\n]*?:(\d+): ", message)
+        return int(m.group(1)) if m else 0
+
+    return sorted(dict.fromkeys(errors), key=line_of)
+
+
+# -- consumers -------------------------------------------------------------------
+
+
+def merge_options(config: Config, kind: str, explicit: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the keyword arguments ``config`` gives one consumer, updated by ``explicit``.
+
+    Only what the file sets is returned (the consumer's own defaults apply
+    to the rest), so a file that says nothing about compression leaves the
+    plugins' default extensions in place. Derived objects:
+
+    * ``handshake`` → ``limits`` (an :class:`~wskit.http11.HTTPLimits`);
+    * ``compression`` → ``extensions`` (permessage-deflate factories, or ``[]``);
+    * ``plugins`` → ``plugin_manager`` (built once per configuration);
+    * ``tls`` → ``ssl`` (an :class:`ssl.SSLContext`, I/O kinds only);
+    * ``timeouts.X`` → ``X_timeout`` / ``ping_interval`` / ``ping_timeout``;
+    * ``server.*`` → ``host``, ``port``, ``unix``, ``reuse_port``; ``client.uri`` → ``uri``.
+
+    Args:
+        config: a loaded configuration.
+        kind: one of :data:`KINDS`.
+        explicit: keyword arguments given in code; they override the file.
+
+    Raises:
+        ValueError: for an unknown ``kind``.
+        ConfigError: if TLS files cannot be loaded.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown consumer kind {kind!r} (expected one of {', '.join(KINDS)})")
+    side = "client" if kind in _CLIENTS else "server"
+    opts: dict[str, Any] = {}
+
+    def copy(path: str, kwarg: str) -> None:
+        if path in config._explicit and kwarg not in explicit:
+            opts[kwarg] = _plain(config.get(path))
+
+    copy("max_size", "max_size")
+    copy("max_fragment_size", "max_fragment_size")
+    copy("subprotocols", "subprotocols")
+    if config.is_set("handshake") and "limits" not in explicit:
+        from .http11 import HTTPLimits
+
+        opts["limits"] = HTTPLimits(**config.handshake.as_dict())
+    if config.is_set("compression") and "extensions" not in explicit and "compression" not in explicit:
+        opts["extensions"] = config.extension_factories(side)
+    if config.is_set("plugins") and "plugin_manager" not in explicit:
+        opts["plugin_manager"] = config.plugin_manager()
+    if side == "client":
+        copy("origin", "origin")
+        copy("client.uri", "uri")
+    else:
+        copy("origins", "origins")
+    if kind in _IO:
+        copy("max_queue", "max_queue")
+        copy("write_limit", "write_limit")
+        copy("timeouts.open", "open_timeout")
+        copy("timeouts.close", "close_timeout")
+        copy("timeouts.ping_interval", "ping_interval")
+        copy("timeouts.ping_timeout", "ping_timeout")
+        if side == "server":
+            copy("server.host", "host")
+            copy("server.port", "port")
+            copy("server.unix", "unix")
+            copy("server.reuse_port", "reuse_port")
+        if config.is_set("tls") and "ssl" not in explicit:
+            context = config.ssl_context(side)
+            if context is not None:
+                opts["ssl"] = context
+    opts.update(explicit)
+    return opts
+
+
+def accepts_config(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function (or ``__init__``) so that it takes ``config=``.
+
+    The wrapper takes ``config=None`` plus the function's own arguments; when
+    ``config`` is a :class:`Config`, it calls the function with
+    ``merge_options(config, kind, kwargs)``: keyword arguments given in the
+    call, and parameters given positionally, override the file. Declare
+    ``config: Config | None = None`` in the decorated signature so that type
+    checkers accept the argument; the wrapper consumes it either way.
+
+    Example:
+        >>> class MyServer(ServerProtocol):
+        ...     @accepts_config("server_protocol")
+        ...     def __init__(self, **kwargs: Any) -> None:
+        ...         super().__init__(**kwargs)
+
+    Raises:
+        ValueError: for an unknown ``kind``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown consumer kind {kind!r} (expected one of {', '.join(KINDS)})")
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        params = list(inspect.signature(func).parameters.values())
+        positional = [p.name for p in params
+                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            config = kwargs.pop("config", None)
+            if config is None:
+                return func(*args, **kwargs)
+            if not isinstance(config, Config):
+                raise TypeError(f"config must be a wskit.config.Config, got {type(config).__name__}")
+            merged = merge_options(config, kind, kwargs)
+            for name in positional[:len(args)]:  # given positionally: overrides the file
+                merged.pop(name, None)
+            return func(*args, **merged)
+
+        return wrapper
+
+    return decorate
+
+
+# -- the reference page ------------------------------------------------------------
+
+_CONSUMER_LABELS = (
+    (_ALL, "all"),
+    (_IO, "asyncio, sync"),
+    (_IO_SERVERS, "asyncio/sync servers"),
+    (_IO_CLIENTS, "asyncio/sync clients"),
+    (_CLIENTS, "clients"),
+    (_SERVERS, "servers"),
+)
+
+_PROSE_HEAD = """\
+# Configuration reference
+
+<!-- Generated by `wskit config docs -o docs/configuration.md` from the schema in
+wskit/config.py; do not edit by hand (a test fails when this page is stale). -->
+
+One YAML file configures a client or a server. Load it with
+`wskit.config.load(path)` and pass it as `config=` to a protocol or an
+asyncio/sync client or server; keyword arguments given in code override the
+file. Check a file with `wskit config check FILE`: it prints `ok` and the
+effective settings, or every problem as `FILE:LINE: key.path: message` and
+exits with status 1.
+
+```python
+from wskit.config import load, merge_options
+config = load("server.yaml")
+kwargs = merge_options(config, "server_protocol", {"max_size": None})  # explicit wins
+```
+
+A file sets only the keys it needs; every other key keeps its default (the
+consumer's own). Each consumer reads the keys listed as used by it:
+`client_protocol`/`server_protocol` (sans-I/O), `asyncio_client`,
+`asyncio_server`, `sync_client`, `sync_server`. `examples/server.yaml` and
+`examples/client.yaml` are complete examples.
+
+Loading is as safe as `yaml.safe_load` and stricter: only plain values
+(strings, numbers, booleans, null, lists, mappings) are accepted; a tag such
+as `!!python/object` is an error. Unknown keys (with a suggestion for a
+misspelling), wrong types, out-of-range values, duplicate keys and plugins
+that are not installed are all errors, each reported with its line:
+
+```text
+server.yaml:3: max_sise: unknown key; did you mean 'max_size'?
+server.yaml:7: compression.client_max_window_bits: expected an integer 8..15 or null, got 20
+server.yaml:9: plugins.disable[0]: no installed plugin named 'zstd' (installed: ...)
+```
+"""
+
+_PROSE_TAIL = """\
+## How keys map to keyword arguments
+
+| keys | keyword argument | consumers |
+|---|---|---|
+| `max_size`, `max_fragment_size`, `subprotocols` | same name | all |
+| `origin` / `origins` | same name | clients / servers |
+| `handshake.*` | `limits` (`wskit.http11.HTTPLimits`) | all |
+| `compression.*` | `extensions` (`[Client/ServerPerMessageDeflateFactory(...)]`, or `[]`) | all |
+| `plugins.*` | `plugin_manager` (`wskit.plugin.PluginManager`, one per loaded file) | all |
+| `client.uri` | `uri` | clients |
+| `max_queue`, `write_limit` | same name | asyncio, sync |
+| `timeouts.open`, `timeouts.close` | `open_timeout`, `close_timeout` | asyncio, sync |
+| `timeouts.ping_interval`, `timeouts.ping_timeout` | same name | asyncio, sync |
+| `server.*` | `host`, `port`, `unix`, `reuse_port` | asyncio/sync servers |
+| `tls.*` | `ssl` (`ssl.SSLContext`) | asyncio, sync |
+
+Only keys the file sets are passed: a file without a `compression` section
+leaves the extensions the plugins provide by default.
+"""
+
+
+def _used_by(key: Key) -> str:
+    for kinds, label in _CONSUMER_LABELS:
+        if key.used_by == kinds:
+            return label
+    return ", ".join(sorted(key.used_by))  # pragma: no cover - every key matches a label
+
+
+def _default_text(key: Key) -> str:
+    value = _plain(key.default)
+    return "`" + yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip() + "`"
+
+
+def reference_markdown() -> str:
+    """Return ``docs/configuration.md``: prose plus a table of every key, from :data:`SCHEMA`."""
+    out = [_PROSE_HEAD]
+    out.append("## Example\n\n```yaml\n" + _example_yaml() + "```\n")
+    groups: list[tuple[str, str, list[Key]]] = [("Top-level keys", "", [k for k in SCHEMA if "." not in k.path])]
+    groups += [(f"`{s}`", doc, [k for k in SCHEMA if k.path.startswith(s + ".")]) for s, doc in SECTIONS.items()]
+    for title, doc, keys in groups:
+        out.append(f"## {title}\n")
+        if doc:
+            out.append(doc + "\n")
+        out.append("| key | accepted values | default | used by | description |\n|---|---|---|---|---|")
+        for key in keys:
+            out.append(f"| `{key.path}` | {key.expected()} | {_default_text(key)} | {_used_by(key)} | {key.doc} |")
+        out.append("")
+    out.append(_PROSE_TAIL)
+    return "\n".join(out)
+
+
+def _example_yaml() -> str:
+    """The defaults, in the file layout."""
+    defaults = Config({k.path: k.default for k in SCHEMA}, (), "<defaults>").as_dict()
+    return yaml.safe_dump(defaults, sort_keys=False, default_flow_style=False)
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``wskit config`` subcommands (``check FILE``, ``docs``) to ``parser``."""
+    sub = parser.add_subparsers(dest="config_command", metavar="ACTION")
+    check = sub.add_parser("check", help="validate a configuration file and print the effective settings")
+    check.add_argument("file", help="the YAML configuration file")
+    docs = sub.add_parser("docs", help="print the configuration reference (docs/configuration.md)")
+    docs.add_argument("-o", "--output", help="write to this file instead of standard output")
+
+
+def run_config(args: argparse.Namespace) -> int:
+    """Run ``wskit config``; return the exit status (1 for an invalid file)."""
+    command = getattr(args, "config_command", None)
+    if command == "check":
+        try:
+            config = load(args.file)
+        except ConfigError as exc:
+            for message in exc.errors:
+                print(message, file=sys.stderr)
+            return 1
+        print("ok")
+        print(yaml.safe_dump(config.as_dict(), sort_keys=False, default_flow_style=False), end="")
+        return 0
+    if command == "docs":
+        text = reference_markdown()
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return 0
+    print("usage: wskit config {check FILE | docs [-o FILE]}", file=sys.stderr)
+    return 2
