@@ -312,3 +312,19 @@ def test_spec_error_raised_by_protocol_constructor(tmp_path: Path) -> None:
     del data["states"]["closed"]
     with pytest.raises(ConfigError):
         Protocol(Side.SERVER, spec=write_spec(tmp_path, data))
+
+
+def test_fast_fire_matches_transitions_event_trigger_for_every_transition() -> None:
+    from wskit.statemachine import default_spec
+
+    spec = default_spec()
+
+    class Model:
+        _sm_state = ""
+
+    for trigger, source, dest in spec.transitions:
+        fast, full = Model(), Model()
+        fast._sm_state = full._sm_state = source
+        assert spec.fire(fast, trigger).name == dest
+        assert spec.fire(full, trigger, full=True).name == dest
+        assert fast._sm_state == full._sm_state == dest
