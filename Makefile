@@ -14,13 +14,13 @@ INSTALL_DEPS := pyproject.toml setup.py wskit/_speedups.c
 STAMP := $(VENV)/.wskit-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test lint typecheck pytest bench compliance clean distclean
+.PHONY: help venv install run test lint typecheck pytest bench compliance compliance-setup compliance-ci compliance-reference clean distclean
 
 help: ## Show this help.
 	@echo "Usage: make TARGET [PYTHON=python3.x]"
 	@echo
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sort | \
-		awk -F':.*## ' '{ printf "  %-12s %s\n", $$1, $$2 }'
+		awk -F':.*## ' '{ printf "  %-21s %s\n", $$1, $$2 }'
 
 venv: $(STAMP) ## Create .venv and install wskit in editable mode with the dev tools.
 install: $(STAMP) ## Same as venv.
@@ -54,8 +54,17 @@ bench: $(STAMP) ## Benchmarks: sans-I/O core (bench/run.py) and loopback echo se
 	$(VPY) bench/run.py
 	$(VPY) bench/echo.py
 
-compliance: $(STAMP) ## Run the Autobahn compliance suite (tests/compliance/run.sh).
-	PATH="$(abspath $(VENV))/bin:$$PATH" bash tests/compliance/run.sh
+compliance-setup: ## Create the Python 2.7 env (.autobahn) with the Autobahn|Testsuite.
+	bash tests/compliance/setup.sh
+
+compliance: $(STAMP) ## Autobahn|Testsuite, all cases, every testee (long: over an hour). ARGS="--testee sansio_server --cases '1.*'"
+	$(VPY) tests/compliance/run.py $(ARGS)
+
+compliance-ci: $(STAMP) ## Autobahn|Testsuite, CI selection (groups 1-10 everywhere, 12.1/13.1 on the asyncio server).
+	$(VPY) tests/compliance/run.py --ci $(ARGS)
+
+compliance-reference: $(STAMP) ## The CI selection against python-websockets, to compare.
+	$(VPY) tests/compliance/run.py --ci --testee 'websockets_*'
 
 clean: ## Remove build outputs, caches and the in-place C extension (keeps .venv).
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
