@@ -1,0 +1,802 @@
+"""A WebSocket connection over a blocking socket, driven by threads.
+
+:class:`Connection` holds a sans-I/O :class:`~wskit.protocol.Protocol` and a
+connected socket. It owns:
+
+* one reader thread that reads the socket, feeds ``protocol.receive_data``,
+  answers Pings and Closes, and puts messages in a bounded queue: when
+  ``max_queue`` messages wait, the reader stops reading the socket (that is
+  the receive-side backpressure; TCP flow control then slows the peer);
+* an optional keepalive thread that pings every ``ping_interval`` seconds and
+  fails the connection with 1011 when no Pong arrives within ``ping_timeout``.
+
+Writes are serialized by a *writer token* (a lock held while bytes are
+written). Data messages wait for the token; control frames written by the
+reader or the keepalive thread never wait: when another thread holds the
+token, they are appended to a pending list that the holder flushes before
+giving the token back. Bytes always leave in the order the protocol built
+them, and the reader never blocks on a slow writer.
+
+Every protocol decision stays in the core; this module only moves bytes and
+time.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
+from ..exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    ProtocolError,
+    WebSocketClosed,
+)
+from ..protocol import Protocol, Side, State
+
+__all__ = ["Connection", "Data"]
+
+Data = str | bytes
+"""A received message: ``str`` for text, ``bytes`` for binary."""
+
+_READ_SIZE = 65536
+# Marker in the pending-write list: half-close the socket (send FIN) here.
+_FIN = None
+
+_base_logger = logging.getLogger("wskit.sync")
+
+
+class Connection:
+    """A WebSocket connection after a successful opening handshake.
+
+    Not built directly: :func:`wskit.sync.connect` and
+    :func:`wskit.sync.serve` create :class:`~wskit.sync.client.ClientConnection`
+    and :class:`~wskit.sync.server.ServerConnection` objects.
+
+    Args:
+        sock: the connected socket (plain or TLS), in blocking mode.
+        protocol: the sans-I/O protocol (a client or server protocol).
+        max_queue: incoming messages buffered before the reader stops reading
+            the socket; ``None`` for no limit.
+        write_limit: accepted for symmetry with the asyncio layer; blocking
+            writes never buffer in Python, so ``send`` returns once the kernel
+            took the bytes (its socket buffer is the only write buffer).
+        close_timeout: how long :meth:`close` waits for the closing handshake
+            and for the peer to close TCP, in seconds (``None``: forever).
+        ping_interval: seconds between keepalive Pings; ``None`` disables
+            keepalive.
+        ping_timeout: seconds to wait for the keepalive Pong before failing
+            the connection with 1011; ``None`` never fails.
+        logger: the base logger; a :class:`logging.LoggerAdapter` carrying the
+            connection id wraps it (defaults to ``wskit.sync``).
+        conn_id: the connection's id (a fresh uuid4 by default).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: Protocol,
+        *,
+        max_queue: int | None = 16,
+        write_limit: int = 32768,
+        close_timeout: float | None = 10,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        conn_id: uuid.UUID | None = None,
+    ) -> None:
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be None or >= 1, got {max_queue}")
+        for name, value in (("close_timeout", close_timeout), ("ping_interval", ping_interval),
+                            ("ping_timeout", ping_timeout)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be None or >= 0, got {value}")
+        self.socket = sock
+        self.protocol = protocol
+        self.id: uuid.UUID = conn_id if conn_id is not None else uuid.uuid4()
+        self.logger: logging.LoggerAdapter[Any] = (
+            logger if isinstance(logger, logging.LoggerAdapter)
+            else make_logger(logger, self.id)
+        )
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.close_timeout = close_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.latency: float = 0.0
+        """Round-trip time of the last Ping answered by a Pong, in seconds."""
+        self.request: Request | None = None
+        """The opening handshake's request (the one sent by a client, received by a server)."""
+        self.response: Response | None = None
+        """The opening handshake's response (received by a client, sent by a server)."""
+        try:
+            self.remote_address: Any = sock.getpeername()
+        except OSError:
+            self.remote_address = None
+        try:
+            self.local_address: Any = sock.getsockname()
+        except OSError:
+            self.local_address = None
+
+        self._proto_lock = threading.Lock()  # guards protocol calls and _pending
+        self._write_lock = threading.Lock()  # the writer token
+        self._pending: list[bytes | None] = []
+        self._messages: collections.deque[Data] = collections.deque()
+        self._cond = threading.Condition()  # guards _messages, _ended, _closing_local
+        self._closing_local = False  # we started closing: stop limiting the queue
+        self._ended = False  # the reader thread finished: no more messages
+        self._received = 0  # messages queued so far
+        self._recv_waiting = 0  # threads blocked in recv() on an empty queue
+        # Our failure Close, held back until the app answered what came before it.
+        self._pending_failure: list[bytes | None] | None = None
+        self._ended_event = threading.Event()
+        self._sock_closed = False
+        self._closed_exc: WebSocketClosed | None = None
+        self._layer_failure: tuple[int, str] | None = None
+        self._pings: dict[bytes, tuple[threading.Event, float]] = {}
+        self._keepalive_event: threading.Event | None = None
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._keepalive: threading.Thread | None = None
+        self._debug = self.logger.isEnabledFor(logging.DEBUG)
+
+    # -- public attributes ----------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The protocol state (CONNECTING, OPEN, CLOSING, CLOSED)."""
+        if self._ended:
+            return State.CLOSED
+        return self.protocol.state
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol, or ``None``."""
+        return self.protocol.subprotocol
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the connection is closed, else ``None``."""
+        exc = self._closed_exc
+        return None if exc is None else exc.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason once the connection is closed, else ``None``."""
+        exc = self._closed_exc
+        return None if exc is None else exc.reason
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.state.value}>"
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.close(1011, "internal error")
+
+    # -- receiving ---------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Messages received before the connection closed are returned first;
+        then every call raises the closing exception.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits forever, ``0`` polls.
+
+        Raises:
+            TimeoutError: no message arrived within ``timeout``.
+            ConnectionClosedOK: the connection was closed cleanly.
+            ConnectionClosedError: the connection was closed with an error
+                (1006 when it was lost without a closing handshake).
+        """
+        if self._pending_failure is not None:
+            with self._cond:
+                answered = not self._messages  # every earlier message was handed over
+            if answered:
+                self._flush_failure()
+        with self._cond:
+            self._recv_waiting += 1
+            try:
+                ready = self._cond.wait_for(lambda: self._messages or self._ended, timeout)
+            finally:
+                self._recv_waiting -= 1
+            if not ready:
+                raise TimeoutError(f"no message received within {timeout} s")
+            if self._messages:
+                message = self._messages.popleft()
+                self._cond.notify_all()  # the reader may be waiting for room
+                return message
+        raise self._closed()
+
+    def __iter__(self) -> Iterator[Data]:
+        """Iterate over incoming messages; stop when the connection closes cleanly.
+
+        Raises:
+            ConnectionClosedError: the connection was closed with an error.
+        """
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionClosedOK:
+                return
+
+    # -- sending -----------------------------------------------------------
+
+    def send(self, message: Data | bytearray | memoryview | Iterable[str | bytes | bytearray | memoryview]) -> None:
+        """Send a message; safe to call from several threads.
+
+        Args:
+            message: a ``str`` (text message), a bytes-like object (binary
+                message), or an iterable of ``str`` or of bytes-like parts,
+                sent as one message (all parts must have the same type).
+
+        Blocks while the kernel's socket buffer is full (send-side
+        backpressure).
+
+        Raises:
+            ConnectionClosedOK: the connection is closed (or closing) cleanly.
+            ConnectionClosedError: the connection is closed with an error.
+            TypeError: for another type, or an iterable mixing str and bytes.
+        """
+        if isinstance(message, str):
+            text = message
+            self._send_data(lambda: self.protocol.send_text(text))
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            binary = message
+            self._send_data(lambda: self.protocol.send_binary(binary))
+        elif isinstance(message, Iterable) and not isinstance(message, dict):
+            joined, payload = _join_fragments(message)
+            if joined is not None:
+                whole = joined
+                self._send_data(lambda: self.protocol.send_text(whole))
+            else:
+                self._send_data(lambda: self.protocol.send_binary(payload))
+        else:
+            raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
+
+    def ping(self, data: str | bytes | None = None) -> threading.Event:
+        """Send a Ping.
+
+        Args:
+            data: the payload (at most 125 bytes; a ``str`` is UTF-8 encoded);
+                ``None`` picks 4 random bytes.
+
+        Returns:
+            An event set when the matching Pong arrives (a Pong also
+            acknowledges every earlier Ping).
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+            ValueError: a Ping with the same payload is already waiting.
+        """
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if data is None:
+            while True:
+                data = os.urandom(4)
+                if data not in self._pings:
+                    break
+        elif data in self._pings:
+            raise ValueError(f"a ping with payload {data!r} is already waiting for its pong")
+        event = threading.Event()
+        payload = bytes(data)
+
+        def build() -> list[bytes]:
+            frames = self.protocol.send_ping(payload)
+            self._pings[payload] = (event, time.monotonic())
+            return frames
+
+        self._send_control_checked(build)
+        return event
+
+    def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong (a one-way heartbeat).
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+        """
+        self._send_control_checked(lambda: self.protocol.send_pong(data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Perform the closing handshake and close the socket.
+
+        Waits up to ``close_timeout`` for the peer's Close and for the end of
+        the TCP connection, then closes the socket anyway. Idempotent; does
+        not raise when the connection is already closed.
+
+        Args:
+            code: the close code (RFC 6455 §7.4).
+            reason: the close reason, at most 123 UTF-8 bytes.
+
+        Raises:
+            ProtocolError: the code may not be sent or the reason is too long.
+        """
+        self._start_close(code, reason)
+        if threading.current_thread() in (self._reader, self._keepalive):
+            return  # cannot wait for ourselves; the reader finishes the job
+        self.wait_closed(self.close_timeout)
+        if not self._ended_event.is_set():
+            if self._debug:
+                self.logger.debug("! close timeout: closing the socket")
+            self._abort()
+        self._join()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the connection is closed (the socket is closed).
+
+        Returns:
+            ``True`` if it is closed, ``False`` if ``timeout`` expired.
+        """
+        return self._ended_event.wait(timeout)
+
+    # -- internals: writing ---------------------------------------------------
+
+    def _closed(self) -> WebSocketClosed:
+        exc = self._closed_exc
+        if exc is None:  # still closing: report what we know so far
+            code = self.protocol.close_code or 1006
+            return ConnectionClosedError(code, self.protocol.close_reason or "", "connection is closing")
+        return exc
+
+    def _on_invalid_state(self, exc: InvalidState) -> WebSocketClosed:
+        """Sending is not possible: wait for the end of the closing, then report it."""
+        if self.protocol.state is State.OPEN or self.protocol.state is State.CONNECTING:
+            raise exc
+        if threading.current_thread() is not self._reader:
+            self._ended_event.wait(self.close_timeout)
+        closed = self._closed()
+        closed.__cause__ = exc
+        return closed
+
+    def _send_data(self, build: Callable[[], list[bytes]]) -> None:
+        """Build frames and write them, waiting for the writer token."""
+        self._write_lock.acquire()
+        try:
+            if self._sock_closed:
+                raise self._closed()
+            with self._proto_lock:
+                data: list[bytes | None] = list(build())
+        except InvalidState as exc:
+            self._write_lock.release()
+            raise self._on_invalid_state(exc) from exc
+        except BaseException:
+            self._write_lock.release()
+            raise
+        self._write_holding_token(data)
+
+    def _send_control_checked(self, build: Callable[[], list[bytes]]) -> None:
+        try:
+            self._send_control(build)
+        except InvalidState as exc:
+            raise self._on_invalid_state(exc) from exc
+
+    def _send_control(self, build: Callable[[], list[bytes | None]] | Callable[[], list[bytes]]) -> None:
+        """Build frames and write them, or queue them if another thread is writing."""
+        with self._proto_lock:
+            if self._sock_closed:
+                raise self._closed()
+            data: list[bytes | None] = list(build())
+            if not data:
+                return
+            if not self._write_lock.acquire(blocking=False):
+                self._pending.extend(data)  # the token holder writes them next
+                return
+        self._write_holding_token(data)
+
+    def _write_holding_token(self, data: list[bytes | None]) -> None:
+        """Write ``data`` then whatever was queued meanwhile; give the token back."""
+        sock = self.socket
+        released = False
+        try:
+            while True:
+                for chunk in data:
+                    if chunk is _FIN:
+                        _shutdown(sock, socket.SHUT_WR)
+                    else:
+                        sock.sendall(chunk)
+                with self._proto_lock:
+                    data = self._pending
+                    self._pending = []
+                    if not data:
+                        self._write_lock.release()
+                        released = True
+                        return
+        except OSError as exc:
+            with self._proto_lock:
+                self._pending = []
+            if self._debug:
+                self.logger.debug("! write failed: %r", exc)
+            self._abort()
+            if not released:
+                self._write_lock.release()
+                released = True
+            # Wait for the reader to record how the connection ended.
+            if threading.current_thread() is not self._reader:
+                self._ended_event.wait(self.close_timeout)
+            closed = self._closed()
+            raise closed from exc
+        finally:
+            if not released:
+                self._write_lock.release()
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Send our Close frame (if allowed) without waiting for anything."""
+        with self._cond:
+            self._closing_local = True
+            self._cond.notify_all()  # unblock a reader waiting for queue room
+
+        def build() -> list[bytes]:
+            if self.protocol.state is not State.OPEN:
+                return []  # already closing or closed
+            return self.protocol.send_close(code, reason)
+
+        try:
+            self._send_control(build)
+        except WebSocketClosed:
+            pass
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection from the layer (keepalive timeout): Close, then abort."""
+        with self._proto_lock:
+            if self._layer_failure is None:
+                self._layer_failure = (code, reason)
+            frames: list[bytes] = []
+            if self.protocol.state is State.OPEN and not self._sock_closed:
+                try:
+                    frames = self.protocol.send_close(code, reason)
+                except ProtocolError:
+                    frames = []
+            got_token = bool(frames) and self._write_lock.acquire(blocking=False)
+        if got_token:
+            try:
+                # Best effort: the peer may be gone; never block here.
+                if _wait_io(self.socket, write=True, timeout=0):
+                    self.socket.send(b"".join(frames))
+            except OSError:
+                pass
+            finally:
+                self._write_lock.release()
+        self.logger.debug("! failing the connection with %d: %s", code, reason)
+        self._abort()
+
+    def _abort(self) -> None:
+        """Shut the socket down: wakes the reader and any blocked writer."""
+        _shutdown(self.socket, socket.SHUT_RDWR)
+
+    # -- internals: threads ---------------------------------------------------
+
+    def _start(self, initial: list[Event] | None = None, error: ProtocolError | None = None) -> None:
+        """Start the reader (and keepalive) threads.
+
+        Args:
+            initial: events the handshake already produced (frames that
+                followed it), handled first.
+            error: a protocol failure the handshake's leftover caused.
+        """
+        self._reader = threading.Thread(target=self._run_reader, args=(initial or [], error),
+                                        name=f"wskit-reader-{self.id}", daemon=True)
+        self._reader.start()
+        if self.ping_interval is not None:
+            self._keepalive = threading.Thread(target=self._run_keepalive, name=f"wskit-keepalive-{self.id}",
+                                               daemon=True)
+            self._keepalive.start()
+
+    def _join(self, timeout: float | None = None) -> None:
+        current = threading.current_thread()
+        for thread in (self._reader, self._keepalive):
+            if thread is not None and thread is not current:
+                thread.join(timeout)
+
+    def _run_reader(self, initial: list[Event], error: ProtocolError | None) -> None:
+        sock = self.socket
+        deadline: float | None = None
+        cause: BaseException | None = None
+        try:
+            if error is not None:
+                deadline = self._handle_failure(error)
+            elif initial:
+                deadline = self._handle_events(initial)
+            while True:
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not _wait_io(sock, write=False, timeout=remaining):
+                        if self._debug:
+                            self.logger.debug("! timed out waiting for the peer to close TCP")
+                        break
+                try:
+                    data = sock.recv(_READ_SIZE)
+                except OSError as exc:
+                    cause = exc
+                    data = b""
+                if not data:
+                    break
+                try:
+                    with self._proto_lock:
+                        events = self.protocol.receive_data(data)
+                except ProtocolError as exc:
+                    deadline = self._handle_failure(exc)
+                    continue
+                if events:
+                    end = self._handle_events(events)
+                    if end is not None and deadline is None:
+                        deadline = end
+        except Exception as exc:  # a bug must not leave the connection hanging
+            cause = exc
+            self.logger.error("unexpected error in the reader thread", exc_info=True)
+        finally:
+            self._finish(cause)
+
+    def _handle_events(self, events: list[Event]) -> float | None:
+        """Handle received events; return a deadline once the close handshake is done."""
+        deadline: float | None = None
+        for event in events:
+            if isinstance(event, TextMessage | BinaryMessage):
+                self._enqueue(event.data)
+            elif isinstance(event, Ping):
+                data = event.data
+                try:
+                    # RFC 6455 §5.5.2: answer a Ping with a Pong carrying its data.
+                    self._send_control(lambda data=data: self.protocol.send_pong(data))
+                except (InvalidState, WebSocketClosed):
+                    pass
+            elif isinstance(event, Pong):
+                self._acknowledge(event.data)
+            elif isinstance(event, Close):
+                deadline = self._handle_close(event)
+        return deadline
+
+    def _handle_close(self, event: Close) -> float:
+        def build() -> list[bytes | None]:
+            out: list[bytes | None] = []
+            if not self.protocol.close_sent:
+                # RFC 6455 §5.5.1: answer a Close with a Close, echoing its code.
+                try:
+                    out.extend(self.protocol.send_close(event.code, event.reason))
+                except ProtocolError:
+                    out.extend(self.protocol.send_close(1000))
+            if self.protocol.side is Side.SERVER:
+                # RFC 6455 §7.1.1: the server closes the TCP connection first.
+                out.append(_FIN)
+            return out
+
+        try:
+            self._send_control(build)
+        except (InvalidState, WebSocketClosed):
+            pass
+        with self._cond:  # nothing more will arrive: release the queue limit
+            self._closing_local = True
+            self._cond.notify_all()
+        return time.monotonic() + (self.close_timeout if self.close_timeout is not None else 1e9)
+
+    def _handle_failure(self, exc: ProtocolError) -> float:
+        """The peer violated the protocol: handle what came before, send our Close."""
+        if self._debug:
+            self.logger.debug("! protocol error: %s", exc)
+        with self._cond:  # the app may no longer read: do not block on the queue
+            self._closing_local = True
+            self._cond.notify_all()
+        self._handle_events(exc.events)
+        to_send: list[bytes | None] = list(exc.to_send)
+        if self.protocol.side is Side.SERVER:
+            to_send.append(_FIN)
+        with self._cond:
+            self._pending_failure = to_send
+            if exc.to_send and self._received and (self._messages or not self._recv_waiting):
+                # The application has not answered every message received
+                # before the violation yet: let it (the order RFC-strict peers
+                # expect, API.md). The Close goes out when recv() has handed
+                # them over and is called again, or after close_timeout.
+                self._cond.wait_for(lambda: self._pending_failure is None, self.close_timeout)
+        self._flush_failure()
+        with self._cond:
+            self._closing_local = True
+            self._cond.notify_all()
+        return time.monotonic() + (self.close_timeout if self.close_timeout is not None else 1e9)
+
+    def _flush_failure(self) -> None:
+        """Write the held-back failure Close, once (from the reader or from recv)."""
+        with self._cond:
+            data = self._pending_failure
+            self._pending_failure = None
+            self._cond.notify_all()
+        if not data:
+            return
+        try:
+            self._send_control(lambda: data)
+        except WebSocketClosed:
+            pass
+
+    def _enqueue(self, message: Data) -> None:
+        with self._cond:
+            limit = self.max_queue
+            # Backpressure: stop reading the socket while the queue is full.
+            while limit is not None and len(self._messages) >= limit and not self._closing_local:
+                self._cond.wait()
+            self._messages.append(message)
+            self._received += 1
+            self._cond.notify_all()
+
+    def _acknowledge(self, data: bytes) -> None:
+        with self._proto_lock:
+            hit = self._pings.get(data)
+            if hit is None:
+                return  # unsolicited Pong
+            now = time.monotonic()
+            self.latency = now - hit[1]
+            # A Pong acknowledges its Ping and every Ping sent before it.
+            for key in list(self._pings):
+                event, _ = self._pings.pop(key)
+                event.set()
+                if key == data:
+                    break
+
+    def _finish(self, cause: BaseException | None) -> None:
+        """The reader is done: record how the connection ended, close the socket."""
+        with self._proto_lock:
+            try:
+                self.protocol.receive_eof()
+            except ProtocolError as exc:  # e.g. EOF in the middle of a handshake response
+                cause = cause or exc
+            self._closed_exc = self._closing_exception(cause)
+        self._abort()
+        self._stop.set()
+        ka = self._keepalive_event
+        if ka is not None:
+            ka.set()
+        # Writers blocked in sendall fail fast after the shutdown; then close.
+        with self._write_lock:
+            with self._proto_lock:
+                self._sock_closed = True
+                self._pending = []
+            try:
+                self.socket.close()
+            except OSError:
+                pass
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+        if self._debug:
+            self.logger.debug("= connection closed: %s", self._closed_exc)
+        self._ended_event.set()
+
+    def _closing_exception(self, cause: BaseException | None) -> WebSocketClosed:
+        protocol = self.protocol
+        failure = protocol.failure
+        if self._layer_failure is not None:
+            code, reason = self._layer_failure
+        else:
+            code = protocol.close_code if protocol.close_code is not None else 1006
+            reason = protocol.close_reason or ""
+        clean = (protocol.close_sent and protocol.close_received and failure is None
+                 and self._layer_failure is None)
+        exc: WebSocketClosed
+        if clean and code in (1000, 1001, 1005):
+            exc = ConnectionClosedOK(code, reason)
+        else:
+            exc = ConnectionClosedError(code, reason)
+        exc.__cause__ = failure or cause
+        return exc
+
+    def _run_keepalive(self) -> None:
+        interval = self.ping_interval
+        assert interval is not None
+        while not self._stop.wait(interval):
+            try:
+                event = self.ping()
+            except (WebSocketClosed, InvalidState, ProtocolError):
+                return
+            self._keepalive_event = event
+            if self._stop.is_set():
+                return
+            if self.ping_timeout is None:
+                continue
+            if not event.wait(self.ping_timeout) and not self._stop.is_set():
+                self._fail(1011, "keepalive ping timeout")
+                return
+
+
+def make_logger(logger: logging.Logger | None, conn_id: uuid.UUID) -> logging.LoggerAdapter[Any]:
+    """Return the per-connection logger adapter (it carries the connection id)."""
+    return logging.LoggerAdapter(logger or _base_logger, {"connection_id": str(conn_id)})
+
+
+def _join_fragments(parts: Iterable[Any]) -> tuple[str | None, bytes]:
+    """Join the parts of a message given as an iterable (all str or all bytes-like)."""
+    texts: list[str] = []
+    chunks: list[bytes] = []
+    for i, part in enumerate(parts):
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, (bytes, bytearray, memoryview)):
+            chunks.append(bytes(part))
+        else:
+            raise TypeError(f"send(): fragment {i} is a {type(part).__name__}; expected str or bytes-like")
+        if texts and chunks:
+            raise TypeError(f"send(): fragment {i} mixes str and bytes in one message")
+    if chunks or not texts:
+        return None, b"".join(chunks)
+    return "".join(texts), b""
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        # The plain socket's shutdown, also for TLS sockets (whose own
+        # shutdown() would drop the TLS object under a thread using it).
+        socket.socket.shutdown(sock, how)
+    except OSError:
+        pass
+
+
+def _wait_io(sock: socket.socket, *, write: bool, timeout: float) -> bool:
+    """Wait until ``sock`` is readable (or writable); ``False`` on timeout."""
+    if not write and getattr(sock, "pending", None) is not None:
+        try:
+            if sock.pending():  # type: ignore[attr-defined]
+                return True  # TLS bytes already decrypted and buffered
+        except (OSError, ValueError):
+            return True
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_WRITE if write else selectors.EVENT_READ)
+            return bool(selector.select(timeout))
+    except (OSError, ValueError):
+        return True  # closed: let the next operation report it
+
+
+def build_extensions(compression: str | None, extensions: Iterable[Any] | None, side: Side) -> list[Any]:
+    """Turn the ``compression`` and ``extensions`` options into the factory list to offer/accept.
+
+    Args:
+        compression: ``"deflate"`` adds permessage-deflate (RFC 7692) with
+            default settings; ``None`` adds nothing.
+        extensions: more extension factories, tried before the default ones.
+        side: which factories to build.
+
+    Raises:
+        ValueError: for an unknown ``compression`` value.
+    """
+    factories = list(extensions or [])
+    if compression == "deflate":
+        if not any(getattr(f, "name", None) == "permessage-deflate" for f in factories):
+            from ..extensions import permessage_deflate as pmd
+
+            factories.append(pmd.ClientPerMessageDeflateFactory() if side is Side.CLIENT
+                             else pmd.ServerPerMessageDeflateFactory())
+    elif compression is not None:
+        raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
+    return factories
+
+
+def merge_config(config: Any, kind: str, explicit: dict[str, Any]) -> dict[str, Any]:
+    """Merge options from a loaded configuration with the explicit keyword arguments.
+
+    Explicit arguments win. Without ``config`` the explicit ones are returned.
+    """
+    if config is None:
+        return explicit
+    from .. import config as config_module  # type: ignore[attr-defined, unused-ignore]
+
+    merged: dict[str, Any] = config_module.merge_options(config, kind, explicit)
+    return merged
