@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import statistics
 import sys
@@ -35,6 +36,7 @@ from websockets.uri import parse_uri as ws_parse_uri
 import wskit
 from wskit import ClientProtocol, Protocol, ServerProtocol, Side
 from wskit.mask import USING_SPEEDUPS
+from wskit.plugin import PluginManager
 
 Case = Callable[[], Callable[[], object]]  # setup -> timed function
 RESULTS: list[dict[str, object]] = []
@@ -365,21 +367,36 @@ def case_deflate(messages: list[str]) -> tuple[Case, Case] | None:
     return ours, theirs
 
 
+def _plugin_case(pm: PluginManager, stream: bytes) -> Case:
+    def setup() -> Callable[[], object]:
+        # A logger not at DEBUG: what production runs with.
+        p = Protocol(Side.SERVER, plugin_manager=pm, logger=logging.getLogger("bench.quiet"))
+        return lambda: p.receive_data(stream)
+
+    return setup
+
+
 def case_plugin_overhead(stream: bytes) -> tuple[Case, Case] | None:
-    """Core with no plugins vs with the logging plugin registered but disabled."""
-    from wskit.plugin import PluginManager
+    """Core with no plugins vs the default set (permessage-deflate registered, not negotiated).
 
+    The logging plugin is not registered here: "disabled" means not
+    registered, and an unregistered plugin costs nothing per frame.
+    """
     bare = PluginManager(builtins=False, entry_points=False)
-    default = PluginManager()
+    default = PluginManager(entry_points=False)
+    return _plugin_case(bare, stream), _plugin_case(default, stream)
 
-    def with_manager(pm: PluginManager) -> Case:
-        def setup() -> Callable[[], object]:
-            p = Protocol(Side.SERVER, plugin_manager=pm)
-            return lambda: p.receive_data(stream)
 
-        return setup
+def case_logging_registered(stream: bytes) -> tuple[Case, Case] | None:
+    """Core with no plugins vs the logging plugin registered, logger not at DEBUG.
 
-    return with_manager(bare), with_manager(default)
+    Registered, its hooks run for every frame (they return after one
+    ``isEnabledFor`` check): this is the price of enabling it, not ~1.00.
+    """
+    logging.getLogger("bench.quiet").setLevel(logging.WARNING)
+    bare = PluginManager(builtins=False, entry_points=False)
+    with_logging = PluginManager(builtins=False, entry_points=False, enable=["logging"])
+    return _plugin_case(bare, stream), _plugin_case(with_logging, stream)
 
 
 def main() -> int:
@@ -419,6 +436,10 @@ def main() -> int:
         if pair is not None:
             print("\nplugins: same wskit receive of 10,000 frames; 'ratio' = default-plugins / no-plugins time")
             measure("plugins: no plugins vs built-ins registered", pair[0], pair[1], r, "~1.00 = free when unused")
+        pair = case_logging_registered(stream)
+        if pair is not None:
+            measure("plugins: logging registered, logger not at DEBUG", pair[0], pair[1], r,
+                    "per-frame hook cost; unregistered = free")
     if not args.k or "memory" in args.k:
         print("\nmemory per open connection pair (tracemalloc, 1,000 pairs)")
         for label, ours, theirs in [

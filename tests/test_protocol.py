@@ -43,6 +43,7 @@ from wskit import (
 from wskit.exceptions import InvalidState, PayloadTooBig, ProtocolError, WSKitError
 from wskit.extensions.base import Extension
 from wskit.frames import Frame, Opcode
+from wskit.plugin import PluginManager
 
 INVALID_CLOSE_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000]
 VALID_CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999]
@@ -684,8 +685,10 @@ def test_logger_adapter_accepted_and_state_changes_logged(caplog: pytest.LogCapt
     base = logging.getLogger("tests.wskit.protocol")
     caplog.set_level(logging.DEBUG, logger="tests.wskit.protocol")
     adapter = logging.LoggerAdapter(base, {"conn": "abc"})
-    c = Protocol(Side.CLIENT, logger=adapter)
-    s = Protocol(Side.SERVER, logger=base)
+    # State changes are logged by the "logging" plugin (one line per change).
+    manager = PluginManager(enable=["logging"], entry_points=False)
+    c = Protocol(Side.CLIENT, logger=adapter, plugin_manager=manager)
+    s = Protocol(Side.SERVER, logger=base, plugin_manager=manager)
     deliver(c.send_text("hi"), s)
     deliver(c.send_close(), s)
     deliver(s.send_close(), c)

@@ -43,6 +43,7 @@ AUTOLOAD_ENV = "WSKIT_DISABLE_PLUGIN_AUTOLOAD"
 """Set this environment variable to stop loading plugins from entry points."""
 
 _OBSERVERS = ("wskit_frame_sent", "wskit_frame_received", "wskit_state_changed")
+_HANDSHAKE_HOOKS = ("wskit_handshake_request", "wskit_handshake_response", "wskit_check_request")
 _SIDES = ("client", "server")
 
 
@@ -101,16 +102,22 @@ def _culprit(impls: list[Any], tb: TracebackType | None) -> str | None:
     Side-effect free (no hook is called again): pluggy calls the hook
     function, so its code object appears in the traceback of what it raised.
     """
-    codes: dict[Any, str] = {}
+    codes: dict[Any, Any] = {}
     for impl in impls:
         code = _code_of(impl.function)
         if code is not None:
-            codes.setdefault(code, str(impl.plugin_name))
+            codes.setdefault(code, impl)
+    found: list[Any] = []
     while tb is not None:
-        name = codes.get(tb.tb_frame.f_code)
-        if name is not None:
-            return name
+        impl = codes.get(tb.tb_frame.f_code)
+        if impl is not None:
+            found.append(impl)
         tb = tb.tb_next
+    # The innermost plain hook function raised; a wrapper only saw the
+    # exception go through it (it is the culprit only if it is alone).
+    plain = [impl for impl in found if not (impl.wrapper or impl.hookwrapper)]
+    if plain or found:
+        return str((plain or found)[-1].plugin_name)
     if len(impls) == 1:
         return str(impls[0].plugin_name)
     return None
@@ -305,6 +312,8 @@ class PluginManager:
         dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
         out = []
         for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # a blocked (disabled) name
+                continue
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             dist = dists.get(id(plugin))
             module = getattr(plugin, "__name__", None) or type(plugin).__module__
@@ -328,6 +337,14 @@ class PluginManager:
         self.state_changed: Callable[..., None] | None = None
         for name in _OBSERVERS:
             setattr(self, name[len("wskit_"):], _observer(name, getattr(self.pm.hook, name)))
+        # Handshake hooks: the hook caller, or None when no plugin implements
+        # it (read once per connection by the client and server protocols).
+        self.handshake_request: Any = None
+        self.handshake_response: Any = None
+        self.check_request: Any = None
+        for name in _HANDSHAKE_HOOKS:
+            if getattr(self.pm.hook, name).get_hookimpls():
+                setattr(self, name[len("wskit_"):], getattr(self.hook, name))
         self._token_owner.clear()
 
     def plugin_name(self, plugin: object) -> str:

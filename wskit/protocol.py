@@ -268,14 +268,12 @@ class Protocol:
             raise InvalidState(f"cannot {trigger.replace('_', ' ')} in state {old.public.name} ({old.description})")
         self._si = new = self._spec.fire(self, trigger)
         if new.public is not old.public:
-            if self._debug:
-                self.logger.debug("= %s -> %s (%s)", old.public.name, new.public.name, trigger)
             hook = self._plugins.state_changed
             if hook is not None:
                 try:
                     hook(protocol=self, old=old.public, new=new.public, trigger=trigger)
                 except Exception as exc:  # a plugin's bug must not corrupt our state
-                    self.logger.error("plugin failed in wskit_state_changed: %r", exc)
+                    self.logger.error("wskit_state_changed: %s", exc)
 
     def _set_extensions(self, extensions: list[Extension]) -> None:
         self._extensions = extensions
@@ -432,9 +430,16 @@ class Protocol:
             return exc
         if ext is not None:
             culprit = f"extension {getattr(ext, 'name', type(ext).__name__)!r} ({type(ext).__qualname__}.{where})"
+            owner = self._plugins.extension_owner(ext)
+            if owner is not None:
+                culprit = f"plugin {owner!r}: {culprit}"
+            error = PluginError(f"{culprit} raised {type(exc).__name__}: {exc}")
+        elif isinstance(exc, PluginError):
+            error = exc  # from the plugin manager: it already names the plugin and the hook
         else:
-            culprit = "plugin hook " + where
-        error = PluginError(f"{culprit} raised {type(exc).__name__}: {exc}")
+            name = self._plugins.culprit(where, exc)
+            culprit = f"plugin {name!r} in {where}" if name is not None else "plugin hook " + where
+            error = PluginError(f"{culprit} raised {type(exc).__name__}: {exc}")
         failure = ProtocolError(f"internal error: {error}", close_code=1011)
         failure.__cause__ = error
         if "fail" in self._si.triggers:
