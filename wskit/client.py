@@ -15,7 +15,7 @@ from .events import Event, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, ProtocolError
 from .handshake import build_request, check_response, generate_key, parse_uri
 from .headers import Headers, parse_extension_header, serialize_extension_header
-from .http11 import HTTPLimits, ResponseParser, serialize_request
+from .http11 import _DEFAULT_LIMITS, HTTPLimits, ResponseParser, serialize_request
 from .protocol import LoggerLike, Protocol, Side
 from .statemachine import State, StateSpec
 
@@ -76,12 +76,13 @@ class ClientProtocol(Protocol):
                          max_fragment_size=max_fragment_size, plugins=plugins,
                          plugin_manager=plugin_manager, spec=spec)
         if extensions is None:
-            extensions = _plugin_factories(self.plugin_manager, "wskit_client_extension_factories")
-        self._factories: list[ClientExtensionFactory] = list(extensions)
-        self._offered_subprotocols = list(subprotocols or [])
+            extensions = _plugin_factories(self.plugin_manager, "client")
+        # Tuples: the empty ones are shared, so a plain connection pays nothing.
+        self._factories: tuple[ClientExtensionFactory, ...] = tuple(extensions) if extensions else ()
+        self._offered_subprotocols: tuple[str, ...] = tuple(subprotocols) if subprotocols else ()
         self._origin = origin
         self._extra_headers = extra_headers
-        self._limits = limits or HTTPLimits()
+        self._limits = limits or _DEFAULT_LIMITS
         self._user_agent = user_agent
         self._parser: ResponseParser | None = None
         self._key = ""
@@ -103,20 +104,23 @@ class ClientProtocol(Protocol):
         if not self._si.handshake or self._parser is not None:
             raise InvalidState(f"connect() can only be called once, in state CONNECTING (state {self.state.name})")
         self._key = generate_key()
-        offers = [(f.name, f.get_request_params()) for f in self._factories]
+        factories = self._factories
         headers, data = build_request(
             self.wsuri,
             self._key,
             origin=self._origin,
             subprotocols=self._offered_subprotocols or None,
-            extensions_header=serialize_extension_header(offers) if offers else None,
+            extensions_header=serialize_extension_header([(f.name, f.get_request_params()) for f in factories])
+            if factories else None,
             extra_headers=self._extra_headers,
             user_agent=self._user_agent,
         )
-        hook = self.plugin_manager.hook.wskit_handshake_request
-        if hook.get_hookimpls():
+        self._extra_headers = None  # sent: no need to keep them
+        hook = self._plugins.handshake_request
+        if hook is not None:
             hook(protocol=self, headers=headers)
             data = serialize_request("GET", self.wsuri.path, headers)
+            headers._release()
         self.request = headers
         self._parser = ResponseParser(self._limits)
         if self._debug:
@@ -128,7 +132,7 @@ class ClientProtocol(Protocol):
         if parser is None:
             raise InvalidState("call connect() and send the request before receive_data()")
         try:
-            response = parser.feed(bytes(data))
+            response = parser.feed(data)
         except InvalidHandshake as exc:
             self._handshake_failed(exc)
             raise
@@ -166,6 +170,10 @@ class ClientProtocol(Protocol):
         self._subprotocol = subprotocol
         self._set_extensions(extensions)
         self._fire("accept")
+        # The handshake is over: drop the parser and the headers' lookup index
+        # (rebuilt if the application reads them), keep request and response.
+        self._parser = None
+        response.headers._release()
         events: list[Event] = [response]
         if leftover:
             try:
@@ -210,10 +218,6 @@ class ClientProtocol(Protocol):
             self.logger.debug("! opening handshake failed: %s", exc)
 
 
-def _plugin_factories(manager: PluginManager, hook_name: str, options: dict[str, Any] | None = None) -> list[Any]:
-    hook = getattr(manager.hook, hook_name)
-    out: list[Any] = []
-    for result in hook(options=options or {}):
-        if result:
-            out.extend(result)
-    return out
+def _plugin_factories(manager: PluginManager, side: str) -> list[Any]:
+    """The extension factories the plugins of ``manager`` provide for ``side``."""
+    return manager.extension_factories(side)

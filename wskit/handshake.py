@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import re
 import secrets
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .events import Request, Response
@@ -35,6 +37,7 @@ from .exceptions import InvalidHandshake, InvalidURI, NegotiationError
 from .headers import (
     Headers,
     HeadersLike,
+    _check_value,
     is_token,
     parse_subprotocol_header,
     parse_token_list,
@@ -66,7 +69,7 @@ _URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 def generate_key() -> str:
     """Return a fresh ``Sec-WebSocket-Key``: base64 of 16 random bytes (RFC 6455 §4.1)."""
-    return base64.b64encode(secrets.token_bytes(16)).decode("ascii")
+    return binascii.b2a_base64(secrets.token_bytes(16), newline=False).decode("ascii")
 
 
 def accept_key(key: str) -> str:
@@ -77,7 +80,7 @@ def accept_key(key: str) -> str:
         's3pPLMBiTxaQ9kYGzzhZRbK+xOo='
     """
     digest = hashlib.sha1((key + GUID).encode("ascii"), usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 # URIs --------------------------------------------------------------------------
@@ -117,7 +120,8 @@ def parse_uri(uri: str) -> WSURI:
     """Parse a WebSocket URI (RFC 6455 §3).
 
     Non-ASCII characters in the path and query are percent-encoded as UTF-8
-    (an IRI becomes a URI); a non-ASCII host is IDNA-encoded.
+    (an IRI becomes a URI); a non-ASCII host is IDNA-encoded. Results are
+    cached (a :class:`WSURI` is immutable), except for URIs with credentials.
 
     Raises:
         InvalidURI: for another scheme, a missing host, a fragment, a bad
@@ -125,6 +129,12 @@ def parse_uri(uri: str) -> WSURI:
     """
     if not isinstance(uri, str):
         raise InvalidURI(f"WebSocket URI must be a str, got {type(uri).__name__}")
+    if "@" in uri:  # never keep credentials in a process-wide cache
+        return _parse_uri(uri)
+    return _parse_uri_cached(uri)
+
+
+def _parse_uri(uri: str) -> WSURI:
     for i, char in enumerate(uri):
         if char <= " " or char == "\x7f":
             raise InvalidURI(f"invalid WebSocket URI {uri!r}: whitespace or control character at position {i}")
@@ -167,7 +177,20 @@ def parse_uri(uri: str) -> WSURI:
     return WSURI(secure, host, port, path, user_info)
 
 
+_parse_uri_cached = functools.lru_cache(maxsize=256)(_parse_uri)
+
+
 # Client request ------------------------------------------------------------------
+
+# Header lines every handshake carries, shared by all connections.
+_UPGRADE = ("Upgrade", "websocket")
+_CONNECTION = ("Connection", "Upgrade")
+_VERSION = ("Sec-WebSocket-Version", "13")
+_USER_AGENT = "wskit/0.1"
+_USER_AGENT_ITEM = ("User-Agent", _USER_AGENT)
+_SERVER_ITEM = ("Server", _USER_AGENT)
+# base64 of exactly 16 bytes: 22 characters and "==" (fast path of the key check).
+_KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 
 
 def _extra(headers: Headers, extra_headers: HeadersLike | None, where: str) -> None:
@@ -175,8 +198,9 @@ def _extra(headers: Headers, extra_headers: HeadersLike | None, where: str) -> N
     if extra_headers is None:
         return
     extra = extra_headers if isinstance(extra_headers, Headers) else Headers(extra_headers)
+    ours = {name.lower() for name, _ in headers._items}
     for name in extra.keys():
-        if name in headers:
+        if name.lower() in ours:
             raise ValueError(
                 f"{where}: extra header {name!r} conflicts with the {name!r} header the handshake sets; "
                 "use the dedicated argument instead"
@@ -213,24 +237,29 @@ def build_request(
         ValueError: if an extra header duplicates one the handshake sets
             (``Host``, ``Origin``, ``User-Agent``, ...), or a value is invalid.
     """
-    headers = Headers()
-    headers["Host"] = wsuri.host_header
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "Upgrade"
-    headers["Sec-WebSocket-Key"] = key
-    headers["Sec-WebSocket-Version"] = "13"
+    # Names are constants and generated values are valid by construction:
+    # only the caller's strings are checked.
+    _check_value("Sec-WebSocket-Key", key)
+    items = [("Host", wsuri.host_header), _UPGRADE, _CONNECTION, ("Sec-WebSocket-Key", key), _VERSION]
     if origin is not None:
-        headers["Origin"] = origin
+        _check_value("Origin", origin)
+        items.append(("Origin", origin))
     if extensions_header:
-        headers["Sec-WebSocket-Extensions"] = extensions_header
+        _check_value("Sec-WebSocket-Extensions", extensions_header)
+        items.append(("Sec-WebSocket-Extensions", extensions_header))
     if subprotocols:
-        headers["Sec-WebSocket-Protocol"] = serialize_subprotocol_header(subprotocols)
+        items.append(("Sec-WebSocket-Protocol", serialize_subprotocol_header(subprotocols)))
     if wsuri.user_info is not None:
         # RFC 7617: Basic credentials are base64("user:password").
         credentials = ":".join(wsuri.user_info).encode("utf-8")
-        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+        items.append(("Authorization", "Basic " + base64.b64encode(credentials).decode("ascii")))
     if user_agent is not None:
-        headers["User-Agent"] = user_agent
+        if user_agent != _USER_AGENT:
+            _check_value("User-Agent", user_agent)
+            items.append(("User-Agent", user_agent))
+        else:
+            items.append(_USER_AGENT_ITEM)
+    headers = Headers._trusted(items)
     _extra(headers, extra_headers, "build_request")
     return headers, serialize_request("GET", wsuri.path, headers)
 
@@ -248,8 +277,39 @@ def _single(headers: Headers, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _has_token(values: Iterable[str], header: str, token: str) -> bool:
+def _has_token(values: list[str], header: str, token: str) -> bool:
+    if len(values) == 1 and values[0].lower() == token:
+        return True
     return any(item.lower() == token for item in parse_token_list(values, header))
+
+
+def _check_request_fast(request: Request, origins: Sequence[str | None] | None) -> str | None:
+    """Accept the usual, unambiguous request in one pass; ``None``: check it step by step.
+
+    Returns a key only when :func:`check_request` would return it: every
+    header it reads appears once with the plain value.
+    """
+    headers = request.headers
+    if request.method != "GET" or type(headers) is not Headers:
+        return None
+    get = headers._lookup().get
+    host = get("host")
+    upgrade = get("upgrade")
+    connection = get("connection")
+    key = get("sec-websocket-key")
+    if (
+        type(host) is str and host
+        and type(upgrade) is str and upgrade.lower() == "websocket"
+        and type(connection) is str and connection.lower() == "upgrade"
+        and get("sec-websocket-version") == "13"
+        and type(key) is str and _KEY_RE.fullmatch(key) is not None
+    ):
+        if origins is not None:
+            origin = get("origin")
+            if type(origin) is list or origin not in origins:
+                return None
+        return key
+    return None
 
 
 def check_request(request: Request, *, origins: Sequence[str | None] | None = None) -> str:
@@ -269,6 +329,9 @@ def check_request(request: Request, *, origins: Sequence[str | None] | None = No
             docstring) and ``headers`` to include in the error response.
     """
     headers = request.headers
+    key = _check_request_fast(request, origins)
+    if key is not None:
+        return key
     # RFC 6455 §4.2.1 (1): the method MUST be GET.
     if request.method != "GET":
         raise InvalidHandshake(
@@ -285,7 +348,9 @@ def check_request(request: Request, *, origins: Sequence[str | None] | None = No
         raise InvalidHandshake(
             "missing Upgrade header: this is a WebSocket endpoint", status=426, headers=list(_UPGRADE_HEADERS)
         )
-    if not any(item.lower() == "websocket" for item in parse_upgrade_header(upgrade)):
+    if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket") and not any(
+        item.lower() == "websocket" for item in parse_upgrade_header(upgrade)
+    ):
         raise InvalidHandshake(
             f"Upgrade header does not contain websocket: {', '.join(upgrade)!r}",
             status=426,
@@ -308,10 +373,13 @@ def check_request(request: Request, *, origins: Sequence[str | None] | None = No
     key = _single(headers, "Sec-WebSocket-Key")
     if key is None:
         raise InvalidHandshake("missing Sec-WebSocket-Key header")
-    try:
-        raw = base64.b64decode(key.encode("latin-1"), validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
+    if _KEY_RE.fullmatch(key) is None:
+        try:
+            raw = base64.b64decode(key.encode("latin-1"), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+    else:
+        raw = b"0123456789abcdef"  # 22 base64 characters and "==" always decode to 16 bytes
     if len(raw) != 16:
         raise InvalidHandshake(f"invalid Sec-WebSocket-Key {key!r}: expected base64 of 16 bytes")
     # RFC 6455 §4.2.1 (8) and §10.2: Origin checks are the server's policy.
@@ -362,20 +430,32 @@ def build_accept_response(
         ValueError: if an extra header duplicates one the handshake sets, or
             the subprotocol is not a token.
     """
-    headers = Headers()
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "Upgrade"
-    headers["Sec-WebSocket-Accept"] = accept_key(key)
+    items = [_UPGRADE, _CONNECTION, ("Sec-WebSocket-Accept", accept_key(key))]
     if extensions_header:
-        headers["Sec-WebSocket-Extensions"] = extensions_header
+        _check_value("Sec-WebSocket-Extensions", extensions_header)
+        items.append(("Sec-WebSocket-Extensions", extensions_header))
     if subprotocol is not None:
         if not is_token(subprotocol):
             raise ValueError(f"subprotocol {subprotocol!r} is not a token")
-        headers["Sec-WebSocket-Protocol"] = subprotocol
+        items.append(("Sec-WebSocket-Protocol", subprotocol))
     if server_header is not None:
-        headers["Server"] = server_header
+        if server_header != _USER_AGENT:
+            _check_value("Server", server_header)
+            items.append(("Server", server_header))
+        else:
+            items.append(_SERVER_ITEM)
+    headers = Headers._trusted(items)
     _extra(headers, extra_headers, "build_accept_response")
+    if len(items) == 4 and items[3] is _SERVER_ITEM:
+        # The common answer: a constant around the accept value.
+        return headers, b"%s%s%s" % (_ACCEPT_HEAD, items[2][1].encode("ascii"), _ACCEPT_TAIL)
     return headers, serialize_response(101, "Switching Protocols", headers)
+
+
+_ACCEPT_HEAD = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+)
+_ACCEPT_TAIL = b"\r\nServer: wskit/0.1\r\n\r\n"
 
 
 # Client side ---------------------------------------------------------------------
@@ -409,6 +489,20 @@ def check_response(
 
 def _check_response(response: Response, key: str, offered: Sequence[str] | None) -> str | None:
     headers = response.headers
+    if response.status_code == 101 and type(headers) is Headers:
+        # The usual, unambiguous response in one pass; anything else is
+        # checked step by step below (same result, precise errors).
+        get = headers._lookup().get
+        upgrade = get("upgrade")
+        connection = get("connection")
+        accept = get("sec-websocket-accept")
+        if (
+            type(upgrade) is str and upgrade.lower() == "websocket"
+            and type(connection) is str and connection.lower() == "upgrade"
+            and type(accept) is str and accept == accept_key(key)
+            and get("sec-websocket-protocol") is None
+        ):
+            return None
     # RFC 6455 §4.1: any status other than 101 means the handshake failed.
     if response.status_code != 101:
         reason = f" {response.reason_phrase}" if response.reason_phrase else ""
@@ -417,7 +511,10 @@ def _check_response(response: Response, key: str, offered: Sequence[str] | None)
     upgrade = headers.get_all("Upgrade")
     if not upgrade:
         raise InvalidHandshake("missing Upgrade header in the 101 response")
-    protocols = parse_upgrade_header(upgrade)
+    if len(upgrade) == 1 and upgrade[0].lower() == "websocket":
+        protocols = upgrade
+    else:
+        protocols = parse_upgrade_header(upgrade)
     if len(protocols) != 1 or protocols[0].lower() != "websocket":
         raise InvalidHandshake(f"Upgrade header is {', '.join(upgrade)!r}, expected 'websocket'")
     # RFC 6455 §4.1 (3): Connection must contain "Upgrade" (case-insensitive).

@@ -73,11 +73,10 @@ HeadersLike = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]]]
 """What :class:`Headers` (and ``extra_headers=`` arguments) accept."""
 
 
-def _check_header(name: str, value: str) -> None:
-    if not isinstance(name, str) or not isinstance(value, str):
+def _check_value(name: str, value: str) -> None:
+    """Check a header value for a header whose name is known to be valid."""
+    if not isinstance(value, str):
         raise TypeError(f"header name and value must be str, got {type(name).__name__} {type(value).__name__}")
-    if _TOKEN_RE.fullmatch(name) is None:
-        raise ValueError(f"invalid header name {name!r}: must be an RFC 7230 token")
     if _BAD_VALUE_RE.search(value) is not None:
         if _INJECTION_RE.search(value) is not None:
             raise ValueError(f"header value for {name!r} contains CR, LF or NUL (header injection): {value!r}")
@@ -85,6 +84,20 @@ def _check_header(name: str, value: str) -> None:
             f"header value for {name!r} contains a control character or a character "
             f"outside ISO-8859-1 (RFC 7230 §3.2): {value!r}"
         )
+
+
+def _check_header(name: str, value: str) -> None:
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError(f"header name and value must be str, got {type(name).__name__} {type(value).__name__}")
+    if _TOKEN_RE.fullmatch(name) is None:
+        raise ValueError(f"invalid header name {name!r}: must be an RFC 7230 token")
+    _check_value(name, value)
+
+
+# The lookup index maps a lowercased name to its value, or to the list of its
+# values when the name appears on several lines (rare), so that the common
+# single-valued header costs no list.
+_Index = dict[str, "str | list[str]"]
 
 
 class Headers:
@@ -110,29 +123,44 @@ class Headers:
         ['a=1', 'b=2']
     """
 
+    # _items holds the header lines; _index (case-insensitive lookups) is
+    # built on the first lookup and may be dropped again (_release) to save
+    # memory on connections that keep their handshake headers.
     __slots__ = ("_index", "_items")
 
     def __init__(self, headers: HeadersLike | None = None) -> None:
         self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
+        self._index: _Index | None = None
         if headers is not None:
             self.extend(headers)
 
     @classmethod
     def _trusted(cls, items: list[tuple[str, str]]) -> Headers:
-        """Build from pairs already validated by a parser (no checks, no copy)."""
+        """Build from pairs already validated (by a parser, or built by wskit): no checks, no copy."""
         self = cls.__new__(cls)
         self._items = items
-        index: dict[str, list[str]] = {}
-        for name, value in items:
-            key = name.lower()
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
-            else:
-                values.append(value)
-        self._index = index
+        self._index = None
         return self
+
+    def _lookup(self) -> _Index:
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self._items:
+                key = name.lower()
+                old = index.get(key)
+                if old is None:
+                    index[key] = value
+                elif type(old) is list:
+                    old.append(value)
+                else:
+                    index[key] = [old, value]  # type: ignore[list-item]
+            self._index = index
+        return index
+
+    def _release(self) -> None:
+        """Drop the lookup index (rebuilt on the next lookup): saves memory on idle connections."""
+        self._index = None
 
     # Adding
 
@@ -147,12 +175,16 @@ class Headers:
         """
         _check_header(name, value)
         self._items.append((name, value))
-        key = name.lower()
-        values = self._index.get(key)
-        if values is None:
-            self._index[key] = [value]
-        else:
-            values.append(value)
+        index = self._index
+        if index is not None:
+            key = name.lower()
+            old = index.get(key)
+            if old is None:
+                index[key] = value
+            elif type(old) is list:
+                old.append(value)
+            else:
+                index[key] = [old, value]  # type: ignore[list-item]
 
     __setitem__ = add
 
@@ -174,22 +206,27 @@ class Headers:
     # Reading
 
     def __getitem__(self, name: str) -> str:
-        values = self._index[name.lower()]
-        if len(values) > 1:
-            raise MultipleValuesError(name, len(values))
-        return values[0]
+        value = self._lookup()[name.lower()]
+        if type(value) is list:
+            raise MultipleValuesError(name, len(value))
+        return value  # type: ignore[return-value]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """Return the first value of header ``name``, or ``default`` if absent."""
-        values = self._index.get(name.lower())
-        return default if values is None else values[0]
+        value = self._lookup().get(name.lower())
+        if value is None:
+            return default
+        return value[0] if type(value) is list else value  # type: ignore[return-value]
 
     def get_all(self, name: str) -> list[str]:
         """Return every value of header ``name`` in order (``[]`` if absent)."""
-        return list(self._index.get(name.lower(), ()))
+        value = self._lookup().get(name.lower())
+        if value is None:
+            return []
+        return list(value) if type(value) is list else [value]  # type: ignore[list-item]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and name.lower() in self._lookup()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -212,13 +249,13 @@ class Headers:
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
-        del self._index[key]
+        del self._lookup()[key]
         self._items = [item for item in self._items if item[0].lower() != key]
 
     def clear(self) -> None:
         """Remove every header."""
         self._items = []
-        self._index = {}
+        self._index = None
 
     # Misc
 
@@ -232,7 +269,7 @@ class Headers:
         # (RFC 7230 §3.2.2).
         if not isinstance(other, Headers):
             return NotImplemented
-        return self._index == other._index
+        return self._lookup() == other._lookup()
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -384,7 +421,21 @@ def parse_extension_header(values: Iterable[str]) -> ExtensionHeader:
             Sec-WebSocket-Extensions header: expected token at position 20:
             'permessage-deflate; =1'``.
     """
+    if type(values) is list and len(values) == 1 and type(values[0]) is str:
+        # Peers send the same offer or answer on every connection: parse it once.
+        value = values[0]
+        parsed = _EXTENSION_CACHE.get(value)
+        if parsed is None:
+            parsed = _parse_list(values, "Sec-WebSocket-Extensions", _parse_extension, at_least_one=True)
+            if len(value) <= 256:
+                if len(_EXTENSION_CACHE) >= 256:
+                    _EXTENSION_CACHE.clear()
+                _EXTENSION_CACHE[value] = parsed
+        return [(name, list(params)) for name, params in parsed]  # callers may modify theirs
     return _parse_list(values, "Sec-WebSocket-Extensions", _parse_extension, at_least_one=True)
+
+
+_EXTENSION_CACHE: dict[str, ExtensionHeader] = {}
 
 
 def serialize_extension_header(extensions: Iterable[tuple[str, Iterable[tuple[str, str | None]]]]) -> str:

@@ -53,6 +53,7 @@ _CTL_B = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET_B = re.compile(rb"[\x21-\x7e]+")
 _VERSION_B = re.compile(rb"HTTP/([0-9])\.([0-9])")
 _STATUS_B = re.compile(rb"[0-9]{3}")
+_TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _CHUNK_SIZE_B = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
 _TARGET_S = re.compile(r"[\x21-\x7e]+")
 # A well-formed header line (fast path); anything else goes through the
@@ -63,6 +64,28 @@ _HEADER_FAST_B = re.compile(
 
 # Response statuses that never have a body (RFC 7230 §3.3.3, item 1).
 _NO_BODY = frozenset({204, 304})
+
+# Header lines seen before -> their parsed (name, value): clients and servers
+# see the same lines over and over ("Upgrade: websocket", "Host: ..."), so
+# each connection's headers share these strings instead of holding copies.
+# Bounded (cleared when full); lines with per-connection secrets or nonces
+# are never kept.
+_LINE_CACHE: dict[bytes, tuple[str, str]] = {}
+_LINE_CACHE_SIZE = 512
+_LINE_CACHE_MAX_LINE = 128
+_UNCACHED_NAMES = frozenset({
+    b"sec-websocket-key", b"sec-websocket-accept", b"authorization", b"proxy-authorization",
+    b"cookie", b"set-cookie", b"date",
+})
+# Common start lines -> (status, reason): parsed once.
+_STATUS_LINES: dict[bytes, tuple[int, str]] = {b"HTTP/1.1 101 Switching Protocols": (101, "Switching Protocols")}
+
+
+def _remember(line: bytes, name: bytes, item: tuple[str, str]) -> None:
+    if len(line) <= _LINE_CACHE_MAX_LINE and name.lower() not in _UNCACHED_NAMES:
+        if len(_LINE_CACHE) >= _LINE_CACHE_SIZE:
+            _LINE_CACHE.clear()
+        _LINE_CACHE[line] = item
 
 
 @dataclass(frozen=True)
@@ -210,34 +233,46 @@ class _Parser:
     def _start_line(self, line: bytes) -> None:
         raise NotImplementedError
 
-    def _fast_head(self) -> bool:
-        """Parse a head that arrived whole in one go; False to use the slow path.
+    def _fast_head(self, data: bytes) -> bool:
+        """Parse a head that arrived whole in the first chunk; False to use the slow path.
 
         The slow path (line by line) gives the same result and is the one
         that explains errors; this only handles the common, valid case faster.
+        On success the bytes after the head are in the buffer.
         """
-        buf = self._buf
         limits = self._limits
-        end = buf.find(b"\r\n\r\n")
+        end = data.find(b"\r\n\r\n")
         if end < 0 or end + 4 > limits.max_header_bytes:
             return False
-        head = bytes(buf[:end])
-        crlf = head.count(b"\r\n")
-        if head.count(b"\r") != crlf or head.count(b"\n") != crlf or crlf > limits.max_headers:
+        lines = data[:end].split(b"\r\n")
+        crlf = len(lines) - 1
+        if crlf > limits.max_headers:
             return False
-        lines = head.split(b"\r\n")
-        if max(map(len, lines)) > limits.max_line:
+        max_line = limits.max_line
+        first = lines[0]
+        # A bare CR or LF gets the slow path's precise error. Header lines
+        # cannot hold one: they match _HEADER_FAST_B (or did, when cached).
+        if len(first) > max_line or b"\r" in first or b"\n" in first:
             return False
-        match = _HEADER_FAST_B.fullmatch
-        items = self._items
-        matches = [match(line) for line in lines[1:]]
-        if None in matches:
-            return False
-        self._start_line(lines[0])
-        for m in matches:
-            assert m is not None
-            items.append((m[1].decode("ascii"), m[2].decode("latin-1")))
-        self._pos = self._scan = end + 4
+        items = []
+        cache = _LINE_CACHE
+        check_cached = max_line < _LINE_CACHE_MAX_LINE
+        for line in lines[1:]:
+            item = cache.get(line)
+            if item is None:
+                m = _HEADER_FAST_B.fullmatch(line)
+                if m is None or len(line) > max_line:
+                    return False
+                item = (m[1].decode("ascii"), m[2].decode("latin-1"))
+                _remember(line, m[1], item)
+            elif check_cached and len(line) > max_line:
+                return False
+            items.append(item)
+        self._start_line(first)
+        self._items = items
+        rest = data[end + 4 :]
+        if rest:
+            self._buf += rest
         self._head_size = end + 4
         self._lineno = crlf
         self._phase = _HEADERS
@@ -308,15 +343,19 @@ class RequestParser(_Parser):
                 ``status`` is 400, 431 or 505.
         """
         self._check_error()
-        fresh = not self._buf
+        if self._phase == _START and not self._buf:
+            if type(data) is not bytes:
+                data = bytes(data)
+            if self._fast_head(data):
+                return self._finish()
         self._buf += data
         if self._phase == _DONE:
             return None
-        if fresh and self._phase == _START and self._fast_head():
-            return self._finish()
         while True:
             line = self._next_line()
             if line is None:
+                if self._phase == _START:
+                    self._check_method_start()
                 self._compact()
                 return None
             if self._phase == _START:
@@ -327,6 +366,15 @@ class RequestParser(_Parser):
                 self._lineno += 1
             else:
                 return self._finish()
+
+    def _check_method_start(self) -> None:
+        # RFC 7230 §3.1.1: a request line starts with a method token; bytes
+        # that cannot (a WebSocket frame, TLS) fail now, not at the first LF.
+        buf = self._buf
+        pos = self._pos
+        if pos < len(buf) and buf[pos] not in _TCHARS and buf[pos] not in b"\r\n":  # CR, LF: line errors
+            start = bytes(buf[pos : pos + 32])
+            self._fail(f"request line: expected 'METHOD TARGET HTTP/1.1', got {start!r}: not an HTTP request")
 
     def feed_eof(self) -> None:
         """Signal the end of the stream.
@@ -339,6 +387,12 @@ class RequestParser(_Parser):
             self._fail("connection closed before the request head was complete")
 
     def _start_line(self, line: bytes) -> None:
+        if line[:4] == b"GET " and line[-9:] == b" HTTP/1.1":
+            target = line[4:-9]
+            if _TARGET_B.fullmatch(target) is not None:
+                self._method = "GET"
+                self._target = target.decode("ascii")
+                return
         # RFC 7230 §3.1.1: request-line = method SP request-target SP HTTP-version
         parts = line.split(b" ")
         if len(parts) != 3:
@@ -358,9 +412,10 @@ class RequestParser(_Parser):
 
     def _finish(self) -> Request:
         headers = Headers._trusted(self._items)
-        if "Transfer-Encoding" in headers:
+        index = headers._lookup()
+        if "transfer-encoding" in index:
             self._fail("request has a body (Transfer-Encoding); an upgrade request must not")
-        lengths = headers.get_all("Content-Length")
+        lengths = headers.get_all("Content-Length") if "content-length" in index else None
         if lengths and any(value.strip() not in ("0", "") for value in ",".join(lengths).split(",")):
             self._fail(f"request has a body (Content-Length: {', '.join(lengths)}); an upgrade request must not")
         self._phase = _DONE
@@ -411,14 +466,17 @@ class ResponseParser(_Parser):
             InvalidHandshake: the response is malformed or exceeds the limits.
         """
         self._check_error()
-        fresh = not self._buf
+        if self._phase == _START and not self._buf:
+            if type(data) is not bytes:
+                data = bytes(data)
+            if self._fast_head(data):
+                response = self._end_of_head()
+                if response is not None:
+                    return response
+                data = b""
         self._buf += data
         if self._phase == _DONE:
             return None
-        if fresh and self._phase == _START and self._fast_head():
-            response = self._end_of_head()
-            if response is not None:
-                return response
         response = self._run()
         if response is None:
             self._compact()
@@ -544,6 +602,10 @@ class ResponseParser(_Parser):
                 raise AssertionError(phase)
 
     def _start_line(self, line: bytes) -> None:
+        known = _STATUS_LINES.get(line)
+        if known is not None:
+            self._status, self._reason = known
+            return
         # RFC 7230 §3.1.2: status-line = HTTP-version SP status-code SP reason-phrase
         parts = line.split(b" ", 2)
         if len(parts) < 2:
@@ -610,18 +672,19 @@ def serialize_request(method: str, target: str, headers: Headers) -> bytes:
     Raises:
         ValueError: if the method or target is invalid.
     """
-    if not is_token(method):
+    if method != "GET" and not is_token(method):
         raise ValueError(f"invalid HTTP method {method!r}")
     if _TARGET_S.fullmatch(target) is None:
         raise ValueError(f"invalid request target {target!r}: printable ASCII without spaces only")
     return f"{method} {target} HTTP/1.1\r\n".encode("ascii") + headers.serialize()
 
 
+_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
+_BAD_REASON = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
+
+
 def _reason_for(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    return _PHRASES.get(status, "")
 
 
 def serialize_response(status: int, reason: str | None, headers: Headers, body: bytes = b"") -> bytes:
@@ -643,8 +706,8 @@ def serialize_response(status: int, reason: str | None, headers: Headers, body: 
     if not isinstance(status, int) or not 100 <= status <= 999:
         raise ValueError(f"invalid HTTP status code {status!r}")
     if reason is None:
-        reason = _reason_for(status)
-    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]", reason):
+        reason = _PHRASES.get(status, "")
+    elif _BAD_REASON.search(reason):
         raise ValueError(f"invalid reason phrase {reason!r}")
     has_body = status >= 200 and status not in _NO_BODY
     if has_body and "Content-Length" not in headers and "Transfer-Encoding" not in headers:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from .client import HeadersLike, _plugin_factories
 from .events import Event, Request, Response
-from .exceptions import InvalidHandshake, InvalidState, NegotiationError
+from .exceptions import InvalidHandshake, InvalidState, NegotiationError, PluginError
 from .handshake import build_accept_response, check_request, select_subprotocol
 from .headers import Headers, parse_extension_header, parse_subprotocol_header, serialize_extension_header
-from .http11 import HTTPLimits, RequestParser, build_error_response, serialize_response
+from .http11 import _DEFAULT_LIMITS, _PHRASES, HTTPLimits, RequestParser, build_error_response, serialize_response
 from .protocol import LoggerLike, Protocol, Side
 from .statemachine import State, StateSpec
 
@@ -71,12 +71,13 @@ class ServerProtocol(Protocol):
                          max_fragment_size=max_fragment_size, plugins=plugins,
                          plugin_manager=plugin_manager, spec=spec)
         if extensions is None:
-            extensions = _plugin_factories(self.plugin_manager, "wskit_server_extension_factories")
-        self._factories: list[ServerExtensionFactory] = list(extensions)
-        self._subprotocols = list(subprotocols or [])
+            extensions = _plugin_factories(self.plugin_manager, "server")
+        # Tuples: the empty ones are shared, so a plain connection pays nothing.
+        self._factories: tuple[ServerExtensionFactory, ...] = tuple(extensions) if extensions else ()
+        self._subprotocols: tuple[str, ...] = tuple(subprotocols) if subprotocols else ()
         self._selector = select_subprotocol
-        self._origins = None if origins is None else list(origins)
-        self._limits = limits or HTTPLimits()
+        self._origins = None if origins is None else tuple(origins)
+        self._limits = limits or _DEFAULT_LIMITS
         self._parser: RequestParser | None = RequestParser(self._limits)
         self._key = ""
         self.request: Request | None = None
@@ -94,7 +95,7 @@ class ServerProtocol(Protocol):
                 self._reader.buf += data
             return []
         try:
-            request = parser.feed(bytes(data))
+            request = parser.feed(data)
             if request is None:
                 return []
             self._parser = None
@@ -105,9 +106,12 @@ class ServerProtocol(Protocol):
             if self._debug:
                 self.logger.debug("< %s %s HTTP/1.1", request.method, request.path)
             self._key = check_request(request, origins=self._origins)
-            hook = self.plugin_manager.hook.wskit_check_request
-            if hook.get_hookimpls():
-                answer = hook(protocol=self, request=request)
+            hook = self._plugins.check_request
+            if hook is not None:
+                try:
+                    answer = hook(protocol=self, request=request)
+                except PluginError as error:
+                    raise _plugin_failed(error) from error
                 if answer is not None:
                     raise _vetoed(answer)
         except InvalidHandshake as exc:
@@ -145,7 +149,8 @@ class ServerProtocol(Protocol):
         if not self._si.handshake or self.request is None:
             raise InvalidState(f"accept() needs a received, unanswered request (state {self.state.name})")
         req = self.request if request is None else request
-        offered = parse_subprotocol_header(req.headers.get_all("Sec-WebSocket-Protocol"))
+        values = req.headers.get_all("Sec-WebSocket-Protocol")
+        offered = parse_subprotocol_header(values) if values else []
         if subprotocol is not None:
             if subprotocol not in offered:
                 raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client (offered: {offered})")
@@ -163,23 +168,35 @@ class ServerProtocol(Protocol):
             extensions_header=serialize_extension_header(answer) if answer else None,
             extra_headers=extra_headers,
         )
-        hook = self.plugin_manager.hook.wskit_handshake_response
-        if hook.get_hookimpls():
-            hook(protocol=self, request=req, headers=headers)
+        hook = self._plugins.handshake_response
+        if hook is not None:
+            try:
+                hook(protocol=self, request=req, headers=headers)
+            except PluginError as error:
+                failure = _plugin_failed(error)
+                self._handshake_failed(failure)
+                raise failure from error
             data = serialize_response(101, "Switching Protocols", headers)
         self.response = Response(101, "Switching Protocols", headers)
         self._subprotocol = chosen
         self._set_extensions(extensions)
         self._fire("accept")
+        # The handshake is over: drop the headers' lookup indexes (rebuilt if
+        # the application reads them again); request and response stay.
+        req.headers._release()
+        self.request.headers._release()
+        headers._release()
         if self._debug:
             self.logger.debug("> HTTP/1.1 101 Switching Protocols")
         return [data]
 
     def _negotiate(self, request: Request) -> tuple[list[Extension], list[tuple[str, list[tuple[str, str | None]]]]]:
-        values = request.headers.get_all("Sec-WebSocket-Extensions")
         accepted: list[Extension] = []
         answer: list[tuple[str, list[tuple[str, str | None]]]] = []
-        if not values or not self._factories:
+        if not self._factories:
+            return accepted, answer
+        values = request.headers.get_all("Sec-WebSocket-Extensions")
+        if not values:
             return accepted, answer
         try:
             offers = parse_extension_header(values)
@@ -226,12 +243,7 @@ class ServerProtocol(Protocol):
         if "Content-Type" not in hdrs and body:
             hdrs["Content-Type"] = "text/plain; charset=utf-8"
         data = serialize_response(status, None, hdrs, body)
-        from http import HTTPStatus
-
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
+        phrase = _PHRASES.get(status, "")
         self.response = Response(status, phrase, hdrs, body)
         self._close_code = 1006
         self._close_reason = ""
@@ -246,6 +258,12 @@ class ServerProtocol(Protocol):
             self._fire("handshake_failed")
         if self._debug:
             self.logger.debug("! opening handshake failed: %s", exc)
+
+
+def _plugin_failed(error: PluginError) -> InvalidHandshake:
+    """A plugin hook raised during the handshake: answer 500, keep the details on the server."""
+    return InvalidHandshake(f"opening handshake failed: {error}", status=500,
+                            to_send=[build_error_response(500, "internal server error")])
 
 
 def _vetoed(answer: Response) -> InvalidHandshake:
