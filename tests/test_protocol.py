@@ -756,3 +756,25 @@ def test_extension_crash_fails_with_1011() -> None:
 
     exc = fail(Protocol(Side.SERVER, extensions=[Broken()]), client_frame(Opcode.TEXT, b"hi"), 1011)
     assert "x-broken" in str(exc) and "boom" in str(exc)
+
+
+def test_fragmented_send_with_send_continuation_reassembles() -> None:
+    c, s = Protocol(Side.CLIENT), Protocol(Side.SERVER)
+    wire = c.send_text("hel", fin=False) + c.send_ping(b"p") + c.send_continuation("lo ", fin=False)
+    wire += c.send_continuation("wörld", fin=True)
+    events = [e for data in wire for e in s.receive_data(data)]
+    assert events == [Ping(b"p"), TextMessage("hello wörld")]
+    # After the last fragment, ordinary messages go out as single frames again.
+    assert s.receive_data(b"".join(c.send_binary(b"x"))) == [BinaryMessage(b"x")]
+
+
+def test_fragmented_binary_send_and_rules() -> None:
+    c, s = Protocol(Side.CLIENT), Protocol(Side.SERVER)
+    with pytest.raises(InvalidState, match="send_continuation"):
+        c.send_continuation(b"x", fin=True)
+    first = c.send_binary(b"ab", fin=False)
+    with pytest.raises(InvalidState, match="fragmented message"):
+        c.send_text("interleaved")
+    last = c.send_continuation(b"cd", fin=True)
+    events = [e for data in first + last for e in s.receive_data(data)]
+    assert events == [BinaryMessage(b"abcd")]

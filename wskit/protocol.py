@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import functools
 import inspect
 import logging
 from collections.abc import Sequence
@@ -70,6 +71,8 @@ class Side(enum.Enum):
         return f"Side.{self.name}"
 
 
+_LOGGER = logging.getLogger("wskit.protocol")
+_NO_PARTS: list[Any] = []  # shared placeholder: never appended to (CONT needs a started message)
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 # Slack allowed on the wire size of a message when extensions may change
@@ -138,6 +141,8 @@ class Protocol:
         "_msg_decoder",
         "_msg_size",
         "_subprotocol",
+        "_plain_send",
+        "_out_message",
     )
 
     def __init__(
@@ -166,7 +171,7 @@ class Protocol:
         self._sm_state = self._spec.initial_for(state)
         self._si: StateInfo = self._spec.states[self._sm_state]
         if logger is None:
-            logger = logging.getLogger("wskit.protocol")
+            logger = _LOGGER
         self.logger = logger
         self._debug = logger.isEnabledFor(logging.DEBUG)
         self._max_size = max_size
@@ -188,10 +193,13 @@ class Protocol:
         self._failure: ProtocolError | None = None
         self._eof = False
         self._msg_text = False
-        self._msg_parts: list[Any] = []
+        self._msg_parts: list[Any] = _NO_PARTS  # replaced when a fragmented message starts
         self._msg_decoder: Any = None
         self._msg_size = 0
         self._subprotocol: str | None = None
+        self._out_message = 0  # opcode of a fragmented message being sent, or 0
+        self._plain_send = True  # see _update_plain_send
+        self._update_plain_send()
         if extensions:
             self._set_extensions(list(extensions))
 
@@ -289,6 +297,13 @@ class Protocol:
             reader.max_size = self._max_size + self._max_size // 8 + _WIRE_SLACK
         else:
             reader.max_size = self._max_size
+        self._update_plain_send()
+
+    def _update_plain_send(self) -> None:
+        # True when a message goes out as one frame built by encode_frame:
+        # no extension, no fragmentation, no observer, no fragmented message open.
+        self._plain_send = (self._encoders is None and self._max_fragment_size is None
+                            and self._on_sent is None and not self._out_message)
 
     # -- sending ------------------------------------------------------------
 
@@ -296,30 +311,35 @@ class Protocol:
         si = self._si
         raise InvalidState(f"cannot send {what} in state {si.public.name} ({si.description})")
 
-    def send_text(self, data: str) -> list[bytes]:
+    def send_text(self, data: str, fin: bool = True) -> list[bytes]:
         """Build the frames of a text message.
 
         Args:
             data: the message.
+            fin: ``False`` to send only the first fragment of a message that
+                :meth:`send_continuation` completes.
 
         Returns:
             Bytes to write to the transport, in order.
 
         Raises:
-            InvalidState: if data may not be sent in the current state.
+            InvalidState: if data may not be sent in the current state, or a
+                fragmented message is still open.
         """
         if not self._si.send_data:
             self._check_send("a text message")
         payload = data.encode("utf-8")
-        if self._encoders is None and self._max_fragment_size is None and self._on_sent is None:
+        if fin and self._plain_send:
             return [encode_frame(0x81, payload, self._mask)]
-        return self._send_message(Opcode.TEXT, payload)
+        return self._send_message(Opcode.TEXT, payload, fin)
 
-    def send_binary(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> list[bytes]:
         """Build the frames of a binary message.
 
         Args:
             data: the message.
+            fin: ``False`` to send only the first fragment of a message that
+                :meth:`send_continuation` completes.
 
         Returns:
             Bytes to write to the transport, in order.
@@ -329,9 +349,31 @@ class Protocol:
         """
         if not self._si.send_data:
             self._check_send("a binary message")
-        if self._encoders is None and self._max_fragment_size is None and self._on_sent is None:
+        if fin and self._plain_send:
             return [encode_frame(0x82, data, self._mask)]
-        return self._send_message(Opcode.BINARY, bytes(data))
+        return self._send_message(Opcode.BINARY, bytes(data), fin)
+
+    def send_continuation(self, data: str | bytes | bytearray | memoryview, fin: bool) -> list[bytes]:
+        """Build the next fragment of a message started with ``fin=False``.
+
+        Args:
+            data: the fragment (``str`` is encoded as UTF-8; each fragment of a
+                text message must be whole characters).
+            fin: ``True`` for the last fragment.
+
+        Returns:
+            Bytes to write to the transport, in order.
+
+        Raises:
+            InvalidState: if no fragmented message is open, or data may not be
+                sent in the current state.
+        """
+        if not self._si.send_data:
+            self._check_send("a continuation frame")
+        if not self._out_message:
+            raise InvalidState("send_continuation() needs a message started with send_text/send_binary(fin=False)")
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        return self._send_message(Opcode.CONT, payload, fin)
 
     def send_ping(self, data: bytes | bytearray | memoryview | str = b"") -> list[bytes]:
         """Build a Ping frame (a ``str`` is encoded as UTF-8).
@@ -392,16 +434,25 @@ class Protocol:
             return [encode_frame(0x80 | opcode, data, self._mask)]
         return [self._emit(Frame(opcode, bytes(data)))]
 
-    def _send_message(self, opcode: Opcode, payload: bytes) -> list[bytes]:
+    def _send_message(self, opcode: Opcode, payload: bytes, fin: bool = True) -> list[bytes]:
+        if opcode is not Opcode.CONT and self._out_message:
+            # RFC 6455 §5.4: fragments of one message are not interleaved with another.
+            raise InvalidState("a fragmented message is being sent: finish it with send_continuation(..., fin=True)")
         size = self._max_fragment_size
         if size is None or len(payload) <= size:
-            return [self._emit(Frame(opcode, payload))]
-        out = []
-        n = len(payload)
-        for start in range(0, n, size):
-            chunk = payload[start:start + size]
-            last = start + size >= n
-            out.append(self._emit(Frame(opcode if start == 0 else Opcode.CONT, chunk, last)))
+            out = [self._emit(Frame(opcode, payload, fin))]
+        else:
+            out = []
+            n = len(payload)
+            for start in range(0, n, size):
+                chunk = payload[start:start + size]
+                last = fin and start + size >= n
+                out.append(self._emit(Frame(opcode if start == 0 else Opcode.CONT, chunk, last)))
+        if opcode is not Opcode.CONT:
+            self._out_message = 0 if fin else opcode
+        elif fin:
+            self._out_message = 0
+        self._update_plain_send()
         return out
 
     def _emit(self, frame: Frame) -> bytes:
@@ -533,13 +584,13 @@ class Protocol:
                         raise _invalid_utf8(exc) from None
                     if frame.fin:
                         append(TextMessage("".join(self._msg_parts)))
-                        self._msg_parts = []
+                        self._msg_parts = _NO_PARTS
                         self._msg_decoder = None
                 else:
                     self._msg_parts.append(frame.data)
                     if frame.fin:
                         append(BinaryMessage(b"".join(self._msg_parts)))
-                        self._msg_parts = []
+                        self._msg_parts = _NO_PARTS
             elif opcode == 9:
                 append(Ping(frame.data))
             elif opcode == 10:
@@ -648,17 +699,22 @@ def _decoder_of(ext: Extension) -> Any:
     example); the protocol still checks the decoded size itself.
     """
     decode = ext.decode
-    try:
-        params = inspect.signature(decode).parameters.values()
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return decode
-    if any(p.name == "max_size" or p.kind is p.VAR_KEYWORD for p in params):
+    if _takes_max_size(getattr(decode, "__func__", decode)):
         return decode
 
     def decode_without_limit(frame: Frame, *, max_size: int | None = None) -> Frame:
         return decode(frame)  # type: ignore[no-any-return]
 
     return decode_without_limit
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_max_size(function: Any) -> bool:
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return True
+    return any(p.name == "max_size" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _invalid_utf8(exc: UnicodeDecodeError) -> ProtocolError:
