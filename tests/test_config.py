@@ -682,3 +682,19 @@ def test_cli_in_a_subprocess() -> None:
     good = subprocess.run([sys.executable, "-m", "wskit", "config", "check", str(EXAMPLES / "client.yaml")],
                           capture_output=True, text=True, cwd=ROOT)
     assert good.returncode == 0 and good.stdout.startswith("ok\n")
+
+
+def test_protocol_classes_take_config_and_explicit_arguments_win() -> None:
+    from wskit import ClientProtocol, ServerProtocol
+    from wskit.config import loads
+
+    cfg = loads("max_size: 10\nsubprotocols: [chat]\ncompression: false\n", source="inline.yaml")
+    server = ServerProtocol(config=cfg)
+    client = ClientProtocol("ws://example.com/", config=cfg)
+    assert server.max_size == 10 and client.max_size == 10
+    assert ServerProtocol(config=cfg, max_size=99).max_size == 99
+    (request,) = server.receive_data(b"".join(client.connect()))
+    assert request.headers.get("Sec-WebSocket-Protocol") == "chat"
+    assert request.headers.get("Sec-WebSocket-Extensions") is None  # compression: false
+    client.receive_data(b"".join(server.accept(request)))
+    assert client.subprotocol == server.subprotocol == "chat"

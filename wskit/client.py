@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import accepts_config
 from .events import Event, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, ProtocolError
 from .handshake import build_request, check_response, generate_key, parse_uri
@@ -20,6 +21,7 @@ from .protocol import LoggerLike, Protocol, Side
 from .statemachine import State, StateSpec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .config import Config
     from .extensions.base import ClientExtensionFactory, Extension
     from .plugin import PluginManager
 
@@ -44,6 +46,9 @@ class ClientProtocol(Protocol):
         limits: limits on the size of the server's HTTP response.
         user_agent: the ``User-Agent`` header (``None`` to send none).
 
+        config: a loaded :class:`~wskit.config.Config` (``wskit.config.load``);
+            keyword arguments given explicitly override its settings.
+
     The other arguments are those of :class:`~wskit.protocol.Protocol`.
 
     Raises:
@@ -53,6 +58,7 @@ class ClientProtocol(Protocol):
     __slots__ = ("wsuri", "request", "response", "_key", "_factories", "_offered_subprotocols",
                  "_origin", "_extra_headers", "_limits", "_parser", "_user_agent")
 
+    @accepts_config("client_protocol")
     def __init__(
         self,
         uri: str = "ws://localhost/",
@@ -70,6 +76,7 @@ class ClientProtocol(Protocol):
         plugin_manager: PluginManager | None = None,
         spec: str | Path | StateSpec | None = None,
         state: State | None = None,
+        config: Config | None = None,
     ) -> None:
         self.wsuri = parse_uri(uri)
         super().__init__(Side.CLIENT, logger=logger, max_size=max_size, state=state,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .client import HeadersLike, _plugin_factories
+from .config import accepts_config
 from .events import Event, Request, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, PluginError
 from .handshake import build_accept_response, check_request, select_subprotocol
@@ -22,6 +23,7 @@ from .protocol import LoggerLike, Protocol, Side
 from .statemachine import State, StateSpec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .config import Config
     from .extensions.base import Extension, ServerExtensionFactory
     from .plugin import PluginManager
 
@@ -45,12 +47,16 @@ class ServerProtocol(Protocol):
         limits: limits on the size of the HTTP request (see
             :class:`~wskit.http11.HTTPLimits`).
 
+        config: a loaded :class:`~wskit.config.Config` (``wskit.config.load``);
+            keyword arguments given explicitly override its settings.
+
     The other arguments are those of :class:`~wskit.protocol.Protocol`.
     """
 
     __slots__ = ("request", "response", "_key", "_factories", "_subprotocols", "_selector", "_origins",
                  "_limits", "_parser")
 
+    @accepts_config("server_protocol")
     def __init__(
         self,
         *,
@@ -66,6 +72,7 @@ class ServerProtocol(Protocol):
         plugin_manager: PluginManager | None = None,
         spec: str | Path | StateSpec | None = None,
         state: State | None = None,
+        config: Config | None = None,
     ) -> None:
         super().__init__(Side.SERVER, logger=logger, max_size=max_size, state=state,
                          max_fragment_size=max_fragment_size, plugins=plugins,
