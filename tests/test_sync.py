@@ -636,3 +636,58 @@ def test_configuration_file_options() -> None:
         with connect(uri, compression="deflate", config=client_config) as ws:
             assert ws.response is not None
             assert "Sec-WebSocket-Extensions" not in ws.response.headers  # the server declines
+
+
+def test_send_iterable_goes_out_as_fragments_and_arrives_as_one_message() -> None:
+    import socket as socket_module
+
+    from wskit import TextMessage
+    from wskit.sync.client import connect
+
+    seen: list[object] = []
+
+    def raw_server(listener: socket_module.socket) -> None:
+        # A hand-driven server that records the frames it receives.
+        from wskit import ServerProtocol
+        from wskit.plugin import PluginManager
+
+        conn, _ = listener.accept()
+        frames: list[tuple[int, bool]] = []
+
+        class Recorder:
+            from wskit.hookspecs import hookimpl
+
+            @hookimpl
+            def wskit_frame_received(self, protocol: object, frame: object) -> None:
+                frames.append((frame.opcode, frame.fin))  # type: ignore[attr-defined]
+
+        proto = ServerProtocol(extensions=[], plugin_manager=PluginManager([Recorder()], entry_points=False))
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                for event in proto.receive_data(data):
+                    if event.__class__.__name__ == "Request":
+                        conn.sendall(b"".join(proto.accept(event)))
+                    elif event.__class__.__name__ == "TextMessage":
+                        seen.append(event)
+                        seen.append(list(frames))
+                    elif event.__class__.__name__ == "Close":
+                        conn.sendall(b"".join(proto.send_close(1000)))
+                        return
+
+    listener = socket_module.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    thread = threading.Thread(target=raw_server, args=(listener,))
+    thread.start()
+    try:
+        with connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", compression=None) as ws:
+            ws.send(iter(["fra", "gmen", "ted"]))
+        thread.join(5)
+    finally:
+        listener.close()
+    assert seen[0] == TextMessage("fragmented")
+    data_frames = [f for f in seen[1] if f[0] < 8]  # type: ignore[attr-defined]
+    assert data_frames == [(1, False), (0, False), (0, True)]

@@ -250,7 +250,8 @@ class Connection:
         Args:
             message: a ``str`` (text message), a bytes-like object (binary
                 message), or an iterable of ``str`` or of bytes-like parts,
-                sent as one message (all parts must have the same type).
+                sent as the fragments of one message (all parts of one type;
+                the message is not held in memory whole).
 
         Blocks while the kernel's socket buffer is full (send-side
         backpressure).
@@ -267,12 +268,7 @@ class Connection:
             binary = message
             self._send_data(lambda: self.protocol.send_binary(binary))
         elif isinstance(message, Iterable) and not isinstance(message, dict):
-            joined, payload = _join_fragments(message)
-            if joined is not None:
-                whole = joined
-                self._send_data(lambda: self.protocol.send_text(whole))
-            else:
-                self._send_data(lambda: self.protocol.send_binary(payload))
+            self._send_fragments(message)
         else:
             raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
 
@@ -386,6 +382,64 @@ class Connection:
             raise
         self._write_holding_token(data)
 
+    def _send_fragments(self, parts: Iterable[Any]) -> None:
+        """Send an iterable's parts as the fragments of one message (RFC 6455 §5.4).
+
+        The writer token is held for the whole message, so other threads'
+        messages cannot interleave; Pings, Pongs and Closes queued meanwhile
+        go out between fragments, as control frames may.
+        """
+        iterator = iter(parts)
+        try:
+            previous = next(iterator)
+        except StopIteration:
+            return  # nothing to send
+        text = _fragment_kind(previous, 0)
+        self._write_lock.acquire()
+        held = True  # _write_holding_token gives the token back when a write fails
+        started = False
+        try:
+            if self._sock_closed:
+                raise self._closed()
+            index = 0
+            for part in iterator:
+                index += 1
+                if _fragment_kind(part, index) is not text:
+                    raise TypeError(f"send(): fragment {index} mixes str and bytes in one message")
+                self._write_fragment(previous, text, started, fin=False)
+                started = True
+                previous = part
+            self._write_fragment(previous, text, started, fin=True)
+            started = False
+        except WebSocketClosed:
+            held = False
+            raise
+        except InvalidState as exc:
+            raise self._on_invalid_state(exc) from exc
+        finally:
+            if held:
+                if started:
+                    # The iterable failed mid-message: end the message so the
+                    # connection stays usable; the caller gets the exception.
+                    try:
+                        self._write_fragment("" if text else b"", text, True, fin=True)
+                    except WebSocketClosed:
+                        held = False
+                    except ProtocolError:
+                        pass
+                if held:
+                    self._write_lock.release()
+
+    def _write_fragment(self, part: Any, text: bool, started: bool, fin: bool) -> None:
+        with self._proto_lock:
+            if started:
+                data: list[bytes | None] = list(self.protocol.send_continuation(part, fin))
+            elif text:
+                data = list(self.protocol.send_text(part, fin))
+            else:
+                data = list(self.protocol.send_binary(part, fin))
+        self._write_holding_token(data, keep=True)
+
     def _send_control_checked(self, build: Callable[[], list[bytes]]) -> None:
         try:
             self._send_control(build)
@@ -405,8 +459,9 @@ class Connection:
                 return
         self._write_holding_token(data)
 
-    def _write_holding_token(self, data: list[bytes | None]) -> None:
-        """Write ``data`` then whatever was queued meanwhile; give the token back."""
+    def _write_holding_token(self, data: list[bytes | None], keep: bool = False) -> None:
+        """Write ``data`` then whatever was queued meanwhile; give the token
+        back unless ``keep`` (a fragmented message continues)."""
         sock = self.socket
         released = False
         try:
@@ -420,6 +475,9 @@ class Connection:
                     data = self._pending
                     self._pending = []
                     if not data:
+                        if keep:
+                            released = True  # still ours: the caller goes on writing
+                            return
                         self._write_lock.release()
                         released = True
                         return
@@ -722,22 +780,13 @@ def make_logger(logger: logging.Logger | None, conn_id: uuid.UUID) -> logging.Lo
     return logging.LoggerAdapter(logger or _base_logger, {"connection_id": str(conn_id)})
 
 
-def _join_fragments(parts: Iterable[Any]) -> tuple[str | None, bytes]:
-    """Join the parts of a message given as an iterable (all str or all bytes-like)."""
-    texts: list[str] = []
-    chunks: list[bytes] = []
-    for i, part in enumerate(parts):
-        if isinstance(part, str):
-            texts.append(part)
-        elif isinstance(part, (bytes, bytearray, memoryview)):
-            chunks.append(bytes(part))
-        else:
-            raise TypeError(f"send(): fragment {i} is a {type(part).__name__}; expected str or bytes-like")
-        if texts and chunks:
-            raise TypeError(f"send(): fragment {i} mixes str and bytes in one message")
-    if chunks or not texts:
-        return None, b"".join(chunks)
-    return "".join(texts), b""
+def _fragment_kind(part: Any, index: int) -> bool:
+    """Return True for a text fragment, False for a binary one."""
+    if isinstance(part, str):
+        return True
+    if isinstance(part, (bytes, bytearray, memoryview)):
+        return False
+    raise TypeError(f"send(): fragment {index} is a {type(part).__name__}; expected str or bytes-like")
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:
