@@ -57,3 +57,46 @@ def test_sansio_server_loop_serves_a_real_client() -> None:
         client_sock.close()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_handshake_page_client_and_server_blocks_talk_to_each_other() -> None:
+    blocks = python_blocks(ROOT / "docs" / "handshake.md")
+    client_block = next(b for b in blocks if "Driving" not in b and "client.connect()" in b)
+    server_block = next(b for b in blocks if "server.accept(request)" in b)
+    server_sock, client_sock = socket.socketpair()
+    server_ns: dict[str, Any] = {"sock": server_sock}
+    client_ns: dict[str, Any] = {"sock": client_sock}
+    thread = threading.Thread(target=exec, args=(compile(server_block, "handshake.md", "exec"), server_ns))
+    thread.start()
+    try:
+        exec(compile(client_block, "handshake.md", "exec"), client_ns)
+        thread.join(5)
+    finally:
+        server_sock.close()
+        client_sock.close()
+    assert client_ns["client"].state is State.OPEN
+    assert client_ns["client"].subprotocol == "chat"
+    assert server_ns["server"].state is State.OPEN
+
+
+def test_handshake_page_reject_and_failed_response_blocks() -> None:
+    from wskit import ServerProtocol
+
+    blocks = python_blocks(ROOT / "docs" / "handshake.md")
+    reject_block = next(b for b in blocks if "server.reject(401" in b)
+    failed_block = next(b for b in blocks if "except InvalidHandshake as exc:\n    response" in b)
+    client = ClientProtocol("ws://example.com/chat")
+    server = ServerProtocol()
+    events = server.receive_data(b"".join(client.connect()))
+    server_sock, client_sock = socket.socketpair()
+    try:
+        ns: dict[str, Any] = {"events": events, "server": server, "sock": server_sock, "expected": "Basic x"}
+        exec(compile(reject_block, "handshake.md", "exec"), ns)
+        assert server.state is State.CLOSED
+        data = client_sock.recv(65536)
+    finally:
+        server_sock.close()
+        client_sock.close()
+    ns = {"client": client, "data": data, "InvalidHandshake": __import__("wskit").InvalidHandshake}
+    exec(compile(failed_block, "handshake.md", "exec"), ns)
+    assert ns["challenge"] == 'Basic realm="ws"'
