@@ -1,0 +1,778 @@
+"""The asyncio connection shared by clients and servers.
+
+:class:`Connection` is an :class:`asyncio.Protocol`: the event loop calls
+``data_received`` with what the socket read, which goes straight to the
+sans-I/O core; what the core returns to send goes straight to
+``transport.write``. Every protocol decision stays in the core
+(:class:`wskit.Protocol`); this layer only moves bytes, owns timers
+(keepalive, close timeout) and applies backpressure in both directions:
+
+* receiving: complete messages wait in a deque; when ``max_queue`` of them
+  wait, the transport stops reading the socket until ``recv`` drains them;
+* sending: the transport's write buffer high-water mark is ``write_limit``;
+  when it is exceeded the transport calls ``pause_writing`` and ``send``
+  waits for ``resume_writing``.
+
+The per-message path allocates nothing beyond the core's event, the queue
+entry and, when ``recv`` has to wait, one future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
+from ..exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    ProtocolError,
+    WebSocketClosed,
+)
+from ..frames import Opcode
+from ..protocol import Protocol, Side, State
+
+__all__ = ["Connection", "ConcurrencyError", "Data", "LoggerLike"]
+
+Data = str | bytes
+"""A received message: ``str`` for text, ``bytes`` for binary."""
+
+LoggerLike = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
+
+# Close codes after which the connection counts as closed cleanly (RFC 6455 §7.4.1).
+_OK_CODES = frozenset((1000, 1001, 1005))
+
+
+class ConcurrencyError(RuntimeError):
+    """Two coroutines used the connection in a way that cannot be shared
+    (``recv`` called while another ``recv`` waits, or two pings with the
+    same payload awaiting their pong)."""
+
+
+class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes each record with the connection's short id (only when a record is emitted)."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", extra)
+        return f"[{str(extra.get('connection_id', ''))[:8]}] {msg}", kwargs
+
+
+def make_logger(logger: LoggerLike | str | None, default: str, conn_id: uuid.UUID) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    """Build the per-connection logger adapter.
+
+    Args:
+        logger: a logger, an adapter, a logger name, or ``None`` for ``default``.
+        default: the logger name used when ``logger`` is ``None``.
+        conn_id: the connection id, put in each record's ``connection_id``.
+    """
+    if logger is None:
+        logger = logging.getLogger(default)
+    elif isinstance(logger, str):
+        logger = logging.getLogger(logger)
+    return _ConnectionLogger(logger, {"connection_id": conn_id})
+
+
+class Connection(asyncio.Protocol):
+    """One WebSocket connection running on an asyncio transport.
+
+    Applications receive instances from :func:`wskit.asyncio.connect` (a
+    :class:`~wskit.asyncio.ClientConnection`) or as the argument of a
+    :func:`wskit.asyncio.serve` handler (a :class:`~wskit.asyncio.ServerConnection`);
+    they do not build them.
+
+    Attributes:
+        protocol: the sans-I/O core object.
+        id: a :class:`uuid.UUID` (version 4) identifying the connection in logs.
+        logger: the per-connection :class:`logging.LoggerAdapter`.
+        latency: round-trip time of the last ping answered, in seconds
+            (``0.0`` until one was answered).
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        conn_id: uuid.UUID,
+        logger: logging.LoggerAdapter,  # type: ignore[type-arg]
+        max_queue: int | None = 16,
+        write_limit: int = 32768,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+    ) -> None:
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be None or >= 1, got {max_queue}")
+        if write_limit < 0:
+            raise ValueError(f"write_limit must be >= 0, got {write_limit}")
+        for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout),
+                            ("close_timeout", close_timeout)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be None or > 0, got {value}")
+        self.protocol = protocol
+        self.id = conn_id
+        self.logger = logger
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+        self.latency = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._max_queue = max_queue
+        self._low_queue = 0 if max_queue is None else max_queue // 4
+        self._write_limit = write_limit
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._close_timeout = close_timeout
+        self._queue: deque[Data] = deque()
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._paused_writing = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._sending_fragments: asyncio.Future[None] | None = None
+        self._opening = True
+        self._lost = False
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._pings: dict[bytes, tuple[float, asyncio.Future[float] | None]] = {}
+        self._ka_handle: asyncio.TimerHandle | None = None
+        self._ka_timeout: asyncio.TimerHandle | None = None
+        self._close_handle: asyncio.TimerHandle | None = None
+        self._override: tuple[int, str] | None = None
+        self._pending_failure: list[bytes] | None = None
+        self._pending_close: Close | None = None
+        self._eof_sent = False
+
+    # -- public properties ---------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The connection state (``State.CONNECTING`` ... ``State.CLOSED``)."""
+        return self.protocol.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code: the peer's, ours when we failed the connection
+        (e.g. 1011 after a keepalive timeout), 1006 after an abrupt
+        disconnect; ``None`` while the connection is open."""
+        if self._override is not None:
+            return self._override[0]
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason going with :attr:`close_code`."""
+        if self._override is not None:
+            return self._override[1]
+        return self.protocol.close_reason
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol, or ``None``."""
+        return self.protocol.subprotocol
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address (``(host, port)`` for TCP), or ``None``."""
+        return None if self._transport is None else self._transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        """Our end's address (``(host, port)`` for TCP), or ``None``."""
+        return None if self._transport is None else self._transport.get_extra_info("sockname")
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The asyncio transport (``None`` before the connection is made)."""
+        return self._transport
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.protocol.state.name}>"
+
+    # -- asyncio.Protocol callbacks -------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=self._write_limit, low=self._write_limit // 4)
+
+    def data_received(self, data: bytes) -> None:
+        if self._opening:
+            self._opening_data(data)
+            return
+        try:
+            events = self.protocol.receive_data(data)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if events:
+            self._handle_events(events)
+
+    def eof_received(self) -> bool | None:
+        if self._debug:
+            self.logger.debug("< EOF")
+        return None  # let the transport close itself; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        try:
+            self.protocol.receive_eof()
+        except ProtocolError as error:  # only during the opening handshake
+            self._opening_lost(error)
+        else:
+            if self._opening:
+                self._opening_lost(None)
+        self._opening = False
+        for handle in (self._ka_handle, self._ka_timeout, self._close_handle):
+            if handle is not None:
+                handle.cancel()
+        self._ka_handle = self._ka_timeout = self._close_handle = None
+        if self._debug:
+            self.logger.debug("= connection lost (code %s)%s", self.close_code, f": {exc!r}" if exc else "")
+        if not self._closed.done():
+            self._closed.set_result(None)
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._pings:
+            closed = self._closed_exception()
+            for _, fut in self._pings.values():
+                if fut is not None and not fut.done():
+                    fut.set_exception(closed)
+            self._pings.clear()
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- hooks for the client and server subclasses ---------------------------
+
+    def _opening_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _opening_lost(self, error: ProtocolError | None) -> None:
+        """The transport closed before the opening handshake completed."""
+
+    def _opened(self) -> None:
+        """Called once the opening handshake succeeded: start keepalive."""
+        self._opening = False
+        if self._ping_interval is not None:
+            self._ka_handle = self._loop.call_later(self._ping_interval, self._keepalive)
+
+    # -- writing ---------------------------------------------------------------
+
+    def _write(self, data: list[bytes]) -> None:
+        transport = self._transport
+        if transport is None or self._eof_sent or transport.is_closing():
+            return
+        if len(data) == 1:
+            transport.write(data[0])
+        elif data:
+            transport.writelines(data)
+
+    async def _drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self._loop.create_future()
+        # shield: one sender's cancellation must not cancel the others' wait.
+        await asyncio.shield(waiter)
+        if self._lost:
+            raise self._closed_exception()
+
+    # -- receiving -------------------------------------------------------------
+
+    def _handle_events(self, events: list[Event]) -> None:
+        queue = self._queue
+        for event in events:
+            kind = type(event)
+            if kind is TextMessage or kind is BinaryMessage:
+                queue.append(event.data)  # type: ignore[attr-defined]
+            elif kind is Ping:
+                self._on_ping(event)  # type: ignore[arg-type]
+            elif kind is Pong:
+                self._on_pong(event.data)  # type: ignore[attr-defined]
+            elif kind is Close:
+                self._on_close_frame(event)  # type: ignore[arg-type]
+        if queue:
+            waiter = self._recv_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            max_queue = self._max_queue
+            if max_queue is not None and len(queue) >= max_queue and not self._paused_reading:
+                self._paused_reading = True
+                if self._transport is not None and not self._lost:
+                    self._transport.pause_reading()
+
+    def _on_ping(self, event: Ping) -> None:
+        if self._debug:
+            self.logger.debug("< PING %r", event.data[:32])
+        try:
+            # RFC 6455 §5.5.2: answer a Ping with a Pong carrying the same data.
+            self._write(self.protocol.send_pong(event.data))
+        except InvalidState:
+            pass  # we already sent our Close: no Pong any more
+
+    def _on_pong(self, data: bytes) -> None:
+        pings = self._pings
+        if data not in pings:
+            return  # RFC 6455 §5.5.3: an unsolicited Pong needs no answer
+        now = self._loop.time()
+        # RFC 6455 §5.5.3: a Pong may answer only the most recent Ping: it
+        # acknowledges every Ping sent before the one it matches.
+        while pings:
+            key = next(iter(pings))
+            sent, fut = pings.pop(key)
+            if fut is None:
+                if self._ka_timeout is not None:
+                    self._ka_timeout.cancel()
+                    self._ka_timeout = None
+            elif not fut.done():
+                fut.set_result(now - sent)
+            if key == data:
+                self.latency = now - sent
+                break
+
+    def _on_close_frame(self, event: Close) -> None:
+        if self._debug:
+            self.logger.debug("< CLOSE %s %r", event.code, event.reason)
+        if not self.protocol.close_sent and self._queue:
+            # RFC 6455 §5.5.1: we MAY delay our Close until the current message
+            # is sent: let the application answer the messages that arrived
+            # before the peer's Close (an echo server echoes them), at most
+            # close_timeout; recv() flushes the Close once they are taken.
+            self._pending_close = event
+            self._start_close_timer(self._flush_close)
+            return
+        self._answer_close(event)
+
+    def _flush_close(self) -> None:
+        event = self._pending_close
+        if event is None:
+            return
+        self._pending_close = None
+        if self._close_handle is not None:
+            self._close_handle.cancel()
+            self._close_handle = None
+        if not self._lost:
+            self._answer_close(event)
+
+    def _answer_close(self, event: Close) -> None:
+        protocol = self.protocol
+        if not protocol.close_sent:
+            # RFC 6455 §5.5.1: answer the peer's Close, echoing its code.
+            try:
+                data = protocol.send_close(event.code, event.reason)
+            except ProtocolError:
+                data = protocol.send_close(1000, "")
+            self._write(data)
+        self._close_handshake_done()
+
+    def _close_handshake_done(self) -> None:
+        # RFC 6455 §7.1.1: the server closes the TCP connection first; the
+        # client waits for it (and gives up after close_timeout).
+        if self.protocol.side is Side.SERVER:
+            if self._transport is not None:
+                self._transport.close()
+        self._start_close_timer()
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        """The peer violated the protocol: fail the connection (RFC 6455 §7.1.7)."""
+        if self._debug:
+            self.logger.debug("! protocol error: %s", exc)
+        before = len(self._queue)
+        if exc.events:
+            self._handle_events(exc.events)
+        if len(self._queue) > before and exc.to_send:
+            # Let the application answer the messages received before the
+            # violation first (the order RFC-strict peers expect); the Close
+            # goes out once recv() handed them over, or after close_timeout.
+            self._pending_failure = exc.to_send
+            self._start_close_timer(self._flush_failure)
+            return
+        self._write(exc.to_send)
+        self._after_failure()
+
+    def _flush_failure(self) -> None:
+        data = self._pending_failure
+        if data is None:
+            return
+        self._pending_failure = None
+        if self._close_handle is not None:
+            self._close_handle.cancel()
+            self._close_handle = None
+        self._write(data)
+        self._after_failure()
+
+    def _after_failure(self) -> None:
+        transport = self._transport
+        if transport is not None and self.protocol.side is Side.SERVER and not transport.is_closing():
+            # Half-close so the peer sees our Close then EOF, and keep reading
+            # (discarded by the core) until it closes its end.
+            if transport.can_write_eof():
+                transport.write_eof()
+                self._eof_sent = True
+            else:
+                transport.close()
+        self._start_close_timer()
+
+    def _start_close_timer(self, callback: Any = None) -> None:
+        if self._close_handle is not None or self._lost or self._close_timeout is None:
+            return
+        self._close_handle = self._loop.call_later(self._close_timeout, callback or self._close_expired)
+
+    def _close_expired(self) -> None:
+        self._close_handle = None
+        if self._debug:
+            self.logger.debug("! close timeout: aborting the transport")
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection from our side: send a Close if allowed, then close the transport."""
+        if self._override is None:
+            self._override = (code, reason)
+        try:
+            self._write(self.protocol.send_close(code, reason))
+        except InvalidState:
+            pass
+        if self._transport is not None:
+            self._transport.close()
+        self._start_close_timer()
+
+    # -- keepalive -------------------------------------------------------------
+
+    def _keepalive(self) -> None:
+        self._ka_handle = None
+        if self._lost or self.protocol.state is not State.OPEN:
+            return
+        if self._ka_timeout is None:  # the previous keepalive ping was answered
+            data = os.urandom(4)
+            while data in self._pings:
+                data = os.urandom(4)
+            self._pings[data] = (self._loop.time(), None)
+            self._write(self.protocol.send_ping(data))
+            if self._ping_timeout is not None:
+                self._ka_timeout = self._loop.call_later(self._ping_timeout, self._keepalive_expired)
+        assert self._ping_interval is not None
+        self._ka_handle = self._loop.call_later(self._ping_interval, self._keepalive)
+
+    def _keepalive_expired(self) -> None:
+        self._ka_timeout = None
+        if self._lost:
+            return
+        self.logger.debug("! keepalive ping timeout")
+        self._fail(1011, "keepalive ping timeout")
+
+    # -- application API -------------------------------------------------------
+
+    def _closed_exception(self) -> WebSocketClosed:
+        code = self.close_code
+        reason = self.close_reason
+        protocol = self.protocol
+        clean = (self._override is None and protocol.close_sent and protocol.close_received
+                 and protocol.failure is None and code in _OK_CODES)
+        if clean:
+            return ConnectionClosedOK(code, reason)
+        return ConnectionClosedError(code if code is not None else 1006, reason or "")
+
+    async def _closed_error(self) -> WebSocketClosed:
+        """Wait until the transport is closed; return the exception telling how."""
+        await asyncio.shield(self._closed)
+        return self._closed_exception()
+
+    async def recv(self, timeout: float | None = None) -> Data:
+        """Receive the next message.
+
+        Args:
+            timeout: give up after this many seconds (``None``: wait as long
+                as needed).
+
+        Returns:
+            A ``str`` for a text message, ``bytes`` for a binary message.
+
+        Raises:
+            ConnectionClosedOK: the connection was closed cleanly and every
+                received message was returned.
+            ConnectionClosedError: the connection was closed with an error
+                (or lost: code 1006).
+            TimeoutError: ``timeout`` elapsed.
+            ConcurrencyError: another coroutine is already waiting in ``recv``.
+        """
+        queue = self._queue
+        if not queue:
+            await self._wait_message(timeout)
+        message = queue.popleft()
+        if self._paused_reading and len(queue) <= self._low_queue:
+            self._paused_reading = False
+            if self._transport is not None and not self._lost:
+                self._transport.resume_reading()
+        if not queue:
+            # Runs after the caller's current step, i.e. after it sent its reply.
+            if self._pending_close is not None:
+                self._loop.call_soon(self._flush_close)
+            elif self._pending_failure is not None:
+                self._loop.call_soon(self._flush_failure)
+        return message
+
+    async def _wait_message(self, timeout: float | None) -> None:
+        queue = self._queue
+        while not queue:
+            if self._lost:
+                raise self._closed_exception()
+            if self._recv_waiter is not None:
+                raise ConcurrencyError("recv() is already waiting for a message in another coroutine")
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._recv_waiter = waiter
+            handle = None
+            if timeout is not None:
+                handle = self._loop.call_later(timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+                if handle is not None:
+                    handle.cancel()
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        """Iterate over received messages until the connection closes cleanly.
+
+        The iteration ends on :class:`ConnectionClosedOK`; it raises
+        :class:`ConnectionClosedError` after an abnormal closure.
+        """
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        while True:
+            try:
+                message = await self.recv()
+            except ConnectionClosedOK:
+                return
+            yield message
+
+    async def send(self, message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data]) -> None:
+        """Send a message.
+
+        A ``str`` is sent as a text message, a bytes-like object as a binary
+        message; an iterable or async iterable of ``str`` (or of bytes-like
+        objects) is sent as one fragmented message, one frame per item.
+
+        Waits while the transport's write buffer is above ``write_limit``.
+
+        Raises:
+            ConnectionClosedOK: the connection was closed cleanly.
+            ConnectionClosedError: the connection was closed with an error.
+            TypeError: for another type, or an iterable mixing ``str`` and bytes.
+        """
+        while self._sending_fragments is not None:
+            await asyncio.shield(self._sending_fragments)
+        protocol = self.protocol
+        try:
+            if type(message) is str:
+                data = protocol.send_text(message)
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                data = protocol.send_binary(message)
+            elif isinstance(message, str):
+                data = protocol.send_text(str(message))
+            else:
+                await self._send_fragments(message)
+                return
+        except InvalidState:
+            raise await self._closed_error() from None
+        self._write(data)
+        if self._paused_writing:
+            await self._drain()
+
+    def _frame(self, opcode: int, part: Any, fin: bool) -> list[bytes]:
+        protocol = self.protocol
+        if opcode == Opcode.CONT:
+            return protocol.send_continuation(part, fin)
+        if opcode == Opcode.TEXT:
+            return protocol.send_text(part, fin)
+        return protocol.send_binary(part, fin)
+
+    async def _send_fragments(self, message: Any) -> None:
+        if isinstance(message, Mapping) or not (hasattr(message, "__aiter__") or hasattr(message, "__iter__")):
+            raise TypeError(f"send() takes str, bytes-like, or an (async) iterable of them, "
+                            f"not {type(message).__name__}")
+        if hasattr(message, "__aiter__"):
+            iterator = message.__aiter__()
+
+            async def next_chunk() -> Any:
+                try:
+                    return await iterator.__anext__()
+                except StopAsyncIteration:
+                    return _END
+        else:
+            sync_iterator = iter(message)
+
+            async def next_chunk() -> Any:
+                return next(sync_iterator, _END)
+
+        first = await next_chunk()
+        if first is _END:
+            return  # nothing to send for an empty iterable
+        text = isinstance(first, str)
+        if not text and not isinstance(first, (bytes, bytearray, memoryview)):
+            raise TypeError(f"a fragmented message is made of str or bytes-like items, not {type(first).__name__}")
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._sending_fragments = done
+        opcode: int = Opcode.TEXT if text else Opcode.BINARY
+        try:
+            previous = first
+            while True:
+                chunk = await next_chunk()
+                if chunk is not _END and isinstance(chunk, str) is not text:
+                    self._fail(1011, "fragmented message mixes text and binary")
+                    raise TypeError("a fragmented message must be all str or all bytes-like, not a mix")
+                try:
+                    data = self._frame(opcode, previous, chunk is _END)
+                except InvalidState:
+                    raise await self._closed_error() from None
+                self._write(data)
+                if chunk is _END:
+                    break
+                opcode = Opcode.CONT
+                previous = chunk
+                if self._paused_writing:
+                    await self._drain()
+            if self._paused_writing:
+                await self._drain()
+        except (Exception, asyncio.CancelledError) as exc:
+            if opcode == Opcode.CONT and not isinstance(exc, WebSocketClosed) and not self._lost:
+                # The message cannot be completed: fail the connection (1011).
+                self._fail(1011, "error while sending a fragmented message")
+            raise
+        finally:
+            self._sending_fragments = None
+            done.set_result(None)
+
+    async def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
+        """Send a Ping.
+
+        Args:
+            data: the payload (a ``str`` is UTF-8 encoded, at most 125
+                bytes); by default 4 random bytes.
+
+        Returns:
+            A future resolved with the round-trip time in seconds when the
+            matching Pong arrives: ``latency = await (await ws.ping())``.
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+            ConcurrencyError: a ping with the same data awaits its pong.
+        """
+        if data is None:
+            data = os.urandom(4)
+            while data in self._pings:
+                data = os.urandom(4)
+        elif isinstance(data, str):
+            data = data.encode("utf-8")
+        else:
+            data = bytes(data)
+        if data in self._pings:
+            raise ConcurrencyError(f"already waiting for a pong with the same data {data!r}")
+        try:
+            out = self.protocol.send_ping(data)
+        except InvalidState:
+            raise await self._closed_error() from None
+        fut: asyncio.Future[float] = self._loop.create_future()
+        self._pings[data] = (self._loop.time(), fut)
+        self._write(out)
+        if self._paused_writing:
+            await self._drain()
+        return fut
+
+    async def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong (a heartbeat that expects no answer).
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+        """
+        try:
+            out = self.protocol.send_pong(data)
+        except InvalidState:
+            raise await self._closed_error() from None
+        self._write(out)
+        if self._paused_writing:
+            await self._drain()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Perform the closing handshake and wait until the transport is closed.
+
+        Waits at most ``close_timeout`` for the peer; then the transport is
+        aborted. Calling it on a closed connection does nothing.
+
+        Args:
+            code: the close code (RFC 6455 §7.4).
+            reason: the close reason, at most 123 bytes in UTF-8.
+
+        Raises:
+            ProtocolError: ``code`` may not be sent, or ``reason`` is too long.
+        """
+        if not self._lost:
+            state = self.protocol.state
+            if state is State.OPEN:
+                try:
+                    data = self.protocol.send_close(code, reason)
+                except InvalidState:
+                    pass
+                else:
+                    if self._debug:
+                        self.logger.debug("> CLOSE %s %r", code, reason)
+                    self._write(data)
+                    self._pending_failure = None
+            elif state is State.CONNECTING and self._transport is not None:
+                self._transport.close()
+            elif self._pending_close is not None:
+                self._flush_close()  # the application is done answering: answer the peer's Close now
+            elif self._pending_failure is not None:
+                self._flush_failure()
+            self._start_close_timer()
+        await asyncio.shield(self._closed)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed (the transport is gone).
+
+        If the peer started the closing handshake while received messages
+        were still waiting for :meth:`recv`, our Close answer was held back
+        so that the application could reply to them first; waiting here
+        means it will not, so the answer goes out now.
+        """
+        if self._pending_close is not None:
+            self._flush_close()
+        elif self._pending_failure is not None:
+            self._flush_failure()
+        await asyncio.shield(self._closed)
+
+    # -- request / response ----------------------------------------------------
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake's request."""
+        return None
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake's response."""
+        return None
+
+
+_END = object()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("recv() timed out"))

@@ -1,0 +1,463 @@
+"""asyncio WebSocket server: :func:`serve`, :func:`unix_serve` and :class:`Server`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl as ssl_module
+import uuid
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any
+
+from ..events import Request, Response
+from ..exceptions import InvalidHandshake, WebSocketClosed
+from ..headers import Headers
+from ..http11 import HTTPLimits, serialize_response
+from ..protocol import ServerProtocol, State
+from .client import COMMON_DEFAULTS, apply_config, extensions_for
+from .connection import Connection, LoggerLike, make_logger
+
+__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+
+Handler = Callable[["ServerConnection"], Awaitable[Any]]
+ProcessRequest = Callable[["ServerConnection", Request], "Response | Awaitable[Response | None] | None"]
+SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], "str | None"]
+
+
+class ServerConnection(Connection):
+    """A server-side connection, the argument of a :func:`serve` handler.
+
+    See :class:`~wskit.asyncio.connection.Connection` for the messaging API.
+    """
+
+    protocol: ServerProtocol
+
+    def __init__(self, protocol: ServerProtocol, server: Server, *, open_timeout: float | None,
+                 **kwargs: Any) -> None:
+        super().__init__(protocol, **kwargs)
+        self.server = server
+        self._open_timeout = open_timeout
+        self._open_handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server._connections.add(self)
+        if self._open_timeout is not None:
+            # A client that never completes its request (slow loris) loses its slot.
+            self._open_handle = self._loop.call_later(self._open_timeout, self._open_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+        super().connection_lost(exc)
+        self.server._connections.discard(self)
+
+    def _open_expired(self) -> None:
+        self._open_handle = None
+        if self._debug:
+            self.logger.debug("! opening handshake timed out")
+        if self._transport is not None:
+            self._transport.abort()
+        if self._task is not None and self._opening:
+            self._task.cancel()
+
+    def _opening_data(self, data: bytes) -> None:
+        if self._task is not None:  # request received: the core buffers what follows
+            self.protocol.receive_data(data)
+            return
+        try:
+            events = self.protocol.receive_data(data)
+        except InvalidHandshake as exc:
+            request = self.protocol.request
+            if request is not None and self.server._process_request is not None:
+                # Not a valid upgrade, but maybe a plain HTTP request the
+                # application answers (a health check, ...).
+                self._task = self._loop.create_task(self._answer_http(request, exc))
+                self.server._tasks.add(self._task)
+                self._task.add_done_callback(self.server._tasks.discard)
+                return
+            if self._debug:
+                self.logger.debug("! invalid opening request: %s", exc)
+            self._write(exc.to_send)
+            self._end_opening()
+            return
+        if events:
+            self._task = self._loop.create_task(self._run(events[0]))  # type: ignore[arg-type]
+            self.server._tasks.add(self._task)
+            self._task.add_done_callback(self.server._tasks.discard)
+
+    def _end_opening(self) -> None:
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+        if self._transport is not None:
+            self._transport.close()
+        self._start_close_timer()
+
+    def _send_response(self, response: Response) -> None:
+        headers = response.headers if isinstance(response.headers, Headers) else Headers(response.headers)
+        if "Connection" not in headers:
+            headers = headers.copy()
+            headers["Connection"] = "close"
+        self._write([serialize_response(response.status_code, response.reason_phrase or None, headers,
+                                        response.body)])
+        self._response = response
+        self._end_opening()
+
+    async def _call_process_request(self, request: Request) -> Response | None:
+        process_request = self.server._process_request
+        if process_request is None:
+            return None
+        answer = process_request(self, request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer is not None and not isinstance(answer, Response):
+            raise TypeError(f"process_request must return a wskit.Response or None, not {type(answer).__name__}")
+        return answer
+
+    async def _answer_http(self, request: Request, exc: InvalidHandshake) -> None:
+        try:
+            answer = await self._call_process_request(request)
+        except Exception:
+            self.logger.error("process_request failed", exc_info=True)
+            answer = _error_response(500, "Failed to open a WebSocket connection.\n")
+        if answer is not None:
+            self._send_response(answer)
+        else:
+            self._write(exc.to_send)
+            self._end_opening()
+
+    async def _run(self, request: Request) -> None:
+        server = self.server
+        try:
+            answer = await self._call_process_request(request)
+            if answer is not None:
+                if self.protocol.state is State.CONNECTING:
+                    self.protocol.reject(answer.status_code, answer.body, answer.headers)
+                self._send_response(answer)
+                return
+            data = self.protocol.accept(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.logger.error("opening handshake failed", exc_info=True)
+            if self.protocol.state is State.CONNECTING:
+                self.protocol.reject(500, "")
+            self._send_response(_error_response(500, "Failed to open a WebSocket connection.\n"))
+            return
+        if self._lost:
+            return
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+        self._write(data)
+        self._opened()
+        self.data_received(b"")  # frames that followed the request
+        try:
+            await server._handler(self)
+        except WebSocketClosed:
+            pass  # the connection is already closed; nothing to report
+        except Exception:
+            self.logger.error("connection handler failed", exc_info=True)
+            await self.close(1011, "internal error")
+        else:
+            await self.close(1000)
+
+    @property
+    def request(self) -> Request | None:
+        """The client's upgrade request."""
+        return self.protocol.request
+
+    @property
+    def response(self) -> Response | None:
+        """The response sent: the 101, or what ``process_request`` returned."""
+        return getattr(self, "_response", None) or self.protocol.response
+
+    def respond(self, status: int, text: str) -> Response:
+        """Build a plain-text HTTP response for ``process_request`` to return.
+
+        Args:
+            status: the HTTP status code.
+            text: the body, sent as UTF-8 ``text/plain``.
+        """
+        return _error_response(status, text)
+
+
+def _error_response(status: int, text: str) -> Response:
+    from http import HTTPStatus
+
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    body = text.encode("utf-8")
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                       ("Connection", "close")])
+    return Response(status, phrase, headers, body)
+
+
+class Server:
+    """A running WebSocket server, returned by :func:`serve`.
+
+    Attributes:
+        connections: the open connections (including those still in the
+            opening handshake).
+    """
+
+    def __init__(self, handler: Handler, *, process_request: ProcessRequest | None, logger: logging.Logger,
+                 close_timeout: float | None) -> None:
+        self._handler = handler
+        self._process_request = process_request
+        self.logger = logger
+        self._close_timeout = close_timeout
+        self._server: asyncio.Server | None = None
+        self._connections: set[ServerConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._close_task: asyncio.Task[None] | None = None
+        self._close_requested: asyncio.Future[None] | None = None
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """The open connections (a copy)."""
+        return set(self._connections)
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        """The listening sockets."""
+        return () if self._server is None else tuple(self._server.sockets)
+
+    def is_serving(self) -> bool:
+        """Whether the server accepts new connections."""
+        return self._server is not None and self._server.is_serving()
+
+    def close(self, close_connections: bool = True) -> None:
+        """Stop listening and (by default) close open connections with 1001.
+
+        Returns at once; await :meth:`wait_closed` to wait for the end.
+
+        Args:
+            close_connections: close open connections with 1001 (going
+                away), waiting at most ``close_timeout`` for each; else let
+                them run until their handlers return.
+        """
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(self._close(close_connections))
+            if self._close_requested is not None and not self._close_requested.done():
+                self._close_requested.set_result(None)
+
+    async def _close(self, close_connections: bool) -> None:
+        if self._server is not None:
+            self._server.close()
+        if close_connections:
+            conns = list(self._connections)
+            for conn in conns:
+                if conn._opening and conn.transport is not None:
+                    conn.transport.close()
+            await asyncio.gather(*(c.close(1001, "server shutting down") for c in conns if not c._opening),
+                                 return_exceptions=True)
+        if self._tasks:
+            timeout = self._close_timeout if close_connections else None
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`close` was called and finished: no socket, no connection, no handler left."""
+        if self._close_task is None:
+            if self._close_requested is None:
+                self._close_requested = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._close_requested)
+        assert self._close_task is not None
+        await asyncio.shield(self._close_task)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called, or until cancelled (e.g. Ctrl-C
+        under ``asyncio.run``), in which case close the server cleanly first."""
+        try:
+            await self.wait_closed()
+        except asyncio.CancelledError:
+            self.close()
+            await self.wait_closed()
+            raise
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+class serve:  # lowercase: used like a function, as in python-websockets
+    """Start a WebSocket server.
+
+    Use it as ``server = await serve(handler, host, port)`` or
+    ``async with serve(handler, host, port) as server:`` (closed on exit).
+
+    ``handler(connection)`` is a coroutine run for each connection once the
+    opening handshake succeeded; when it returns, the connection is closed
+    with 1000; when it raises, the error is logged and the connection closed
+    with 1011.
+
+    Args:
+        handler: the connection handler.
+        host: the interface to listen on (e.g. ``"127.0.0.1"``).
+        port: the TCP port (0: chosen by the OS; see ``server.sockets``).
+        process_request: ``(connection, request) -> Response | None``, sync
+            or async, called before the upgrade (also for plain HTTP
+            requests): return a :class:`~wskit.events.Response` to answer
+            with it instead (health checks, 401...).
+        origins: allowed ``Origin`` values (403 otherwise); ``None`` in the
+            list allows requests without one.
+        subprotocols: supported subprotocols in preference order.
+        select_subprotocol: ``(connection, offered) -> str | None`` choosing one.
+        compression: ``"deflate"`` to accept permessage-deflate, ``None`` to refuse.
+        extensions: extension factories (override ``compression``).
+        open_timeout: seconds a client has to complete the opening handshake.
+        ping_interval, ping_timeout, close_timeout, max_size, max_queue,
+        write_limit, max_fragment_size: as for :func:`~wskit.asyncio.connect`.
+        limits: :class:`~wskit.http11.HTTPLimits` for the request.
+        logger: a logger (or its name) for the server and its connections.
+        plugins: extra plugins for the core.
+        ssl: an :class:`ssl.SSLContext` to serve TLS (``wss://``).
+        config: a :class:`wskit.config.Config` providing defaults.
+        **kwargs: passed to :meth:`asyncio.loop.create_server` (e.g. ``reuse_port=True``, ``sock=``).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        process_request: ProcessRequest | None = None,
+        origins: Sequence[str | None] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        compression: str | None = "deflate",
+        extensions: Sequence[Any] | None = None,
+        open_timeout: float | None = 10,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        write_limit: int = 32768,
+        max_fragment_size: int | None = None,
+        limits: HTTPLimits | None = None,
+        logger: LoggerLike | str | None = None,
+        plugins: Sequence[object] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        config: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        options: dict[str, Any] = {
+            "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
+            "open_timeout": open_timeout, "close_timeout": close_timeout, "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout, "compression": compression, "max_fragment_size": max_fragment_size,
+        }
+        explicit = {k: v for k, v in options.items() if v != COMMON_DEFAULTS[k]}
+        others: dict[str, Any] = {"origins": origins, "subprotocols": subprotocols, "extensions": extensions,
+                                  "limits": limits,
+                  "ssl": ssl, "host": host, "port": port}
+        explicit.update((k, v) for k, v in others.items() if v is not None)
+        if "reuse_port" in kwargs:
+            explicit["reuse_port"] = kwargs["reuse_port"]
+        o = {**COMMON_DEFAULTS, **others, "plugin_manager": None, "unix": None,
+             **apply_config(config, "asyncio_server", explicit)}
+        origins, subprotocols, extensions, limits = o["origins"], o["subprotocols"], o["extensions"], o["limits"]
+        ssl, host, port = o["ssl"], o["host"], o["port"]
+        if o.get("reuse_port") is not None:
+            kwargs["reuse_port"] = o["reuse_port"]
+        if o["unix"] is not None and "_unix" not in kwargs and host is None and port is None:
+            kwargs["_unix"], kwargs["_unix_path"] = True, o["unix"]
+        if logger is None:
+            logger = logging.getLogger("wskit.server")
+        elif isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        base_logger = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
+        self.server = Server(handler, process_request=process_request, logger=base_logger,
+                             close_timeout=o["close_timeout"])
+        self._opts = o
+        self._origins = origins
+        self._subprotocols = subprotocols
+        self._select = select_subprotocol
+        self._extensions = extensions
+        self._limits = limits
+        self._logger = logger
+        self._plugins = plugins
+        self._host = host
+        self._port = port
+        self._ssl = ssl
+        self._unix_path: str | None = kwargs.pop("_unix_path", None)
+        self._unix = kwargs.pop("_unix", False)
+        self._kwargs = kwargs
+        # Build the factories once to validate the options now.
+        extensions_for(o["compression"], extensions, server=True)
+
+    def _make_connection(self) -> ServerConnection:
+        o = self._opts
+        conn_id = uuid.uuid4()
+        logger = make_logger(self._logger, "wskit.server", conn_id)
+        holder: list[ServerConnection] = []
+        selector = None
+        if self._select is not None:
+            user_select = self._select
+
+            def selector(protocol: ServerProtocol, offered: Sequence[str]) -> str | None:
+                return user_select(holder[0], offered)
+
+        protocol = ServerProtocol(
+            logger=logger, max_size=o["max_size"],
+            extensions=extensions_for(o["compression"], self._extensions, server=True),
+            subprotocols=self._subprotocols, select_subprotocol=selector, origins=self._origins,
+            max_fragment_size=o["max_fragment_size"], limits=self._limits, plugins=self._plugins,
+            plugin_manager=o["plugin_manager"],
+        )
+        conn = ServerConnection(
+            protocol, self.server, open_timeout=o["open_timeout"], conn_id=conn_id, logger=logger,
+            max_queue=o["max_queue"], write_limit=o["write_limit"], ping_interval=o["ping_interval"],
+            ping_timeout=o["ping_timeout"], close_timeout=o["close_timeout"],
+        )
+        holder.append(conn)
+        return conn
+
+    async def _start(self) -> Server:
+        loop = asyncio.get_running_loop()
+        kwargs = dict(self._kwargs)
+        if self._ssl is not None:
+            kwargs["ssl"] = self._ssl
+        if self._unix:
+            server = await loop.create_unix_server(self._make_connection, self._unix_path, **kwargs)
+        else:
+            server = await loop.create_server(self._make_connection, self._host, self._port, **kwargs)
+        self.server._server = server
+        return self.server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serve:
+    """Start a WebSocket server listening on a Unix socket.
+
+    Args:
+        handler: the connection handler, as for :func:`serve`.
+        path: the socket's file system path (or pass ``sock=``).
+        **kwargs: the options of :func:`serve`.
+    """
+    return serve(handler, _unix=True, _unix_path=path, **kwargs)
