@@ -100,3 +100,13 @@ def test_handshake_page_reject_and_failed_response_blocks() -> None:
     ns = {"client": client, "data": data, "InvalidHandshake": __import__("wskit").InvalidHandshake}
     exec(compile(failed_block, "handshake.md", "exec"), ns)
     assert ns["challenge"] == 'Basic realm="ws"'
+
+
+def test_readme_asyncio_example_echoes(capsys: pytest.CaptureFixture[str]) -> None:
+    block = next(b for b in python_blocks(ROOT / "README.md") if "wskit.asyncio" in b)
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    free = port.getsockname()[1]
+    port.close()
+    exec(compile(block.replace("8765", str(free)), "README.md", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out == "hello\n"
