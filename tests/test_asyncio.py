@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import client_frame, close_payload, parse_frames, server_frame
 
 from wskit import ClientProtocol, Response, ServerProtocol
 from wskit.asyncio import (
@@ -33,6 +32,8 @@ from wskit.exceptions import InvalidHandshake, InvalidURI, ProtocolError
 from wskit.frames import Opcode, parse_close
 from wskit.headers import Headers
 from wskit.protocol import State
+
+from helpers import client_frame, close_payload, parse_frames, server_frame
 
 HOST = "127.0.0.1"
 

@@ -21,7 +21,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import build_frame, parse_frames
 
 import wskit
 from wskit import ClientProtocol, Protocol, ServerProtocol, Side, State, TextMessage, hookimpl
@@ -30,6 +29,8 @@ from wskit.exceptions import ConfigError, NegotiationError, ProtocolError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ServerExtensionFactory
 from wskit.frames import Frame
 from wskit.plugin import AUTOLOAD_ENV, PluginManager
+
+from helpers import build_frame, parse_frames
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "plugins" / "wskit-prefix"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import struct
 
 import pytest
-from helpers import MASK_KEY, build_frame, mask_bytes
 
 from wskit.exceptions import PayloadTooBig, ProtocolError
 from wskit.frames import (
@@ -19,6 +18,8 @@ from wskit.frames import (
     serialize_close,
     serialize_frame,
 )
+
+from helpers import MASK_KEY, build_frame, mask_bytes
 
 # Payload sizes on each side of the 7-bit / 16-bit / 64-bit length boundaries (RFC 6455 §5.2).
 BOUNDARY_SIZES = [0, 1, 125, 126, 127, 65535, 65536, 70000]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import state_of
 from websockets.frames import Frame as TheirFrame
 from websockets.frames import Opcode as TheirOpcode
 from websockets.protocol import Protocol as TheirProtocol
@@ -20,6 +19,8 @@ from websockets.protocol import State as TheirState
 
 from wskit import BinaryMessage, Close, ConnectionClosed, Ping, Pong, Protocol, Side, State, TextMessage
 from wskit.exceptions import ProtocolError
+
+from helpers import state_of
 
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 70000]
 OUR_SIDES = [Side.SERVER, Side.CLIENT]

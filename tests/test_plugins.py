@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import parse_frames
 
 from wskit import ClientProtocol, Protocol, ServerProtocol, Side, State, hookimpl
 from wskit.__main__ import main
@@ -21,6 +20,8 @@ from wskit.extensions.base import ClientExtensionFactory, Extension, ServerExten
 from wskit.frames import Frame, Opcode
 from wskit.headers import Headers
 from wskit.plugin import AUTOLOAD_ENV, PluginHookError, PluginManager, default_manager
+
+from helpers import parse_frames
 
 
 def bare(*plugins: object) -> PluginManager:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-from helpers import build_frame, close_payload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +28,8 @@ from wskit.events import Event
 from wskit.exceptions import ProtocolError
 from wskit.frames import Frame, FrameReader, Opcode, serialize_frame
 from wskit.mask import py_apply_mask
+
+from helpers import build_frame, close_payload
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -13,19 +13,6 @@ import struct
 from collections.abc import Callable
 
 import pytest
-from helpers import (
-    assert_failed,
-    build_frame,
-    client_frame,
-    close_payload,
-    deliver,
-    feed_chunks,
-    make_pair,
-    parse_close_frame,
-    parse_frames,
-    server_frame,
-    state_of,
-)
 
 from wskit import (
     BinaryMessage,
@@ -44,6 +31,20 @@ from wskit.exceptions import InvalidState, PayloadTooBig, ProtocolError, WSKitEr
 from wskit.extensions.base import Extension
 from wskit.frames import Frame, Opcode
 from wskit.plugin import PluginManager
+
+from helpers import (
+    assert_failed,
+    build_frame,
+    client_frame,
+    close_payload,
+    deliver,
+    feed_chunks,
+    make_pair,
+    parse_close_frame,
+    parse_frames,
+    server_frame,
+    state_of,
+)
 
 INVALID_CLOSE_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000]
 VALID_CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999]

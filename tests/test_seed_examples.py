@@ -16,7 +16,6 @@ import threading
 from typing import Any
 
 import pytest
-from helpers import MASK_KEY, build_frame, parse_frames, state_of
 
 from wskit.events import Event
 from wskit.exceptions import InvalidHandshake, InvalidState
@@ -37,6 +36,8 @@ from wskit.protocol import (
     State,
     TextMessage,
 )
+
+from helpers import MASK_KEY, build_frame, parse_frames, state_of
 
 # -- example 1: basic protocol usage ------------------------------------------------------------
 

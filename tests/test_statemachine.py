@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import transitions.core
 import yaml
-from helpers import client_frame, close_payload, make_pair, state_of
 
 from wskit import ClientProtocol, Close, Protocol, ServerProtocol, Side, State, TextMessage
 from wskit.exceptions import ConfigError, InvalidState
 from wskit.frames import Opcode
 from wskit.statemachine import OPERATIONS, TRIGGERS, StateSpec, default_spec, load_spec, spec_path
+
+from helpers import client_frame, close_payload, make_pair, state_of
 
 REPO_SPEC = Path(__file__).resolve().parent.parent / "specs" / "connection.yaml"
 

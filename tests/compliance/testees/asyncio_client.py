@@ -12,6 +12,9 @@ import asyncio
 import time
 from typing import Any
 
+from wskit.asyncio import connect
+from wskit.exceptions import WSKitError
+
 from _common import (
     MAX_SIZE,
     case_count_url,
@@ -22,9 +25,6 @@ from _common import (
     slow_case,
     update_reports_url,
 )
-from wskit.asyncio import connect
-
-from wskit.exceptions import WSKitError
 
 
 async def run(base: str, agent: str, deflate: bool) -> None:

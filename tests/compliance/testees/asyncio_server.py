@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from _common import MAX_SIZE, deflate_options, parse_args
 from wskit.asyncio import serve
-
 from wskit.exceptions import WSKitError
+
+from _common import MAX_SIZE, deflate_options, parse_args
 
 
 async def echo(ws: Any) -> None:

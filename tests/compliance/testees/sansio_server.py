@@ -19,8 +19,6 @@ import socket
 import threading
 from typing import Any
 
-from _common import MAX_SIZE, log, parse_args
-
 from wskit import (
     BinaryMessage,
     Close,
@@ -32,6 +30,8 @@ from wskit import (
     TextMessage,
 )
 from wskit.exceptions import InvalidState, ProtocolError
+
+from _common import MAX_SIZE, log, parse_args
 
 #: Bytes read per ``recv`` call.
 READ_SIZE = 256 * 1024

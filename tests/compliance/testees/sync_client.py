@@ -11,6 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from wskit.exceptions import WSKitError
+from wskit.sync import connect
+
 from _common import (
     MAX_SIZE,
     case_count_url,
@@ -21,9 +24,6 @@ from _common import (
     slow_case,
     update_reports_url,
 )
-from wskit.sync import connect
-
-from wskit.exceptions import WSKitError
 
 
 def run(base: str, agent: str, deflate: bool) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from _common import MAX_SIZE, deflate_options, parse_args
+from wskit.exceptions import WSKitError
 from wskit.sync import serve
 
-from wskit.exceptions import WSKitError
+from _common import MAX_SIZE, deflate_options, parse_args
 
 
 def echo(ws: Any) -> None:

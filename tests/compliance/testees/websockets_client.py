@@ -14,9 +14,10 @@ import asyncio
 import time
 from typing import Any
 
-from _common import MAX_SIZE, case_count_url, case_url, log, parse_args, slow_case, update_reports_url
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from _common import MAX_SIZE, case_count_url, case_url, log, parse_args, slow_case, update_reports_url
 
 
 async def run(base: str, agent: str, deflate: bool) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import MAX_SIZE, parse_args
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+
+from _common import MAX_SIZE, parse_args
 
 
 async def echo(ws: ServerConnection) -> None:
