@@ -95,16 +95,21 @@ def test_wskit_client_sees_websockets_close_code_and_subprotocol() -> None:
 
 def test_websockets_server_sees_wskit_close() -> None:
     seen: list[Any] = []
+    handled = threading.Event()
 
     def handler(ws: Any) -> None:
         try:
             ws.recv()
         except Exception as exc:
             seen.append(exc)
+        finally:
+            handled.set()
 
     with websockets_server(handler) as uri:
         with connect(uri) as ws:
             ws.close(1001, "leaving")
+        # websockets < 17's shutdown() does not wait for handler threads.
+        assert handled.wait(5)
     assert len(seen) == 1 and isinstance(seen[0], WsClosedOK)
     assert seen[0].rcvd is not None and seen[0].rcvd.code == 1001
 
