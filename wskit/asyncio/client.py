@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import socket
 import ssl as ssl_module
 import uuid
-from collections.abc import Generator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..events import Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
@@ -16,29 +18,29 @@ from ..http11 import HTTPLimits
 from ..protocol import ClientProtocol
 from .connection import Connection, LoggerLike, make_logger
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
+    from ..plugin import PluginManager
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 __all__ = ["ClientConnection", "connect", "unix_connect"]
 
-#: Defaults of the options shared by :func:`connect` and :func:`~wskit.asyncio.serve`.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "max_size": 2**20,
-    "max_queue": 16,
-    "write_limit": 32768,
-    "open_timeout": 10,
-    "close_timeout": 10,
-    "ping_interval": 20,
-    "ping_timeout": 20,
-    "compression": "deflate",
-    "max_fragment_size": None,
-}
 
 
 def extensions_for(compression: str | None, extensions: Sequence[Any] | None, server: bool) -> list[Any] | None:
-    """Map the ``compression`` option to extension factories.
+    """Map the ``compression`` option to the core's ``extensions`` argument.
 
     Args:
         compression: ``"deflate"`` (permessage-deflate, RFC 7692) or ``None``.
         extensions: explicit factories; they win over ``compression``.
-        server: build server factories rather than client ones.
+        server: for a server (unused: the plugins know their side).
+
+    Returns:
+        The factories, or ``None`` for "what the plugins provide"
+        (permessage-deflate with its default settings, unless the plugin
+        manager leaves the ``permessage-deflate`` plugin out).
 
     Raises:
         ValueError: for an unknown ``compression`` value.
@@ -49,28 +51,101 @@ def extensions_for(compression: str | None, extensions: Sequence[Any] | None, se
         return []
     if compression != "deflate":
         raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
-    try:
-        from ..extensions import permessage_deflate as pmd
-    except ImportError:  # pragma: no cover - the extension ships with wskit
-        return None
-    return [pmd.ServerPerMessageDeflateFactory() if server else pmd.ClientPerMessageDeflateFactory()]
+    return None
 
 
-def apply_config(config: Any, kind: str, explicit: dict[str, Any]) -> dict[str, Any]:
-    """Merge a loaded configuration under the explicitly passed options.
+_LOCATION_IN_CODE = frozenset({"sock", "unix", "_unix", "_unix_path"})
 
-    An option counts as explicit when its value differs from the default.
+
+def with_config(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a consumer (``connect.__init__``, ``serve.__init__``) so that it takes ``config=``.
+
+    The keyword arguments actually passed in the call, and the parameters
+    given positionally, are explicit and win over the file, even when equal
+    to their default; every other key the file sets fills in (see
+    :func:`wskit.config.merge_options`). Then:
+
+    * the file's ``compression`` section is the complete extension list
+      (``compression`` is set to ``None`` so the layer adds nothing), unless
+      ``compression`` or ``extensions`` was given in code;
+    * on clients, the file's ``tls`` section applies to ``wss://`` URIs only;
+    * for servers, a location given in code (``host``/``port``, or a socket
+      or Unix path) wins over the file's; a file's ``server.unix`` wins over
+      the file's ``host``/``port``; otherwise ``host`` and ``port`` not given
+      in code are the configuration's (default ``127.0.0.1:8765``).
 
     Args:
-        config: a :class:`wskit.config.Config`, or ``None``.
-        kind: ``"asyncio_client"`` or ``"asyncio_server"``.
-        explicit: the options given by the caller.
+        kind: ``"asyncio_client"`` or ``"asyncio_server"`` (a
+            :data:`wskit.config.KINDS` value).
     """
-    if config is None:
-        return explicit
-    from .. import config as config_module  # type: ignore[attr-defined, unused-ignore]
 
-    merged: dict[str, Any] = config_module.merge_options(config, kind, explicit)
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        params = inspect.signature(func).parameters.values()
+        positional = [p.name for p in params
+                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            config = kwargs.pop("config", None)
+            if config is None:
+                return func(*args, **kwargs)
+            merged = resolve_config(config, kind, dict(zip(positional, args)), kwargs)
+            return func(*args, **merged)
+
+        return wrapper
+
+    return decorate
+
+
+def resolve_config(config: Any, kind: str, positional: dict[str, Any], keywords: dict[str, Any]) -> dict[str, Any]:
+    """Return the keyword arguments to call a consumer with: ``keywords`` plus what ``config`` adds.
+
+    Args:
+        config: a :class:`wskit.config.Config`.
+        kind: the consumer kind.
+        positional: the parameters given positionally, by name (explicit,
+            not returned).
+        keywords: the keyword arguments given (explicit, returned as is).
+
+    Raises:
+        TypeError: ``config`` is not a :class:`wskit.config.Config`.
+    """
+    from ..config import Config, merge_options
+
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a wskit.config.Config (from wskit.config.load), "
+                        f"got {type(config).__name__}")
+    given = {**positional, **keywords}
+    merged = merge_options(config, kind, given)
+    for name in positional:
+        merged.pop(name, None)
+    if "extensions" in merged and "extensions" not in given and "compression" not in given:
+        merged["compression"] = None  # the file's factories are the complete list
+    uri = merged.get("uri", positional.get("uri"))
+    if "ssl" in merged and "ssl" not in given and isinstance(uri, str) and not uri.lower().startswith("wss:"):
+        del merged["ssl"]  # the file's TLS settings apply to wss:// URIs only
+    if kind.endswith("_server"):
+        in_code = any(given.get(k) is not None for k in _LOCATION_IN_CODE)
+        if merged.get("unix") is None and "unix" not in given:
+            merged.pop("unix", None)  # `server.unix: null` in the file: TCP
+        from_file = [k for k in ("host", "port", "unix") if k in merged and k not in given]
+        if in_code:
+            drop = from_file  # a socket or Unix path given in code: the file's address is moot
+        elif "host" in given or "port" in given:
+            drop = [k for k in from_file if k == "unix"]
+        elif merged.get("unix") is not None:
+            drop = [k for k in from_file if k != "unix"]
+        else:
+            drop = []
+        for key in drop:
+            merged.pop(key, None)
+        if (in_code or merged.get("unix") is not None) and "reuse_port" not in given:
+            merged.pop("reuse_port", None)  # the file's SO_REUSEPORT is for the TCP socket it describes
+        if merged.get("unix") is None and not in_code:
+            # Listening on TCP: the configuration's address, unless given in code.
+            for key in ("host", "port"):
+                if key not in given:
+                    merged.setdefault(key, config.get(f"server.{key}"))
     return merged
 
 
@@ -168,7 +243,12 @@ class connect:  # lowercase: used like a function, as in python-websockets
         ssl: an :class:`ssl.SSLContext` (``wss://`` without it uses the default context).
         server_hostname: the TLS server name (default: the URI's host).
         sock: an already connected socket to use.
-        config: a :class:`wskit.config.Config` providing defaults.
+        plugin_manager: the :class:`~wskit.plugin.PluginManager` of the core
+            (default: the shared one).
+        config: a loaded :class:`wskit.config.Config`: every key it sets
+            applies unless the same option is passed in the call (an
+            explicit argument wins even when equal to its default);
+            ``client.uri`` is used when ``uri`` is not given.
         **kwargs: passed to :meth:`asyncio.loop.create_connection`.
 
     Raises:
@@ -179,9 +259,10 @@ class connect:  # lowercase: used like a function, as in python-websockets
         OSError: the TCP connection failed.
     """
 
+    @with_config("asyncio_client")
     def __init__(
         self,
-        uri: str,
+        uri: str | None = None,
         *,
         origin: str | None = None,
         subprotocols: Sequence[str] | None = None,
@@ -200,34 +281,30 @@ class connect:  # lowercase: used like a function, as in python-websockets
         limits: HTTPLimits | None = None,
         logger: LoggerLike | str | None = None,
         plugins: Sequence[object] | None = None,
+        plugin_manager: PluginManager | None = None,
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
         sock: socket.socket | None = None,
-        config: Any = None,
+        config: Config | None = None,
         **kwargs: Any,
     ) -> None:
-        options: dict[str, Any] = {
-            "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
-            "open_timeout": open_timeout, "close_timeout": close_timeout, "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout, "compression": compression, "max_fragment_size": max_fragment_size,
-        }
-        explicit = {k: v for k, v in options.items() if v != COMMON_DEFAULTS[k]}
-        others: dict[str, Any] = {"origin": origin, "subprotocols": subprotocols, "extensions": extensions,
-                                  "limits": limits,
-                  "ssl": ssl}
-        explicit.update((k, v) for k, v in others.items() if v is not None)
-        merged = {**COMMON_DEFAULTS, **others, "plugin_manager": None,
-                  **apply_config(config, "asyncio_client", explicit)}
-        ssl = merged["ssl"]
+        if uri is None:
+            raise TypeError("connect() needs a URI (or client.uri in the configuration file)")
         self._uri = uri
         self._wsuri = parse_uri(uri)
-        self._opts = merged
-        self._origin = merged["origin"]
-        self._subprotocols = merged["subprotocols"]
+        self._opts: dict[str, Any] = {
+            "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
+            "open_timeout": open_timeout, "close_timeout": close_timeout, "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout, "max_fragment_size": max_fragment_size,
+            "plugin_manager": plugin_manager,
+        }
+        self._origin = origin
+        self._subprotocols = subprotocols
         self._extra_headers = extra_headers
         self._user_agent = user_agent
-        self._extensions = merged["extensions"]
-        self._limits = merged["limits"]
+        # Build the factories now: a bad ``compression`` fails here, not at connection time.
+        self._extensions = extensions_for(compression, extensions, server=False)
+        self._limits = limits
         self._logger = logger
         self._plugins = plugins
         if self._wsuri.secure and ssl is None:
@@ -247,7 +324,7 @@ class connect:  # lowercase: used like a function, as in python-websockets
         logger = make_logger(self._logger, "wskit.client", conn_id)
         protocol = ClientProtocol(
             self._uri, logger=logger, max_size=o["max_size"],
-            extensions=extensions_for(o["compression"], self._extensions, server=False),
+            extensions=None if self._extensions is None else list(self._extensions),
             subprotocols=self._subprotocols, origin=self._origin, extra_headers=self._extra_headers,
             max_fragment_size=o["max_fragment_size"], limits=self._limits, user_agent=self._user_agent,
             plugins=self._plugins, plugin_manager=o["plugin_manager"],
@@ -305,10 +382,14 @@ def unix_connect(path: str | None = None, uri: str | None = None, **kwargs: Any)
 
     Args:
         path: the socket's file system path (or pass ``sock=``).
-        uri: the URI sent in the handshake (default ``ws://localhost/``, or
+        uri: the URI sent in the handshake (default: ``client.uri`` of
+            ``config=`` if it sets one, else ``ws://localhost/``, or
             ``wss://localhost/`` with ``ssl=``).
         **kwargs: the options of :func:`connect`.
     """
+    config = kwargs.get("config")
+    if uri is None and config is not None and config.is_set("client.uri"):
+        uri = config.get("client.uri")
     if uri is None:
         uri = "wss://localhost/" if kwargs.get("ssl") is not None else "ws://localhost/"
     return connect(uri, _unix_path=path, **kwargs)

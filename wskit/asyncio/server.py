@@ -8,15 +8,19 @@ import logging
 import ssl as ssl_module
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..events import Request, Response
 from ..exceptions import InvalidHandshake, WebSocketClosed
 from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
 from ..protocol import ServerProtocol, State
-from .client import COMMON_DEFAULTS, apply_config, extensions_for
+from .client import extensions_for, with_config
 from .connection import Connection, LoggerLike, make_logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
+    from ..plugin import PluginManager
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
@@ -327,16 +331,27 @@ class serve:  # lowercase: used like a function, as in python-websockets
         logger: a logger (or its name) for the server and its connections.
         plugins: extra plugins for the core.
         ssl: an :class:`ssl.SSLContext` to serve TLS (``wss://``).
-        config: a :class:`wskit.config.Config` providing defaults.
+        unix: listen on this Unix socket path instead of ``host`` and ``port``
+            (as :func:`unix_serve`).
+        plugin_manager: the :class:`~wskit.plugin.PluginManager` of the core
+            (default: the shared one).
+        config: a loaded :class:`wskit.config.Config`: every key it sets
+            applies unless the same option is passed in the call (an
+            explicit argument wins even when equal to its default). With
+            ``config``, ``host`` and ``port`` not given in the call are the
+            file's ``server.host``/``server.port`` (default
+            ``127.0.0.1:8765``), or its ``server.unix``.
         **kwargs: passed to :meth:`asyncio.loop.create_server` (e.g. ``reuse_port=True``, ``sock=``).
     """
 
+    @with_config("asyncio_server")
     def __init__(
         self,
         handler: Handler,
         host: str | Sequence[str] | None = None,
         port: int | None = None,
         *,
+        unix: str | None = None,
         process_request: ProcessRequest | None = None,
         origins: Sequence[str | None] | None = None,
         subprotocols: Sequence[str] | None = None,
@@ -354,42 +369,37 @@ class serve:  # lowercase: used like a function, as in python-websockets
         limits: HTTPLimits | None = None,
         logger: LoggerLike | str | None = None,
         plugins: Sequence[object] | None = None,
+        plugin_manager: PluginManager | None = None,
         ssl: ssl_module.SSLContext | None = None,
-        config: Any = None,
+        config: Config | None = None,
         **kwargs: Any,
     ) -> None:
-        options: dict[str, Any] = {
-            "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
-            "open_timeout": open_timeout, "close_timeout": close_timeout, "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout, "compression": compression, "max_fragment_size": max_fragment_size,
-        }
-        explicit = {k: v for k, v in options.items() if v != COMMON_DEFAULTS[k]}
-        others: dict[str, Any] = {"origins": origins, "subprotocols": subprotocols, "extensions": extensions,
-                                  "limits": limits,
-                  "ssl": ssl, "host": host, "port": port}
-        explicit.update((k, v) for k, v in others.items() if v is not None)
-        if "reuse_port" in kwargs:
-            explicit["reuse_port"] = kwargs["reuse_port"]
-        o = {**COMMON_DEFAULTS, **others, "plugin_manager": None, "unix": None,
-             **apply_config(config, "asyncio_server", explicit)}
-        origins, subprotocols, extensions, limits = o["origins"], o["subprotocols"], o["extensions"], o["limits"]
-        ssl, host, port = o["ssl"], o["host"], o["port"]
-        if o.get("reuse_port") is not None:
-            kwargs["reuse_port"] = o["reuse_port"]
-        if o["unix"] is not None and "_unix" not in kwargs and host is None and port is None:
-            kwargs["_unix"], kwargs["_unix_path"] = True, o["unix"]
+        if unix is not None:
+            if host is not None or port is not None or kwargs.get("_unix"):
+                raise TypeError("serve(): give host and port, or unix=, not both")
+            kwargs["_unix"], kwargs["_unix_path"] = True, unix
+        if kwargs.get("_unix") and "reuse_port" in kwargs:
+            if kwargs.pop("reuse_port"):
+                raise ValueError("reuse_port applies to TCP servers, not to a Unix socket")
         if logger is None:
             logger = logging.getLogger("wskit.server")
         elif isinstance(logger, str):
             logger = logging.getLogger(logger)
         base_logger = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
         self.server = Server(handler, process_request=process_request, logger=base_logger,
-                             close_timeout=o["close_timeout"])
-        self._opts = o
+                             close_timeout=close_timeout)
+        self._opts: dict[str, Any] = {
+            "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
+            "open_timeout": open_timeout, "close_timeout": close_timeout, "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout, "max_fragment_size": max_fragment_size,
+            "plugin_manager": plugin_manager,
+        }
         self._origins = origins
         self._subprotocols = subprotocols
         self._select = select_subprotocol
-        self._extensions = extensions
+        # Build the factories once (this validates ``compression`` now); each
+        # connection negotiates its own extensions from them.
+        self._extensions = extensions_for(compression, extensions, server=True)
         self._limits = limits
         self._logger = logger
         self._plugins = plugins
@@ -399,8 +409,6 @@ class serve:  # lowercase: used like a function, as in python-websockets
         self._unix_path: str | None = kwargs.pop("_unix_path", None)
         self._unix = kwargs.pop("_unix", False)
         self._kwargs = kwargs
-        # Build the factories once to validate the options now.
-        extensions_for(o["compression"], extensions, server=True)
 
     def _make_connection(self) -> ServerConnection:
         o = self._opts
@@ -416,7 +424,7 @@ class serve:  # lowercase: used like a function, as in python-websockets
 
         protocol = ServerProtocol(
             logger=logger, max_size=o["max_size"],
-            extensions=extensions_for(o["compression"], self._extensions, server=True),
+            extensions=None if self._extensions is None else list(self._extensions),
             subprotocols=self._subprotocols, select_subprotocol=selector, origins=self._origins,
             max_fragment_size=o["max_fragment_size"], limits=self._limits, plugins=self._plugins,
             plugin_manager=o["plugin_manager"],

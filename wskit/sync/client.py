@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import socket
 import ssl as ssl_module
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..client import ClientProtocol, HeadersLike
 from ..events import Event, Request, Response
@@ -17,28 +19,126 @@ from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
 from ..http11 import HTTPLimits
 from ..protocol import Side
-from .connection import Connection, build_extensions, make_logger, merge_config
+from .connection import Connection, build_extensions, make_logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
+    from ..plugin import PluginManager
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
 
-_DEFAULTS: dict[str, Any] = {
-    "origin": None,
-    "extensions": None,
-    "subprotocols": None,
-    "extra_headers": None,
-    "compression": "deflate",
-    "open_timeout": 10,
-    "ping_interval": 20,
-    "ping_timeout": 20,
-    "close_timeout": 10,
-    "max_size": 2**20,
-    "max_queue": 16,
-    "write_limit": 32768,
-    "max_fragment_size": None,
-    "logger": None,
-    "plugins": None,
-    "limits": None,
-}
+def factories(compression: str | None, extensions: Sequence[Any] | None, side: Side) -> list[Any] | None:
+    """Map ``compression`` and ``extensions`` to the core's ``extensions`` argument.
+
+    ``compression="deflate"`` without ``extensions`` gives ``None``: what the
+    plugins provide (permessage-deflate, unless the plugin manager leaves the
+    ``permessage-deflate`` plugin out). Otherwise see
+    :func:`~wskit.sync.connection.build_extensions`.
+
+    Raises:
+        ValueError: for an unknown ``compression`` value.
+    """
+    if compression == "deflate" and extensions is None:
+        return None
+    return build_extensions(compression, extensions, side)
+
+
+_LOCATION_IN_CODE = frozenset({"sock", "unix", "_unix", "_unix_path"})
+
+
+def with_config(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a consumer (:func:`connect`, :func:`~wskit.sync.serve`) so that it takes ``config=``.
+
+    The keyword arguments actually passed in the call, and the parameters
+    given positionally, are explicit and win over the file, even when equal
+    to their default; every other key the file sets fills in (see
+    :func:`wskit.config.merge_options`). Then:
+
+    * the file's ``compression`` section is the complete extension list
+      (``compression`` is set to ``None`` so the layer adds nothing), unless
+      ``compression`` or ``extensions`` was given in code;
+    * on clients, the file's ``tls`` section applies to ``wss://`` URIs only;
+    * for servers, a location given in code (``host``/``port``, or a socket
+      or Unix path) wins over the file's; a file's ``server.unix`` wins over
+      the file's ``host``/``port``; otherwise ``host`` and ``port`` not given
+      in code are the configuration's (default ``127.0.0.1:8765``).
+
+    Args:
+        kind: ``"sync_client"`` or ``"sync_server"`` (a
+            :data:`wskit.config.KINDS` value).
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        params = inspect.signature(func).parameters.values()
+        positional = [p.name for p in params
+                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            config = kwargs.pop("config", None)
+            if config is None:
+                return func(*args, **kwargs)
+            merged = resolve_config(config, kind, dict(zip(positional, args)), kwargs)
+            return func(*args, **merged)
+
+        return wrapper
+
+    return decorate
+
+
+def resolve_config(config: Any, kind: str, positional: dict[str, Any], keywords: dict[str, Any]) -> dict[str, Any]:
+    """Return the keyword arguments to call a consumer with: ``keywords`` plus what ``config`` adds.
+
+    Args:
+        config: a :class:`wskit.config.Config`.
+        kind: the consumer kind.
+        positional: the parameters given positionally, by name (explicit,
+            not returned).
+        keywords: the keyword arguments given (explicit, returned as is).
+
+    Raises:
+        TypeError: ``config`` is not a :class:`wskit.config.Config`.
+    """
+    from ..config import Config, merge_options
+
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a wskit.config.Config (from wskit.config.load), "
+                        f"got {type(config).__name__}")
+    given = {**positional, **keywords}
+    merged = merge_options(config, kind, given)
+    for name in positional:
+        merged.pop(name, None)
+    if "extensions" in merged and "extensions" not in given and "compression" not in given:
+        merged["compression"] = None  # the file's factories are the complete list
+    uri = merged.get("uri", positional.get("uri"))
+    if "ssl" in merged and "ssl" not in given and isinstance(uri, str) and not uri.lower().startswith("wss:"):
+        del merged["ssl"]  # the file's TLS settings apply to wss:// URIs only
+    if kind.endswith("_server"):
+        in_code = any(given.get(k) is not None for k in _LOCATION_IN_CODE)
+        if merged.get("unix") is None and "unix" not in given:
+            merged.pop("unix", None)  # `server.unix: null` in the file: TCP
+        from_file = [k for k in ("host", "port", "unix") if k in merged and k not in given]
+        if in_code:
+            drop = from_file  # a socket or Unix path given in code: the file's address is moot
+        elif "host" in given or "port" in given:
+            drop = [k for k in from_file if k == "unix"]
+        elif merged.get("unix") is not None:
+            drop = [k for k in from_file if k != "unix"]
+        else:
+            drop = []
+        for key in drop:
+            merged.pop(key, None)
+        if (in_code or merged.get("unix") is not None) and "reuse_port" not in given:
+            merged.pop("reuse_port", None)  # the file's SO_REUSEPORT is for the TCP socket it describes
+        if merged.get("unix") is None and not in_code:
+            # Listening on TCP: the configuration's address, unless given in code.
+            for key in ("host", "port"):
+                if key not in given:
+                    merged.setdefault(key, config.get(f"server.{key}"))
+    return merged
 
 
 class ClientConnection(Connection):
@@ -62,8 +162,9 @@ class ClientConnection(Connection):
         super().__exit__(exc_type, exc, tb)
 
 
+@with_config("sync_client")
 def connect(
-    uri: str,
+    uri: str | None = None,
     *,
     sock: socket.socket | None = None,
     ssl: ssl_module.SSLContext | None = None,
@@ -83,8 +184,9 @@ def connect(
     max_fragment_size: int | None = None,
     logger: logging.Logger | None = None,
     plugins: Sequence[object] | None = None,
+    plugin_manager: PluginManager | None = None,
     limits: HTTPLimits | None = None,
-    config: Any = None,
+    config: Config | None = None,
 ) -> ClientConnection:
     """Open a WebSocket connection to ``uri`` and return it once the handshake succeeded.
 
@@ -120,9 +222,13 @@ def connect(
         max_fragment_size: split outgoing messages in frames of this size.
         logger: base logger (default ``wskit.sync``).
         plugins: plugin objects to add for this connection's protocol.
+        plugin_manager: the :class:`~wskit.plugin.PluginManager` of the core
+            (default: the shared one).
         limits: limits on the HTTP response's size.
-        config: a configuration loaded by ``wskit.config.load``; explicit
-            arguments that differ from the defaults win over it.
+        config: a configuration loaded by ``wskit.config.load``: every key
+            it sets applies unless the same argument is passed in the call
+            (an explicit argument wins even when equal to its default);
+            ``client.uri`` is used when ``uri`` is not given.
 
     Returns:
         The open connection.
@@ -135,22 +241,16 @@ def connect(
         ConnectionClosedError: the connection was lost during the handshake (1006).
         OSError: the TCP connection or the TLS handshake failed.
     """
-    given: dict[str, Any] = {"origin": origin, "extensions": extensions, "subprotocols": subprotocols,
-             "extra_headers": extra_headers, "compression": compression, "open_timeout": open_timeout,
-             "ping_interval": ping_interval, "ping_timeout": ping_timeout, "close_timeout": close_timeout,
-             "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
-             "max_fragment_size": max_fragment_size, "logger": logger, "plugins": plugins, "limits": limits}
-    if config is not None:
-        explicit = {k: v for k, v in given.items() if v is not _DEFAULTS[k] and v != _DEFAULTS[k]}
-        explicit["uri"] = uri
-        if ssl is not None:
-            explicit["ssl"] = ssl
-        merged = merge_config(config, "sync_client", explicit)
-        if "extensions" in merged and "compression" not in explicit:
-            merged["compression"] = None  # the file's factories are the complete list
-        uri = merged.pop("uri", uri)
-        ssl = cast("ssl_module.SSLContext | None", merged.pop("ssl", ssl))
-        given = {**given, **merged}
+    if uri is None:
+        raise TypeError("connect() needs a URI (or client.uri in the configuration file)")
+    given: dict[str, Any] = {
+        "origin": origin, "extensions": extensions, "subprotocols": subprotocols,
+        "extra_headers": extra_headers, "compression": compression, "open_timeout": open_timeout,
+        "ping_interval": ping_interval, "ping_timeout": ping_timeout, "close_timeout": close_timeout,
+        "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
+        "max_fragment_size": max_fragment_size, "logger": logger, "plugins": plugins, "limits": limits,
+        "plugin_manager": plugin_manager,
+    }
     return _connect(uri, sock=sock, ssl=ssl, server_hostname=server_hostname, options=given)
 
 
@@ -159,15 +259,23 @@ def unix_connect(path: str, uri: str | None = None, **kwargs: Any) -> ClientConn
 
     Args:
         path: the socket's file system path.
-        uri: the URI to put in the request (default ``ws://localhost/``;
-            ``wss://`` enables TLS).
+        uri: the URI to put in the request (default: ``client.uri`` of
+            ``config=`` if it sets one, else ``ws://localhost/``; ``wss://``
+            enables TLS).
         kwargs: the other arguments of :func:`connect`.
     """
+    config = kwargs.get("config")
+    if uri is None and config is not None and config.is_set("client.uri"):
+        uri = config.get("client.uri")
     if uri is None:
         uri = "wss://localhost/" if kwargs.get("ssl") is not None else "ws://localhost/"
     if kwargs.get("sock") is not None:
         raise TypeError("unix_connect() opens its own socket; use connect(sock=...) for a connected one")
-    deadline = _deadline(kwargs.get("open_timeout", 10))
+    if "open_timeout" in kwargs:
+        open_timeout = kwargs["open_timeout"]
+    else:
+        open_timeout = config.get("timeouts.open") if config is not None else 10
+    deadline = _deadline(open_timeout)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(_remaining(deadline))
@@ -210,14 +318,14 @@ def _connect(
         uri,
         logger=adapter,
         max_size=options["max_size"],
-        extensions=build_extensions(options["compression"], options["extensions"], Side.CLIENT),
+        extensions=factories(options["compression"], options["extensions"], Side.CLIENT),
         subprotocols=options["subprotocols"],
         origin=options["origin"],
         extra_headers=options["extra_headers"],
         max_fragment_size=options["max_fragment_size"],
         limits=options["limits"],
         plugins=options["plugins"],
-        plugin_manager=options.get("plugin_manager"),
+        plugin_manager=options["plugin_manager"],
     )
     deadline = _deadline(options["open_timeout"])
     if sock is None:

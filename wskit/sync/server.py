@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..events import Event, Request, Response
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
@@ -26,7 +26,12 @@ from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
 from ..protocol import Side
 from ..server import ServerProtocol
-from .connection import Connection, _shutdown, build_extensions, make_logger, merge_config
+from .client import factories, with_config
+from .connection import Connection, _shutdown, make_logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
+    from ..plugin import PluginManager
 
 __all__ = ["ServerConnection", "Server", "serve", "unix_serve", "Handler", "ProcessRequest"]
 
@@ -73,27 +78,6 @@ the connection is closed with 1000, when it raises with 1011."""
 ProcessRequest = Callable[[ServerConnection, Request], "Response | None"]
 """Called with every request before the handshake; returning a Response sends it instead."""
 
-_DEFAULTS: dict[str, Any] = {
-    "origins": None,
-    "extensions": None,
-    "subprotocols": None,
-    "select_subprotocol": None,
-    "process_request": None,
-    "compression": "deflate",
-    "open_timeout": 10,
-    "ping_interval": 20,
-    "ping_timeout": 20,
-    "close_timeout": 10,
-    "max_size": 2**20,
-    "max_queue": 16,
-    "write_limit": 32768,
-    "max_fragment_size": None,
-    "logger": None,
-    "plugins": None,
-    "limits": None,
-}
-
-
 class Server:
     """A running WebSocket server.
 
@@ -122,7 +106,7 @@ class Server:
         self._serving = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         # Build the extension factories once: each connection negotiates its own.
-        self._factories = build_extensions(options["compression"], options["extensions"], Side.SERVER)
+        self._factories = factories(options["compression"], options["extensions"], Side.SERVER)
 
     # -- public API -------------------------------------------------------------
 
@@ -308,7 +292,7 @@ class Server:
                 max_fragment_size=opts["max_fragment_size"],
                 limits=opts["limits"],
                 plugins=opts["plugins"],
-                plugin_manager=opts.get("plugin_manager"),
+                plugin_manager=opts["plugin_manager"],
             )
             connection = ServerConnection(
                 sock, protocol,
@@ -397,12 +381,15 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
+@with_config("sync_server")
 def serve(
     handler: Handler,
     host: str | None = None,
     port: int | None = None,
     *,
     sock: socket.socket | None = None,
+    unix: str | None = None,
+    reuse_port: bool = False,
     ssl: ssl_module.SSLContext | None = None,
     backlog: int = 100,
     origins: Sequence[str | None] | None = None,
@@ -421,8 +408,9 @@ def serve(
     max_fragment_size: int | None = None,
     logger: logging.Logger | None = None,
     plugins: Sequence[object] | None = None,
+    plugin_manager: PluginManager | None = None,
     limits: HTTPLimits | None = None,
-    config: Any = None,
+    config: Config | None = None,
 ) -> Server:
     """Create a WebSocket server listening on ``host``:``port``.
 
@@ -442,6 +430,10 @@ def serve(
         host: the address to bind (``None``: every interface).
         port: the TCP port (0 picks a free one: read ``server.socket.getsockname()``).
         sock: a listening socket to use instead of ``host`` and ``port``.
+        unix: listen on this Unix socket path instead of ``host`` and ``port``
+            (as :func:`unix_serve`).
+        reuse_port: set ``SO_REUSEPORT`` on the TCP socket so that several
+            processes share the port.
         ssl: a server-side TLS context.
         backlog: the listen backlog.
         origins: acceptable ``Origin`` values (``None`` in the list allows
@@ -468,9 +460,15 @@ def serve(
         max_fragment_size: split outgoing messages in frames of this size.
         logger: base logger (default ``wskit.sync``).
         plugins: plugin objects to add for this server's protocols.
+        plugin_manager: the :class:`~wskit.plugin.PluginManager` of the core
+            (default: the shared one).
         limits: limits on the HTTP request's size.
-        config: a configuration loaded by ``wskit.config.load``; explicit
-            arguments that differ from the defaults win over it.
+        config: a configuration loaded by ``wskit.config.load``: every key
+            it sets applies unless the same argument is passed in the call
+            (an explicit argument wins even when equal to its default).
+            With ``config``, ``host`` and ``port`` not given in the call are
+            the file's ``server.host``/``server.port`` (default
+            ``127.0.0.1:8765``), or its ``server.unix``.
 
     Returns:
         The :class:`Server` (not yet accepting: call :meth:`Server.serve_forever`).
@@ -481,35 +479,20 @@ def serve(
         "compression": compression, "open_timeout": open_timeout, "ping_interval": ping_interval,
         "ping_timeout": ping_timeout, "close_timeout": close_timeout, "max_size": max_size,
         "max_queue": max_queue, "write_limit": write_limit, "max_fragment_size": max_fragment_size,
-        "logger": logger, "plugins": plugins, "limits": limits,
+        "logger": logger, "plugins": plugins, "limits": limits, "plugin_manager": plugin_manager,
     }
-    unix: str | None = None
-    reuse_port = False
-    if config is not None:
-        explicit = {k: v for k, v in options.items() if v is not _DEFAULTS[k] and v != _DEFAULTS[k]}
-        for key, value in (("host", host), ("port", port), ("ssl", ssl)):
-            if value is not None:
-                explicit[key] = value
-        merged = merge_config(config, "sync_server", explicit)
-        if "extensions" in merged and "compression" not in explicit:
-            merged["compression"] = None  # the file's factories are the complete list
-        if sock is None:
-            host = merged.pop("host", host)
-            port = merged.pop("port", port)
-            unix = merged.pop("unix", None)
-        reuse_port = bool(merged.pop("reuse_port", False))
-        ssl = merged.pop("ssl", ssl)
-        for key in ("host", "port", "unix"):
-            merged.pop(key, None)
-        options = {**options, **merged}
+    if sock is not None and (host is not None or port is not None or unix is not None):
+        raise TypeError("serve(): give host and port, unix=, or sock=, not several")
+    if unix is not None and (host is not None or port is not None):
+        raise TypeError("serve(): give host and port, or unix=, not both")
+    if reuse_port and (sock is not None or unix is not None):
+        raise ValueError("reuse_port applies to the TCP socket serve() creates, not to sock= or unix=")
     if sock is None and unix is not None:
-        sock = _unix_listener(str(unix), backlog)
+        sock = _unix_listener(os.fspath(unix), backlog)
     elif sock is None:
         if port is None:
-            raise TypeError("serve() needs a port (or sock=)")
+            raise TypeError("serve() needs a port (or unix=, or sock=)")
         sock = socket.create_server((host or "", port), backlog=backlog, reuse_port=reuse_port)
-    elif host is not None or port is not None:
-        raise TypeError("serve(): give either host and port, or sock=, not both")
     try:
         return Server(sock, handler, options, ssl)
     except BaseException:
