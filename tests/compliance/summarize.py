@@ -235,6 +235,12 @@ def summarize(
                 if verdict:
                     out.write(f"      -> {verdict}\n")
     out.write("\n" + ("compliance: OK\n" if status == 0 else "compliance: PROBLEMS (exit 1)\n"))
+    # One plain closing line, like a test runner's: a case passes when it is
+    # OK or INFORMATIONAL (or allowed) with a clean close.
+    total = sum(len(r.cases) for r in reports)
+    failed = sum(1 for r in reports for c in r.cases.values()
+                 if c.problem and not is_allowed(r.agent, c.case_id, allow))
+    out.write(f"compliance: {total - failed} passed, {failed} failed\n")
     return status
 
 
