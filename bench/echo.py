@@ -1,8 +1,8 @@
 """End-to-end echo benchmark over loopback: server CPU time per message.
 
 Starts each echo server (bench/echo_servers.py) in its own process, drives it
-with the same load client, and reads the server process's CPU time (all
-threads, from /proc) before and after each load. CPU time per
+with the same load client, and asks the server process for its CPU time
+(all threads, exited ones included) before and after each load. CPU time per
 message is steadier than wall-clock rates on these shared machines.
 
 Loads:
@@ -31,23 +31,14 @@ from wskit import BinaryMessage, ClientProtocol, TextMessage
 
 HERE = Path(__file__).resolve().parent
 IMPLS = ["wskit-asyncio", "wskit-sync", "websockets", "picows", "aiohttp"]
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of ``pid``, in seconds (ns precision where
-    /proc/<pid>/task/*/schedstat exists, else clock ticks from /proc/<pid>/stat)."""
-    total = 0
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, IndexError, ValueError):
-                continue  # a thread that just ended
-        return total / 1e9
-    except OSError:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+def cpu_seconds(proc: subprocess.Popen[str]) -> float:
+    """Ask the server process for its CPU time (all threads, exited ones included)."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("cpu\n")
+    proc.stdin.flush()
+    return float(proc.stdout.readline())
 
 
 def free_port() -> int:
@@ -132,12 +123,12 @@ async def big(port: int, n: int) -> int:
     return n
 
 
-def run_load(pid: int, coro_factory: object) -> tuple[float, float, int]:
-    cpu0 = cpu_seconds(pid)
+def run_load(proc: subprocess.Popen[str], coro_factory: object) -> tuple[float, float, int]:
+    cpu0 = cpu_seconds(proc)
     t0 = time.perf_counter()
     n = asyncio.run(coro_factory())  # type: ignore[operator]
     wall = time.perf_counter() - t0
-    return cpu_seconds(pid) - cpu0, wall, n
+    return cpu_seconds(proc) - cpu0, wall, n
 
 
 def main() -> int:
@@ -158,7 +149,7 @@ def main() -> int:
     for impl in impls:
         port = free_port()
         proc = subprocess.Popen([sys.executable, str(HERE / "echo_servers.py"), impl, str(port)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             line = proc.stdout.readline() if proc.stdout else ""
             if line.strip() != "ready":
@@ -168,7 +159,7 @@ def main() -> int:
             for load, make in loads.items():
                 cpus, rates = [], []
                 for _ in range(args.repeat):
-                    cpu, wall, n = run_load(proc.pid, lambda make=make, port=port: make(port))
+                    cpu, wall, n = run_load(proc, lambda make=make, port=port: make(port))
                     cpus.append(cpu / n * 1e6)
                     rates.append(n / wall)
                 cpu_us = statistics.median(cpus)

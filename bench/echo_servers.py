@@ -3,13 +3,17 @@
     python bench/echo_servers.py IMPL PORT
 
 IMPL: wskit-asyncio, wskit-sync, websockets, picows, aiohttp. Prints
-"ready" once listening; runs until killed.
+"ready" once listening; then, for every line read on stdin, prints the
+process's CPU time in seconds (all threads, exited ones included:
+CLOCK_PROCESS_CPUTIME_ID). Runs until killed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,12 @@ HOST = "127.0.0.1"
 
 def ready() -> None:
     print("ready", flush=True)
+    threading.Thread(target=report_cpu, daemon=True).start()
+
+
+def report_cpu() -> None:
+    for _ in sys.stdin:
+        print(repr(time.process_time()), flush=True)
 
 
 async def wskit_asyncio(port: int) -> None:
