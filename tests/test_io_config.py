@@ -34,10 +34,13 @@ import wskit.sync as ws_sync
 from wskit.config import Config, loads
 from wskit.events import Request, Response
 from wskit.exceptions import InvalidHandshake, WebSocketClosed
+from wskit.extensions.base import ClientExtensionFactory
+from wskit.extensions.permessage_deflate import ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory
 from wskit.frames import Frame, Opcode
 from wskit.headers import Headers
 from wskit.hookspecs import hookimpl
 from wskit.http11 import HTTPLimits
+from wskit.plugin import PluginManager
 
 HOST = "127.0.0.1"
 T = TypeVar("T")
@@ -879,3 +882,72 @@ def test_serve_with_config_alone_listens_where_the_file_says(kind: str, loop: Lo
             assert ws.recv() == "where"
     finally:
         running.stop()
+
+
+# -- compression= and extensions=: the same rules in both layers ------------------------------
+
+
+class OtherClientFactory(ClientExtensionFactory):
+    """An extension the peer does not know: offered, never accepted."""
+
+    name = "x-other"
+
+    def get_request_params(self) -> list[tuple[str, str | None]]:
+        return []
+
+
+def _offer(env: ClientEnv, **kw: Any) -> str:
+    """The ``Sec-WebSocket-Extensions`` header the client sent."""
+    with env.open(None, env.peer.uri, **kw) as ws:  # type: ignore[arg-type]
+        request = ws.conn.request
+        assert request is not None
+        return request.headers.get("Sec-WebSocket-Extensions") or ""
+
+
+NO_DEFLATE = PluginManager(disable=["permessage-deflate"], entry_points=False)
+
+
+@pytest.mark.parametrize("kind", ["asyncio_client", "sync_client"])
+@pytest.mark.parametrize(("kw", "offered"), [
+    pytest.param({}, "permessage-deflate; client_max_window_bits", id="defaults"),
+    pytest.param({"extensions": [OtherClientFactory()]}, "x-other, permessage-deflate; client_max_window_bits",
+                 id="deflate-appended-to-the-list"),
+    pytest.param({"extensions": [ClientPerMessageDeflateFactory(server_no_context_takeover=True)]},
+                 "permessage-deflate; server_no_context_takeover; client_max_window_bits",
+                 id="deflate-in-the-list-not-added-again"),
+    pytest.param({"extensions": [OtherClientFactory()], "compression": None}, "x-other",
+                 id="compression-None-adds-nothing"),
+    pytest.param({"extensions": [], "compression": None}, "", id="nothing"),
+    pytest.param({"compression": None}, "", id="compression-None"),
+    pytest.param({"plugin_manager": NO_DEFLATE}, "", id="plugins-disable-deflate"),
+])
+def test_client_extension_options(kind: str, kw: dict[str, Any], offered: str, loop: LoopThread,
+                                  peer: PeerServer) -> None:
+    assert _offer(ClientEnv(kind, loop, peer, None), **kw) == offered
+
+
+@pytest.mark.parametrize("kind", ["asyncio_server", "sync_server"])
+@pytest.mark.parametrize(("kw", "accepted"), [
+    pytest.param({}, True, id="defaults"),
+    pytest.param({"extensions": []}, True, id="empty-list-still-gets-deflate"),
+    pytest.param({"extensions": [ServerPerMessageDeflateFactory(server_no_context_takeover=True)]},
+                 "server_no_context_takeover", id="deflate-in-the-list-not-added-again"),
+    pytest.param({"extensions": [], "compression": None}, False, id="nothing"),
+    pytest.param({"plugin_manager": NO_DEFLATE}, False, id="plugins-disable-deflate"),
+])
+def test_server_extension_options(kind: str, kw: dict[str, Any], accepted: bool | str, loop: LoopThread,
+                                  tmp_path: Path) -> None:
+    env = ServerEnv(kind, loop, None, tmp_path)
+    with env.serving(None, kw) as server, env.connect(server.uri) as ws:  # type: ignore[arg-type]
+        header = ext_header(ws.conn.response)
+    assert header.startswith("permessage-deflate") is bool(accepted)
+    if isinstance(accepted, str):
+        assert accepted in header
+
+
+@pytest.mark.parametrize("layer", [wa, ws_sync])
+def test_an_unknown_compression_fails_at_the_call(layer: Any) -> None:
+    with pytest.raises(ValueError, match=r"compression must be 'deflate' or None, got 'gzip'"):
+        layer.connect("ws://127.0.0.1:1/", compression="gzip")
+    with pytest.raises(ValueError, match=r"compression must be 'deflate' or None, got 'gzip'"):
+        layer.serve(sync_handler, HOST, 0, compression="gzip")

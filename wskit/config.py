@@ -977,21 +977,34 @@ def merge_options(config: Config, kind: str, explicit: Mapping[str, Any]) -> dic
     return opts
 
 
-def accepts_config(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+Adjust = Callable[[Config, str, Mapping[str, Any], dict[str, Any]], None]
+"""``adjust(config, kind, given, merged)``: a consumer's own rules on top of :func:`merge_options`."""
+
+
+def accepts_config(kind: str, *, adjust: Adjust | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a function (or ``__init__``) so that it takes ``config=``.
 
     The wrapper takes ``config=None`` plus the function's own arguments; when
     ``config`` is a :class:`Config`, it calls the function with
-    ``merge_options(config, kind, kwargs)``: keyword arguments given in the
-    call, and parameters given positionally, override the file. Declare
-    ``config: Config | None = None`` in the decorated signature so that type
-    checkers accept the argument; the wrapper consumes it either way.
+    ``merge_options(config, kind, given)``, where ``given`` holds the
+    keyword arguments of the call and the parameters given positionally:
+    they are explicit and override the file, even when equal to their
+    default. Declare ``config: Config | None = None`` in the decorated
+    signature so that type checkers accept the argument; the wrapper
+    consumes it either way.
 
     Example:
         >>> class MyServer(ServerProtocol):
         ...     @accepts_config("server_protocol")
         ...     def __init__(self, **kwargs: Any) -> None:
         ...         super().__init__(**kwargs)
+
+    Args:
+        kind: one of :data:`KINDS`.
+        adjust: called as ``adjust(config, kind, given, merged)`` before the
+            call to edit ``merged`` (the keyword arguments the function will
+            get) in place; the asyncio and sync layers add their rules with
+            it (:func:`wskit._io.adjust_config`).
 
     Raises:
         ValueError: for an unknown ``kind``.
@@ -1010,10 +1023,15 @@ def accepts_config(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             if config is None:
                 return func(*args, **kwargs)
             if not isinstance(config, Config):
-                raise TypeError(f"config must be a wskit.config.Config, got {type(config).__name__}")
-            merged = merge_options(config, kind, kwargs)
-            for name in positional[:len(args)]:  # given positionally: overrides the file
+                raise TypeError(f"config must be a wskit.config.Config, got {type(config).__name__} "
+                                "(load one with wskit.config.load)")
+            by_position = dict(zip(positional, args))
+            given = {**by_position, **kwargs}
+            merged = merge_options(config, kind, given)
+            for name in by_position:  # passed positionally already
                 merged.pop(name, None)
+            if adjust is not None:
+                adjust(config, kind, given, merged)
             return func(*args, **merged)
 
         return wrapper

@@ -3,150 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import socket
 import ssl as ssl_module
 import uuid
-from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
 
+from .._io import ConnectionOptions, with_config
 from ..events import Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
 from ..http11 import HTTPLimits
-from ..protocol import ClientProtocol
+from ..protocol import ClientProtocol, Side
 from .connection import Connection, LoggerLike, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..plugin import PluginManager
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 __all__ = ["ClientConnection", "connect", "unix_connect"]
-
-
-
-def extensions_for(compression: str | None, extensions: Sequence[Any] | None, server: bool) -> list[Any] | None:
-    """Map the ``compression`` option to the core's ``extensions`` argument.
-
-    Args:
-        compression: ``"deflate"`` (permessage-deflate, RFC 7692) or ``None``.
-        extensions: explicit factories; they win over ``compression``.
-        server: for a server (unused: the plugins know their side).
-
-    Returns:
-        The factories, or ``None`` for "what the plugins provide"
-        (permessage-deflate with its default settings, unless the plugin
-        manager leaves the ``permessage-deflate`` plugin out).
-
-    Raises:
-        ValueError: for an unknown ``compression`` value.
-    """
-    if extensions is not None:
-        return list(extensions)
-    if compression is None:
-        return []
-    if compression != "deflate":
-        raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
-    return None
-
-
-_LOCATION_IN_CODE = frozenset({"sock", "unix", "_unix", "_unix_path"})
-
-
-def with_config(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a consumer (``connect.__init__``, ``serve.__init__``) so that it takes ``config=``.
-
-    The keyword arguments actually passed in the call, and the parameters
-    given positionally, are explicit and win over the file, even when equal
-    to their default; every other key the file sets fills in (see
-    :func:`wskit.config.merge_options`). Then:
-
-    * the file's ``compression`` section is the complete extension list
-      (``compression`` is set to ``None`` so the layer adds nothing), unless
-      ``compression`` or ``extensions`` was given in code;
-    * on clients, the file's ``tls`` section applies to ``wss://`` URIs only;
-    * for servers, a location given in code (``host``/``port``, or a socket
-      or Unix path) wins over the file's; a file's ``server.unix`` wins over
-      the file's ``host``/``port``; otherwise ``host`` and ``port`` not given
-      in code are the configuration's (default ``127.0.0.1:8765``).
-
-    Args:
-        kind: ``"asyncio_client"`` or ``"asyncio_server"`` (a
-            :data:`wskit.config.KINDS` value).
-    """
-
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        params = inspect.signature(func).parameters.values()
-        positional = [p.name for p in params
-                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            config = kwargs.pop("config", None)
-            if config is None:
-                return func(*args, **kwargs)
-            merged = resolve_config(config, kind, dict(zip(positional, args)), kwargs)
-            return func(*args, **merged)
-
-        return wrapper
-
-    return decorate
-
-
-def resolve_config(config: Any, kind: str, positional: dict[str, Any], keywords: dict[str, Any]) -> dict[str, Any]:
-    """Return the keyword arguments to call a consumer with: ``keywords`` plus what ``config`` adds.
-
-    Args:
-        config: a :class:`wskit.config.Config`.
-        kind: the consumer kind.
-        positional: the parameters given positionally, by name (explicit,
-            not returned).
-        keywords: the keyword arguments given (explicit, returned as is).
-
-    Raises:
-        TypeError: ``config`` is not a :class:`wskit.config.Config`.
-    """
-    from ..config import Config, merge_options
-
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a wskit.config.Config (from wskit.config.load), "
-                        f"got {type(config).__name__}")
-    given = {**positional, **keywords}
-    merged = merge_options(config, kind, given)
-    for name in positional:
-        merged.pop(name, None)
-    if "extensions" in merged and "extensions" not in given and "compression" not in given:
-        merged["compression"] = None  # the file's factories are the complete list
-    uri = merged.get("uri", positional.get("uri"))
-    if "ssl" in merged and "ssl" not in given and isinstance(uri, str) and not uri.lower().startswith("wss:"):
-        del merged["ssl"]  # the file's TLS settings apply to wss:// URIs only
-    if kind.endswith("_server"):
-        in_code = any(given.get(k) is not None for k in _LOCATION_IN_CODE)
-        if merged.get("unix") is None and "unix" not in given:
-            merged.pop("unix", None)  # `server.unix: null` in the file: TCP
-        from_file = [k for k in ("host", "port", "unix") if k in merged and k not in given]
-        if in_code:
-            drop = from_file  # a socket or Unix path given in code: the file's address is moot
-        elif "host" in given or "port" in given:
-            drop = [k for k in from_file if k == "unix"]
-        elif merged.get("unix") is not None:
-            drop = [k for k in from_file if k != "unix"]
-        else:
-            drop = []
-        for key in drop:
-            merged.pop(key, None)
-        if (in_code or merged.get("unix") is not None) and "reuse_port" not in given:
-            merged.pop("reuse_port", None)  # the file's SO_REUSEPORT is for the TCP socket it describes
-        if merged.get("unix") is None and not in_code:
-            # Listening on TCP: the configuration's address, unless given in code.
-            for key in ("host", "port"):
-                if key not in given:
-                    merged.setdefault(key, config.get(f"server.{key}"))
-    return merged
 
 
 class ClientConnection(Connection):
@@ -225,8 +100,14 @@ class connect:  # lowercase: used like a function, as in python-websockets
         subprotocols: subprotocols to offer, in preference order.
         extra_headers: more request headers.
         user_agent: the ``User-Agent`` header (``None`` for none).
-        compression: ``"deflate"`` to offer permessage-deflate, ``None`` for none.
-        extensions: extension factories (override ``compression``).
+        compression: ``"deflate"`` (default) offers permessage-deflate: a
+            default factory is added at the end of ``extensions`` unless one
+            named ``permessage-deflate`` is there; with ``extensions=None``
+            the offer is what the plugins provide (permessage-deflate,
+            unless the plugin manager disables that plugin). ``None`` adds
+            nothing.
+        extensions: extension factories to offer, in preference order
+            (``[]`` with ``compression=None``: offer none).
         open_timeout: seconds for TCP connect + TLS + opening handshake.
         ping_interval: seconds between keepalive pings (``None`` disables).
         ping_timeout: seconds to wait for a keepalive pong before failing
@@ -292,21 +173,16 @@ class connect:  # lowercase: used like a function, as in python-websockets
             raise TypeError("connect() needs a URI (or client.uri in the configuration file)")
         self._uri = uri
         self._wsuri = parse_uri(uri)
-        self._opts: dict[str, Any] = {
-            "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
-            "open_timeout": open_timeout, "close_timeout": close_timeout, "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout, "max_fragment_size": max_fragment_size,
-            "plugin_manager": plugin_manager,
-        }
+        # Built now: a bad ``compression`` fails here, not at connection time.
+        self._options = ConnectionOptions.build(
+            Side.CLIENT, compression=compression, extensions=extensions, subprotocols=subprotocols,
+            max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
+            plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+            ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
         self._origin = origin
-        self._subprotocols = subprotocols
         self._extra_headers = extra_headers
         self._user_agent = user_agent
-        # Build the factories now: a bad ``compression`` fails here, not at connection time.
-        self._extensions = extensions_for(compression, extensions, server=False)
-        self._limits = limits
         self._logger = logger
-        self._plugins = plugins
         if self._wsuri.secure and ssl is None:
             ssl = ssl_module.create_default_context()
         elif not self._wsuri.secure and ssl is not None:
@@ -319,20 +195,13 @@ class connect:  # lowercase: used like a function, as in python-websockets
         self.connection: ClientConnection | None = None
 
     def _make(self) -> ClientConnection:
-        o = self._opts
         conn_id = uuid.uuid4()
         logger = make_logger(self._logger, "wskit.client", conn_id)
         protocol = ClientProtocol(
-            self._uri, logger=logger, max_size=o["max_size"],
-            extensions=None if self._extensions is None else list(self._extensions),
-            subprotocols=self._subprotocols, origin=self._origin, extra_headers=self._extra_headers,
-            max_fragment_size=o["max_fragment_size"], limits=self._limits, user_agent=self._user_agent,
-            plugins=self._plugins, plugin_manager=o["plugin_manager"],
+            self._uri, origin=self._origin, extra_headers=self._extra_headers, user_agent=self._user_agent,
+            **self._options.protocol_kwargs(logger),
         )
-        return ClientConnection(
-            protocol, conn_id=conn_id, logger=logger, max_queue=o["max_queue"], write_limit=o["write_limit"],
-            ping_interval=o["ping_interval"], ping_timeout=o["ping_timeout"], close_timeout=o["close_timeout"],
-        )
+        return ClientConnection(protocol, conn_id=conn_id, logger=logger, **self._options.connection_kwargs())
 
     async def _open(self, conn: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -351,10 +220,10 @@ class connect:  # lowercase: used like a function, as in python-websockets
     async def _connect(self) -> ClientConnection:
         conn = self._make()
         try:
-            await asyncio.wait_for(self._open(conn), self._opts["open_timeout"])
+            await asyncio.wait_for(self._open(conn), self._options.open_timeout)
         except asyncio.TimeoutError:
             _abort(conn)
-            raise TimeoutError(f"timed out after {self._opts['open_timeout']} s opening {self._uri}") from None
+            raise TimeoutError(f"timed out after {self._options.open_timeout} s opening {self._uri}") from None
         except BaseException:
             _abort(conn)
             raise

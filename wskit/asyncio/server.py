@@ -10,12 +10,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._io import ConnectionOptions, resolve_logger, with_config
 from ..events import Request, Response
 from ..exceptions import InvalidHandshake, WebSocketClosed
 from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
-from ..protocol import ServerProtocol, State
-from .client import extensions_for, with_config
+from ..protocol import ServerProtocol, Side, State
 from .connection import Connection, LoggerLike, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -322,8 +322,14 @@ class serve:  # lowercase: used like a function, as in python-websockets
             list allows requests without one.
         subprotocols: supported subprotocols in preference order.
         select_subprotocol: ``(connection, offered) -> str | None`` choosing one.
-        compression: ``"deflate"`` to accept permessage-deflate, ``None`` to refuse.
-        extensions: extension factories (override ``compression``).
+        compression: ``"deflate"`` (default) accepts permessage-deflate: a
+            default factory is added at the end of ``extensions`` unless one
+            named ``permessage-deflate`` is there; with ``extensions=None``
+            what is accepted is what the plugins provide (permessage-deflate,
+            unless the plugin manager disables that plugin). ``None`` adds
+            nothing.
+        extensions: extension factories to accept, in preference order
+            (``[]`` with ``compression=None``: accept none).
         open_timeout: seconds a client has to complete the opening handshake.
         ping_interval, ping_timeout, close_timeout, max_size, max_queue,
         write_limit, max_fragment_size: as for :func:`~wskit.asyncio.connect`.
@@ -381,28 +387,20 @@ class serve:  # lowercase: used like a function, as in python-websockets
         if kwargs.get("_unix") and "reuse_port" in kwargs:
             if kwargs.pop("reuse_port"):
                 raise ValueError("reuse_port applies to TCP servers, not to a Unix socket")
-        if logger is None:
-            logger = logging.getLogger("wskit.server")
-        elif isinstance(logger, str):
-            logger = logging.getLogger(logger)
+        logger = resolve_logger(logger, "wskit.server")
         base_logger = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
         self.server = Server(handler, process_request=process_request, logger=base_logger,
                              close_timeout=close_timeout)
-        self._opts: dict[str, Any] = {
-            "max_size": max_size, "max_queue": max_queue, "write_limit": write_limit,
-            "open_timeout": open_timeout, "close_timeout": close_timeout, "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout, "max_fragment_size": max_fragment_size,
-            "plugin_manager": plugin_manager,
-        }
+        # Built once (this validates ``compression`` now); each connection
+        # negotiates its own extensions from the factories.
+        self._options = ConnectionOptions.build(
+            Side.SERVER, compression=compression, extensions=extensions, subprotocols=subprotocols,
+            max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
+            plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+            ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
         self._origins = origins
-        self._subprotocols = subprotocols
         self._select = select_subprotocol
-        # Build the factories once (this validates ``compression`` now); each
-        # connection negotiates its own extensions from them.
-        self._extensions = extensions_for(compression, extensions, server=True)
-        self._limits = limits
         self._logger = logger
-        self._plugins = plugins
         self._host = host
         self._port = port
         self._ssl = ssl
@@ -411,7 +409,6 @@ class serve:  # lowercase: used like a function, as in python-websockets
         self._kwargs = kwargs
 
     def _make_connection(self) -> ServerConnection:
-        o = self._opts
         conn_id = uuid.uuid4()
         logger = make_logger(self._logger, "wskit.server", conn_id)
         holder: list[ServerConnection] = []
@@ -422,18 +419,10 @@ class serve:  # lowercase: used like a function, as in python-websockets
             def selector(protocol: ServerProtocol, offered: Sequence[str]) -> str | None:
                 return user_select(holder[0], offered)
 
-        protocol = ServerProtocol(
-            logger=logger, max_size=o["max_size"],
-            extensions=None if self._extensions is None else list(self._extensions),
-            subprotocols=self._subprotocols, select_subprotocol=selector, origins=self._origins,
-            max_fragment_size=o["max_fragment_size"], limits=self._limits, plugins=self._plugins,
-            plugin_manager=o["plugin_manager"],
-        )
-        conn = ServerConnection(
-            protocol, self.server, open_timeout=o["open_timeout"], conn_id=conn_id, logger=logger,
-            max_queue=o["max_queue"], write_limit=o["write_limit"], ping_interval=o["ping_interval"],
-            ping_timeout=o["ping_timeout"], close_timeout=o["close_timeout"],
-        )
+        protocol = ServerProtocol(select_subprotocol=selector, origins=self._origins,
+                                  **self._options.protocol_kwargs(logger))
+        conn = ServerConnection(protocol, self.server, open_timeout=self._options.open_timeout, conn_id=conn_id,
+                                logger=logger, **self._options.connection_kwargs())
         holder.append(conn)
         return conn
 

@@ -430,7 +430,43 @@ def _check_rsv1_free(accepted_extensions: Sequence[Extension], where: str) -> No
             )
 
 
-class ClientPerMessageDeflateFactory(ClientExtensionFactory):
+class _DeflateSettings:
+    """The settings both permessage-deflate factories take, validated in one place."""
+
+    server_no_context_takeover: bool
+    client_no_context_takeover: bool
+    server_max_window_bits: int | None
+    level: int
+    mem_level: int
+    min_size: int
+
+    def _configure(
+        self,
+        server_no_context_takeover: bool,
+        client_no_context_takeover: bool,
+        server_max_window_bits: int | None,
+        client_max_window_bits: int | None,
+        compress_settings: Mapping[str, Any] | None,
+        level: int | None,
+        mem_level: int | None,
+        min_size: int,
+    ) -> None:
+        """Check every setting (``client_max_window_bits`` is only checked: each side stores its own).
+
+        Raises:
+            ConfigError: if a setting is out of range (it names the setting).
+        """
+        _check_window_bits("server_max_window_bits", server_max_window_bits)
+        _check_window_bits("client_max_window_bits", client_max_window_bits)
+        self.level, self.mem_level = _compression_settings(compress_settings, level, mem_level)
+        _check_min_size(min_size)
+        self.server_no_context_takeover = bool(server_no_context_takeover)
+        self.client_no_context_takeover = bool(client_no_context_takeover)
+        self.server_max_window_bits = server_max_window_bits
+        self.min_size = min_size
+
+
+class ClientPerMessageDeflateFactory(_DeflateSettings, ClientExtensionFactory):
     """Offer permessage-deflate from a client (RFC 7692 §7.1).
 
     Args:
@@ -471,16 +507,11 @@ class ClientPerMessageDeflateFactory(ClientExtensionFactory):
         mem_level: int | None = None,
         min_size: int = DEFAULT_MIN_SIZE,
     ) -> None:
-        _check_window_bits("server_max_window_bits", server_max_window_bits)
-        if client_max_window_bits is not True:
-            _check_window_bits("client_max_window_bits", client_max_window_bits)
-        self.level, self.mem_level = _compression_settings(compress_settings, level, mem_level)
-        _check_min_size(min_size)
-        self.server_no_context_takeover = bool(server_no_context_takeover)
-        self.client_no_context_takeover = bool(client_no_context_takeover)
-        self.server_max_window_bits = server_max_window_bits
+        # True: offered without a value (RFC 7692 §7.1.2.2), nothing to check.
+        self._configure(server_no_context_takeover, client_no_context_takeover, server_max_window_bits,
+                        None if client_max_window_bits is True else client_max_window_bits,
+                        compress_settings, level, mem_level, min_size)
         self.client_max_window_bits = client_max_window_bits
-        self.min_size = min_size
 
     @classmethod
     def offers(cls, *variants: Mapping[str, Any], **common: Any) -> list[ClientPerMessageDeflateFactory]:
@@ -591,7 +622,7 @@ class ClientPerMessageDeflateFactory(ClientExtensionFactory):
         )
 
 
-class ServerPerMessageDeflateFactory(ServerExtensionFactory):
+class ServerPerMessageDeflateFactory(_DeflateSettings, ServerExtensionFactory):
     """Accept permessage-deflate offers on a server (RFC 7692 §7.1).
 
     The protocol calls :meth:`process_request_params` for each offered
@@ -637,15 +668,9 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
         mem_level: int | None = None,
         min_size: int = DEFAULT_MIN_SIZE,
     ) -> None:
-        _check_window_bits("server_max_window_bits", server_max_window_bits)
-        _check_window_bits("client_max_window_bits", client_max_window_bits)
-        self.level, self.mem_level = _compression_settings(compress_settings, level, mem_level)
-        _check_min_size(min_size)
-        self.server_no_context_takeover = bool(server_no_context_takeover)
-        self.client_no_context_takeover = bool(client_no_context_takeover)
-        self.server_max_window_bits = server_max_window_bits
+        self._configure(server_no_context_takeover, client_no_context_takeover, server_max_window_bits,
+                        client_max_window_bits, compress_settings, level, mem_level, min_size)
         self.client_max_window_bits = client_max_window_bits
-        self.min_size = min_size
 
     def __repr__(self) -> str:
         return (

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from .._io import resolve_logger
 from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
 from ..exceptions import (
     ConnectionClosedError,
@@ -53,8 +54,6 @@ Data = str | bytes
 _READ_SIZE = 65536
 # Marker in the pending-write list: half-close the socket (send FIN) here.
 _FIN = None
-
-_base_logger = logging.getLogger("wskit.sync")
 
 
 class Connection:
@@ -777,7 +776,7 @@ class Connection:
 
 def make_logger(logger: logging.Logger | None, conn_id: uuid.UUID) -> logging.LoggerAdapter[Any]:
     """Return the per-connection logger adapter (it carries the connection id)."""
-    return logging.LoggerAdapter(logger or _base_logger, {"connection_id": str(conn_id)})
+    return logging.LoggerAdapter(resolve_logger(logger, "wskit.sync"), {"connection_id": str(conn_id)})
 
 
 def _fragment_kind(part: Any, index: int) -> bool:
@@ -813,39 +812,3 @@ def _wait_io(sock: socket.socket, *, write: bool, timeout: float) -> bool:
     except (OSError, ValueError):
         return True  # closed: let the next operation report it
 
-
-def build_extensions(compression: str | None, extensions: Iterable[Any] | None, side: Side) -> list[Any]:
-    """Turn the ``compression`` and ``extensions`` options into the factory list to offer/accept.
-
-    Args:
-        compression: ``"deflate"`` adds permessage-deflate (RFC 7692) with
-            default settings; ``None`` adds nothing.
-        extensions: more extension factories, tried before the default ones.
-        side: which factories to build.
-
-    Raises:
-        ValueError: for an unknown ``compression`` value.
-    """
-    factories = list(extensions or [])
-    if compression == "deflate":
-        if not any(getattr(f, "name", None) == "permessage-deflate" for f in factories):
-            from ..extensions import permessage_deflate as pmd
-
-            factories.append(pmd.ClientPerMessageDeflateFactory() if side is Side.CLIENT
-                             else pmd.ServerPerMessageDeflateFactory())
-    elif compression is not None:
-        raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
-    return factories
-
-
-def merge_config(config: Any, kind: str, explicit: dict[str, Any]) -> dict[str, Any]:
-    """Merge options from a loaded configuration with the explicit keyword arguments.
-
-    Explicit arguments win. Without ``config`` the explicit ones are returned.
-    """
-    if config is None:
-        return explicit
-    from .. import config as config_module  # type: ignore[attr-defined, unused-ignore]
-
-    merged: dict[str, Any] = config_module.merge_options(config, kind, explicit)
-    return merged

@@ -20,13 +20,13 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._io import ConnectionOptions, resolve_logger, with_config
 from ..events import Event, Request, Response
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
 from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
 from ..protocol import Side
 from ..server import ServerProtocol
-from .client import factories, with_config
 from .connection import Connection, _shutdown, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,14 +90,27 @@ class Server:
         logger: the server's logger.
     """
 
-    def __init__(self, sock: socket.socket, handler: Handler, options: dict[str, Any],
-                 ssl: ssl_module.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: Handler,
+        options: ConnectionOptions,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        logger: logging.Logger | None = None,
+        origins: Sequence[str | None] | None = None,
+        select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None = None,
+        process_request: ProcessRequest | None = None,
+    ) -> None:
         self.socket = sock
         self.handler = handler
         self.ssl = ssl
         self.options = options
-        base = options["logger"] or logging.getLogger("wskit.sync")
-        self.logger: logging.Logger | logging.LoggerAdapter[Any] = base
+        self._base_logger = logger
+        self.logger: logging.Logger | logging.LoggerAdapter[Any] = resolve_logger(logger, "wskit.sync")
+        self._origins = origins
+        self._select_subprotocol = select_subprotocol
+        self._process_request = process_request
         self._lock = threading.Lock()
         self._connections: set[ServerConnection] = set()
         self._handshaking: set[socket.socket] = set()
@@ -105,8 +118,6 @@ class Server:
         self._closing = False
         self._serving = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
-        # Build the extension factories once: each connection negotiates its own.
-        self._factories = factories(options["compression"], options["extensions"], Side.SERVER)
 
     # -- public API -------------------------------------------------------------
 
@@ -181,7 +192,7 @@ class Server:
             _shutdown(sock, socket.SHUT_RDWR)
         for connection in connections:
             connection._start_close(code, reason)
-        timeout = self.options["close_timeout"]
+        timeout = self.options.close_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         for connection in connections:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -263,10 +274,10 @@ class Server:
     def _open(self, sock: socket.socket) -> ServerConnection | None:
         """Run TLS and the opening handshake; return the open connection or ``None``."""
         opts = self.options
-        timeout: float | None = opts["open_timeout"]
+        timeout = opts.open_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         conn_id = uuid.uuid4()
-        adapter = make_logger(opts["logger"], conn_id)
+        adapter = make_logger(self._base_logger, conn_id)
 
         def remaining() -> float | None:
             if deadline is None:
@@ -282,24 +293,10 @@ class Server:
                 sock = self.ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
                 sock.settimeout(remaining())
                 sock.do_handshake()
-            protocol = ServerProtocol(
-                logger=adapter,
-                max_size=opts["max_size"],
-                extensions=self._factories,
-                subprotocols=opts["subprotocols"],
-                select_subprotocol=opts["select_subprotocol"],
-                origins=opts["origins"],
-                max_fragment_size=opts["max_fragment_size"],
-                limits=opts["limits"],
-                plugins=opts["plugins"],
-                plugin_manager=opts["plugin_manager"],
-            )
-            connection = ServerConnection(
-                sock, protocol,
-                max_queue=opts["max_queue"], write_limit=opts["write_limit"],
-                close_timeout=opts["close_timeout"], ping_interval=opts["ping_interval"],
-                ping_timeout=opts["ping_timeout"], logger=adapter, conn_id=conn_id,
-            )
+            protocol = ServerProtocol(select_subprotocol=self._select_subprotocol, origins=self._origins,
+                                      **opts.protocol_kwargs(adapter))
+            connection = ServerConnection(sock, protocol, logger=adapter, conn_id=conn_id,
+                                          **opts.connection_kwargs())
             failure: InvalidHandshake | None = None
             request: Request | None = None
             while request is None and failure is None:
@@ -320,9 +317,9 @@ class Server:
                     assert isinstance(first, Request)
                     request = first
             connection.request = request
-            if request is not None and opts["process_request"] is not None:
+            if request is not None and self._process_request is not None:
                 try:
-                    answer = opts["process_request"](connection, request)
+                    answer = self._process_request(connection, request)
                 except Exception:
                     adapter.error("process_request failed", exc_info=True)
                     answer = connection.respond(500, "Failed to open a WebSocket connection.\n")
@@ -438,7 +435,8 @@ def serve(
         backlog: the listen backlog.
         origins: acceptable ``Origin`` values (``None`` in the list allows
             no Origin); others get 403.
-        extensions: extension factories to accept (before permessage-deflate).
+        extensions: extension factories to accept, in preference order
+            (``[]`` with ``compression=None``: accept none).
         subprotocols: supported subprotocols, in preference order.
         select_subprotocol: ``(protocol, offered) -> str | None`` picking the
             subprotocol instead of the preference order.
@@ -446,7 +444,12 @@ def serve(
             before the handshake (even for a plain HTTP request): return a
             Response (``connection.respond(status, text)``) to send it
             instead, e.g. a health check or a 401.
-        compression: ``"deflate"`` accepts permessage-deflate; ``None`` does not.
+        compression: ``"deflate"`` (default) accepts permessage-deflate: a
+            default factory is added at the end of ``extensions`` unless one
+            named ``permessage-deflate`` is there; with ``extensions=None``
+            what is accepted is what the plugins provide (permessage-deflate,
+            unless the plugin manager disables that plugin). ``None`` adds
+            nothing.
         open_timeout: seconds for TLS and the opening handshake.
         ping_interval: seconds between keepalive Pings (``None``: no keepalive).
         ping_timeout: seconds to wait for a keepalive Pong before failing
@@ -473,14 +476,11 @@ def serve(
     Returns:
         The :class:`Server` (not yet accepting: call :meth:`Server.serve_forever`).
     """
-    options: dict[str, Any] = {
-        "origins": origins, "extensions": extensions, "subprotocols": subprotocols,
-        "select_subprotocol": select_subprotocol, "process_request": process_request,
-        "compression": compression, "open_timeout": open_timeout, "ping_interval": ping_interval,
-        "ping_timeout": ping_timeout, "close_timeout": close_timeout, "max_size": max_size,
-        "max_queue": max_queue, "write_limit": write_limit, "max_fragment_size": max_fragment_size,
-        "logger": logger, "plugins": plugins, "limits": limits, "plugin_manager": plugin_manager,
-    }
+    options = ConnectionOptions.build(
+        Side.SERVER, compression=compression, extensions=extensions, subprotocols=subprotocols,
+        max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
+        plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+        ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
     if sock is not None and (host is not None or port is not None or unix is not None):
         raise TypeError("serve(): give host and port, unix=, or sock=, not several")
     if unix is not None and (host is not None or port is not None):
@@ -494,7 +494,8 @@ def serve(
             raise TypeError("serve() needs a port (or unix=, or sock=)")
         sock = socket.create_server((host or "", port), backlog=backlog, reuse_port=reuse_port)
     try:
-        return Server(sock, handler, options, ssl)
+        return Server(sock, handler, options, ssl=ssl, logger=logger, origins=origins,
+                      select_subprotocol=select_subprotocol, process_request=process_request)
     except BaseException:
         sock.close()
         raise
