@@ -691,3 +691,17 @@ def test_send_iterable_goes_out_as_fragments_and_arrives_as_one_message() -> Non
     assert seen[0] == TextMessage("fragmented")
     data_frames = [f for f in seen[1] if f[0] < 8]  # type: ignore[attr-defined]
     assert data_frames == [(1, False), (0, False), (0, True)]
+
+
+def test_sync_connect_sends_the_user_agent_given() -> None:
+    agents: list[str | None] = []
+
+    def handler(ws: ServerConnection) -> None:
+        agents.append(ws.request.headers.get("User-Agent") if ws.request else "missing")
+
+    with running(handler) as (_, uri):
+        with connect(uri, user_agent="probe/1.0"):
+            pass
+        with connect(uri, user_agent=None):
+            pass
+    assert agents == ["probe/1.0", None]

@@ -59,6 +59,7 @@ def connect(
     extensions: Sequence[Any] | None = None,
     subprotocols: Sequence[str] | None = None,
     extra_headers: HeadersLike | None = None,
+    user_agent: str | None = "wskit/0.1",
     compression: str | None = "deflate",
     open_timeout: float | None = 10,
     ping_interval: float | None = 20,
@@ -93,6 +94,7 @@ def connect(
             (``[]`` with ``compression=None``: offer none).
         subprotocols: subprotocols to offer, in preference order.
         extra_headers: more request headers.
+        user_agent: the ``User-Agent`` header (``None`` for none).
         compression: ``"deflate"`` (default) offers permessage-deflate: a
             default factory is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
@@ -147,7 +149,8 @@ def connect(
         ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
     conn_id = uuid.uuid4()
     adapter = make_logger(logger, conn_id)
-    protocol = ClientProtocol(uri, origin=origin, extra_headers=extra_headers, **options.protocol_kwargs(adapter))
+    protocol = ClientProtocol(uri, origin=origin, extra_headers=extra_headers, user_agent=user_agent,
+                              **options.protocol_kwargs(adapter))
     deadline = _deadline(open_timeout)
     if sock is None:
         sock = socket.create_connection((wsuri.host, wsuri.port), timeout=_remaining(deadline))
