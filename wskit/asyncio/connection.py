@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, MutableMapping
 from typing import Any
 
+from .._io import resolve_logger
 from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
 from ..exceptions import (
     ConnectionClosedError,
@@ -72,11 +73,7 @@ def make_logger(logger: LoggerLike | str | None, default: str, conn_id: uuid.UUI
         default: the logger name used when ``logger`` is ``None``.
         conn_id: the connection id, put in each record's ``connection_id``.
     """
-    if logger is None:
-        logger = logging.getLogger(default)
-    elif isinstance(logger, str):
-        logger = logging.getLogger(logger)
-    return _ConnectionLogger(logger, {"connection_id": conn_id})
+    return _ConnectionLogger(resolve_logger(logger, default), {"connection_id": conn_id})
 
 
 class Connection(asyncio.Protocol):
