@@ -209,3 +209,65 @@ class _NotFast(Headers):
 
     def __init__(self, headers: Headers) -> None:
         super().__init__(headers)
+
+
+def test_a_client_extension_factory_bug_fails_the_handshake_clearly() -> None:
+    from wskit import ClientProtocol, ServerProtocol, State
+    from wskit.exceptions import NegotiationError
+    from wskit.extensions.base import ClientExtensionFactory, Extension, ServerExtensionFactory
+
+    class BuggyClientFactory(ClientExtensionFactory):
+        name = "x-bug"
+
+        def process_response_params(self, params: object, accepted: object) -> Extension:
+            raise KeyError("oops")
+
+    class PlainServerFactory(ServerExtensionFactory):
+        name = "x-bug"
+
+        def process_request_params(self, params: object, accepted: object) -> tuple[list[object], Extension]:
+            return [], Extension()
+
+    client = ClientProtocol(extensions=[BuggyClientFactory()])
+    server = ServerProtocol(extensions=[PlainServerFactory()])  # type: ignore[list-item]
+    (request,) = server.receive_data(b"".join(client.connect()))
+    with pytest.raises(NegotiationError, match=r"x-bug.*BuggyClientFactory.*KeyError") as info:
+        client.receive_data(b"".join(server.accept(request)))
+    assert client.state is State.CLOSED and info.value.response is not None
+
+
+def test_a_server_extension_factory_bug_answers_500() -> None:
+    from wskit import ClientProtocol, ServerProtocol, State
+    from wskit.exceptions import InvalidHandshake
+    from wskit.extensions.base import ClientExtensionFactory, Extension, ServerExtensionFactory
+
+    class OfferFactory(ClientExtensionFactory):
+        name = "x-bug"
+
+    class BuggyServerFactory(ServerExtensionFactory):
+        name = "x-bug"
+
+        def process_request_params(self, params: object, accepted: object) -> tuple[list[object], Extension]:
+            raise RuntimeError("boom")
+
+    client = ClientProtocol(extensions=[OfferFactory()])
+    server = ServerProtocol(extensions=[BuggyServerFactory()])  # type: ignore[list-item]
+    (request,) = server.receive_data(b"".join(client.connect()))
+    with pytest.raises(InvalidHandshake, match=r"BuggyServerFactory.*RuntimeError") as info:
+        server.accept(request)
+    assert info.value.status == 500 and info.value.to_send[0].startswith(b"HTTP/1.1 500 ")
+    assert server.state is State.CLOSED
+
+
+def test_data_before_accept_is_bounded() -> None:
+    from wskit import ClientProtocol, ServerProtocol, State
+    from wskit.exceptions import InvalidHandshake
+
+    client = ClientProtocol(extensions=[])
+    server = ServerProtocol(extensions=[], max_size=1000)
+    (_request,) = server.receive_data(b"".join(client.connect()))
+    assert server.receive_data(b"\x00" * 60000) == []  # one message's worth is kept for later
+    with pytest.raises(InvalidHandshake, match="before the handshake was answered") as info:
+        server.receive_data(b"\x00" * 10000)
+    assert info.value.to_send[0].startswith(b"HTTP/1.1 400 ")
+    assert server.state is State.CLOSED

@@ -349,3 +349,27 @@ def test_reader_take_buffer_returns_unparsed_bytes() -> None:
     assert reader.buffered() == 1
     assert reader.take_buffer() == b"\x81"
     assert reader.buffered() == 0
+
+
+def test_fail_fast_utf8_survives_a_control_frame_in_pieces() -> None:
+    # A Ping arriving in two reads inside a fragmented text message must not
+    # stop the rest of that message from being checked as it arrives.
+    reader = FrameReader(True, None, stream=True)
+    frames, error = read_all(reader, build_frame(Opcode.TEXT, b"ab", fin=False, mask=MASK_KEY))
+    ping = build_frame(Opcode.PING, b"xyz", mask=MASK_KEY)
+    read_all(reader, ping[:3])
+    frames, error = read_all(reader, ping[3:])
+    assert error is None and [f.opcode for f in frames] == [Opcode.PING]
+    cont = build_frame(Opcode.CONT, b"\xff" + b"a" * 1000, mask=MASK_KEY)
+    frames, _error = read_all(reader, cont[:20])
+    assert frames and frames[0].opcode is Opcode.CONT and not frames[0].fin  # streamed at once
+
+
+def test_encode_frame_takes_any_bytes_like_payload() -> None:
+    from array import array
+
+    from wskit.frames import encode_frame
+
+    view = memoryview(array("H", [1, 2, 3]))
+    assert encode_frame(0x82, view, False) == b"\x82\x06" + view.tobytes()
+    assert encode_frame(0x82, bytearray(b"ab"), False) == b"\x82\x02ab"

@@ -779,3 +779,112 @@ def test_fragmented_binary_send_and_rules() -> None:
     last = c.send_continuation(b"cd", fin=True)
     events = [e for data in first + last for e in s.receive_data(data)]
     assert events == [BinaryMessage(b"abcd")]
+
+
+# -- review fixes ------------------------------------------------------------------
+
+
+def test_memoryview_with_wide_items_is_sent_as_its_bytes() -> None:
+    from array import array
+
+    view = memoryview(array("I", range(40)))  # 160 bytes in 40 items
+    s = server()
+    c = client()
+    events = [e for data in c.send_binary(view) for e in s.receive_data(data)]
+    assert events == [BinaryMessage(view.tobytes())]
+    # RFC 6455 §5.5: the 125-byte limit counts bytes, not items.
+    with pytest.raises(ProtocolError, match="160 bytes"):
+        c.send_ping(view)
+
+
+def test_send_text_and_send_binary_name_the_wrong_type() -> None:
+    p = server()
+    with pytest.raises(TypeError, match="send_text\\(\\) takes a str, got bytes"):
+        p.send_text(b"x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="send_binary\\(\\) takes bytes-like data, got str"):
+        p.send_binary("x")  # type: ignore[arg-type]
+
+
+def test_received_frames_carry_opcode_members() -> None:
+    seen: list[object] = []
+
+    class Spy(Extension):
+        name = "x-spy"
+
+        def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+            seen.append(frame.opcode)
+            return frame
+
+    s = Protocol(Side.SERVER, extensions=[Spy()])
+    c = Protocol(Side.CLIENT, extensions=[Spy()])
+    deliver(c.send_text("a", fin=False) + c.send_ping(b"") + c.send_continuation("b", fin=True), s)
+    assert seen[0] is Opcode.TEXT and seen[1] is Opcode.PING and seen[2] is Opcode.CONT
+
+
+def test_encoder_protocol_error_fails_the_connection() -> None:
+    class Refuse(Extension):
+        name = "x-refuse"
+
+        def encode(self, frame: Frame) -> Frame:
+            if frame.data == b"bad":
+                raise ProtocolError("refused by the extension", close_code=1008)
+            return frame
+
+    p = Protocol(Side.SERVER, extensions=[Refuse()])
+    with pytest.raises(ProtocolError) as info:
+        p.send_binary(b"bad")
+    assert p.state is State.CLOSING and p.close_code == 1008
+    assert len(info.value.to_send) == 1 and info.value.to_send[0][2:4] == (1008).to_bytes(2, "big")
+
+
+def test_encoder_bug_while_answering_a_close_still_sends_a_close() -> None:
+    class Buggy(Extension):
+        name = "x-buggy"
+
+        def encode(self, frame: Frame) -> Frame:
+            if frame.data == b"bug":
+                raise ValueError("bug")
+            return frame
+
+    p = Protocol(Side.SERVER, extensions=[Buggy()])
+    p.receive_data(Protocol(Side.CLIENT).send_close(1000)[0])
+    with pytest.raises(ProtocolError) as info:
+        p.send_binary(b"bug")
+    assert info.value.close_code == p.close_code == 1011
+    assert len(info.value.to_send) == 1 and info.value.to_send[0][2:4] == (1011).to_bytes(2, "big")
+    assert "x-buggy" in str(info.value) and isinstance(info.value.__cause__, WSKitError)
+    assert isinstance(info.value.__cause__.__cause__, ValueError)
+
+
+def test_failure_close_frame_reaches_frame_sent_observers() -> None:
+    from wskit.hookspecs import hookimpl
+
+    sent: list[object] = []
+
+    class Observer:
+        @hookimpl
+        def wskit_frame_sent(self, protocol: object, frame: Frame) -> None:
+            sent.append(frame.opcode)
+
+    p = Protocol(Side.SERVER, plugin_manager=PluginManager([Observer()], entry_points=False))
+    with pytest.raises(ProtocolError):
+        p.receive_data(b"\x83\x80\x00\x00\x00\x00")  # reserved opcode 3
+    assert sent == [Opcode.CLOSE]
+
+
+def test_protocol_created_closing_knows_it_sent_its_close() -> None:
+    p = Protocol(Side.SERVER, state=State.CLOSING)
+    p.receive_data(Protocol(Side.CLIENT).send_close(1000)[0])
+    assert p.state is State.CLOSED
+    assert p.receive_eof() == [ConnectionClosed(None)]
+
+
+def test_plugin_managers_for_new_plugin_lists_are_bounded() -> None:
+    from wskit import protocol as protocol_module
+
+    class Plugin:
+        pass
+
+    for _ in range(protocol_module._MAX_MANAGERS + 8):
+        Protocol(Side.SERVER, plugins=[Plugin()])
+    assert len(protocol_module._managers) <= protocol_module._MAX_MANAGERS

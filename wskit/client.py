@@ -205,6 +205,9 @@ class ClientProtocol(Protocol):
                     ext = factory.process_response_params(params, accepted)
                 except NegotiationError:
                     continue
+                except Exception as exc:  # a factory's bug fails the handshake like a bad answer
+                    raise NegotiationError(f"extension factory {name!r} ({type(factory).__qualname__}) raised "
+                                           f"{type(exc).__name__}: {exc}") from exc
                 used.add(i)
                 accepted.append(ext)
                 break

@@ -41,6 +41,9 @@ class Opcode(enum.IntEnum):
 
 
 DATA_OPCODES = frozenset({Opcode.CONT, Opcode.TEXT, Opcode.BINARY})
+# Opcode members by value, so parsed frames carry Opcode members (compare with ``is``)
+# at the cost of one tuple index; reserved values never reach a Frame.
+_OPCODES: tuple[int, ...] = tuple(Opcode(i) if i in Opcode._value2member_map_ else i for i in range(16))
 CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
 
 
@@ -126,10 +129,10 @@ class Frame(NamedTuple):
             name = Opcode(self.opcode).name
         except ValueError:
             name = hex(self.opcode)
-        data = bytes(self.data)
-        shown = data[:40] + (b"..." if len(data) > 40 else b"")
+        size = len(self.data)
+        shown = bytes(self.data[:40]) + (b"..." if size > 40 else b"")
         flags = "".join(f for f, on in (("F", self.fin), ("1", self.rsv1), ("2", self.rsv2), ("3", self.rsv3)) if on)
-        return f"Frame({name}, {shown!r}, [{len(data)} bytes], flags={flags or '-'})"
+        return f"Frame({name}, {shown!r}, [{size} bytes], flags={flags or '-'})"
 
 
 _pack_B2 = struct.Struct("!BB").pack
@@ -159,6 +162,8 @@ def encode_frame(b0: int, data: bytes | bytearray | memoryview, mask: bool) -> b
 
     The fast path behind :func:`serialize_frame` and the ``send_*`` methods.
     """
+    if type(data) is memoryview and data.itemsize != 1:
+        data = data.tobytes()  # len() must count bytes, not items
     length = len(data)
     mbit = 0x80 if mask else 0
     # RFC 6455 §5.2: 7-bit, 16-bit or 64-bit (most significant bit 0) length.
@@ -170,7 +175,7 @@ def encode_frame(b0: int, data: bytes | bytearray | memoryview, mask: bool) -> b
         header = _pack_BBQ(b0, mbit | 127, length)
     if mask:
         return mask_frame(header, data, _urandom(4))
-    return header + data if isinstance(data, bytes) else header + bytes(data)
+    return header + data  # bytes + any bytes-like gives bytes, copying once
 
 
 def serialize_close(code: int, reason: str) -> bytes:
@@ -287,7 +292,7 @@ class FrameReader:
         self.pos = 0
         return data
 
-    def read(self, data: bytes = b"") -> tuple[list[Frame], ProtocolError | None]:
+    def read(self, data: bytes | bytearray | memoryview = b"") -> tuple[list[Frame], ProtocolError | None]:
         """Parse every complete frame (or streamable piece) in the buffer.
 
         Args:
@@ -306,7 +311,7 @@ class FrameReader:
         borrowed = False
         if data:
             if pos == len(buf) and type(data) is bytes:
-                buf = data
+                buf = data  # parse the caller's bytes in place
                 pos = 0
                 borrowed = True
             else:
@@ -412,11 +417,12 @@ class FrameReader:
                             in_message = True
                             message_size = size
                     if b0 & 0x70:
-                        append(Frame(opcode, data, b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
+                        append(Frame(_OPCODES[opcode], data, b0 & 0x80 != 0,
+                                     b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
                     else:
-                        append(Frame(opcode, data, b0 & 0x80 != 0))
+                        append(Frame(_OPCODES[opcode], data, b0 & 0x80 != 0))
                     continue
-                if opcode:
+                if 0 < opcode < 8:
                     text_message = opcode == 1
                 if self.stream and opcode < 8 and end > start and text_message:
                     # Deliver what has arrived of a text frame, so that invalid
@@ -437,7 +443,7 @@ class FrameReader:
                     # The frame as a whole is accounted for now.
                     in_message = not b0 & 0x80
                     message_size = 0 if b0 & 0x80 else size
-                    append(Frame(opcode, data, False, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
+                    append(Frame(_OPCODES[opcode], data, False, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
                     break
                 need = stop
                 break
@@ -483,7 +489,7 @@ class FrameReader:
                 self._key = key[shift:] + key[:shift]
         else:
             data = bytes(piece)
-        frames.append(Frame(0, data, self._fin if remaining == 0 else False))
+        frames.append(Frame(Opcode.CONT, data, self._fin if remaining == 0 else False))
         return pos + take
 
 

@@ -13,6 +13,7 @@ re-exported here, as are the events.
 from __future__ import annotations
 
 import codecs
+import collections
 import enum
 import functools
 import inspect
@@ -188,8 +189,10 @@ class Protocol:
         self._decoders: list[Any] | None = None
         self._close_code: int | None = None
         self._close_reason: str | None = None
-        self._close_sent = False
-        self._close_received = False
+        # A protocol created past the closing handshake's first step (state=)
+        # has sent (and, when CLOSED, received) its Close.
+        self._close_sent = self._sm_state in ("closing_sent", "failed", "closed")
+        self._close_received = self._sm_state == "closed"
         self._failure: ProtocolError | None = None
         self._eof = False
         self._msg_text = False
@@ -328,7 +331,10 @@ class Protocol:
         """
         if not self._si.send_data:
             self._check_send("a text message")
-        payload = data.encode("utf-8")
+        try:
+            payload = data.encode("utf-8")
+        except AttributeError:
+            raise TypeError(f"send_text() takes a str, got {type(data).__name__} (use send_binary for bytes)") from None
         if fin and self._plain_send:
             return [encode_frame(0x81, payload, self._mask)]
         return self._send_message(Opcode.TEXT, payload, fin)
@@ -349,6 +355,8 @@ class Protocol:
         """
         if not self._si.send_data:
             self._check_send("a binary message")
+        if isinstance(data, str):  # type: ignore[unreachable]  # a caller bug, reported clearly
+            raise TypeError("send_binary() takes bytes-like data, got str (use send_text for text)")
         if fin and self._plain_send:
             return [encode_frame(0x82, data, self._mask)]
         return self._send_message(Opcode.BINARY, bytes(data), fin)
@@ -427,6 +435,8 @@ class Protocol:
     def _send_control(self, opcode: Opcode, data: bytes | bytearray | memoryview | str) -> list[bytes]:
         if isinstance(data, str):
             data = data.encode("utf-8")
+        elif type(data) is memoryview and data.itemsize != 1:
+            data = data.tobytes()  # len() must count bytes
         if len(data) > 125:
             # RFC 6455 §5.5: control frames carry at most 125 bytes.
             raise ProtocolError(f"{opcode.name} payload is {len(data)} bytes; control frames allow at most 125")
@@ -462,7 +472,7 @@ class Protocol:
                 try:
                     frame = encode(frame)
                 except Exception as exc:
-                    raise self._internal_error(self._extensions[i], "encode", exc) from exc
+                    raise self._internal_error(self._extensions[i], "encode", exc)  # noqa: B904 - the chain is set
         data = serialize_frame(frame, self._mask)
         hook = self._on_sent
         if hook is not None:
@@ -473,12 +483,29 @@ class Protocol:
         try:
             hook(protocol=self, frame=frame)
         except Exception as exc:
-            raise self._internal_error(None, name, exc) from exc
+            raise self._internal_error(None, name, exc)  # noqa: B904 - the chain is set
 
     def _internal_error(self, ext: Extension | None, where: str, exc: Exception) -> ProtocolError:
-        """Fail the connection with 1011 because an extension or plugin raised."""
+        """Fail the connection because an extension or plugin raised.
+
+        A :class:`ProtocolError` keeps its close code; anything else is a bug in
+        the extension or plugin: close code 1011 and an error naming it. Callers
+        ``raise`` the result (it is already recorded as the failure).
+        """
         if isinstance(exc, ProtocolError):
-            return exc
+            failure = exc
+        else:
+            error = self._culprit(ext, where, exc)
+            if error is not exc:
+                error.__cause__ = exc
+            failure = ProtocolError(f"internal error: {error}", close_code=1011)
+            failure.__cause__ = error
+        if "fail" in self._si.triggers:
+            self._fail(failure, [], raise_=False)
+        return failure
+
+    def _culprit(self, ext: Extension | None, where: str, exc: Exception) -> PluginError:
+        """Build the error that names the extension or plugin that raised ``exc``."""
         if ext is not None:
             culprit = f"extension {getattr(ext, 'name', type(ext).__name__)!r} ({type(ext).__qualname__}.{where})"
             owner = self._plugins.extension_owner(ext)
@@ -491,11 +518,7 @@ class Protocol:
             name = self._plugins.culprit(where, exc)
             culprit = f"plugin {name!r} in {where}" if name is not None else "plugin hook " + where
             error = PluginError(f"{culprit} raised {type(exc).__name__}: {exc}")
-        failure = ProtocolError(f"internal error: {error}", close_code=1011)
-        failure.__cause__ = error
-        if "fail" in self._si.triggers:
-            self._fail(failure, [], raise_=False)
-        return failure
+        return error
 
     # -- receiving ----------------------------------------------------------
 
@@ -532,7 +555,7 @@ class Protocol:
             if len(buf) < reader.need:
                 return []
             data = b""
-        frames, error = reader.read(data if type(data) is bytes else bytes(data))
+        frames, error = reader.read(data)
         events: list[Event] = []
         if frames:
             try:
@@ -543,6 +566,9 @@ class Protocol:
                 if self._close_received:
                     error = None  # RFC 6455 §5.5.1: nothing after the Close counts
         if error is not None:
+            if error is self._failure:  # already failed (an extension or plugin raised)
+                error.events = events
+                raise error
             self._fail(error, events)
         return events
 
@@ -620,7 +646,7 @@ class Protocol:
                 raise
             except Exception as exc:
                 ext = self._extensions[len(self._extensions) - 1 - i]
-                raise self._internal_error(ext, "decode", exc) from exc
+                raise self._internal_error(ext, "decode", exc)  # noqa: B904 - the chain is set
         if opcode < 8:
             size = (self._msg_size if opcode == 0 else 0) + len(frame.data)
             if max_size is not None and size > max_size:
@@ -639,14 +665,14 @@ class Protocol:
         self._failure = exc
         si = self._si
         if "fail" in si.triggers:
+            reason = _truncate_utf8(str(exc))
             if self._close_sent:
                 exc.to_send = []  # our Close is already out: no second one
             else:
-                reason = _truncate_utf8(str(exc))
                 exc.to_send = [self._close_frame(code, reason)]
                 self._close_sent = True
             self._close_code = code
-            self._close_reason = _truncate_utf8(str(exc))
+            self._close_reason = reason
             self._fire("fail")
         if self._debug:
             self.logger.debug("! failing the connection with %d: %s", code, exc)
@@ -664,7 +690,14 @@ class Protocol:
                 except Exception:  # already failing: send a plain close
                     frame = Frame(Opcode.CLOSE, payload)
                     break
-        return serialize_frame(frame, self._mask)
+        data = serialize_frame(frame, self._mask)
+        hook = self._on_sent
+        if hook is not None:
+            try:
+                hook(protocol=self, frame=frame)
+            except Exception:  # already failing: an observer must not mask the error
+                pass
+        return data
 
     def receive_eof(self) -> list[Event]:
         """Tell the protocol the transport was closed by the peer (or lost).
@@ -723,16 +756,27 @@ def _invalid_utf8(exc: UnicodeDecodeError) -> ProtocolError:
                          close_code=1007)
 
 
-_managers: dict[tuple[int, ...], tuple[PluginManager, tuple[object, ...]]] = {}
+_managers: collections.OrderedDict[tuple[int, ...], tuple[PluginManager, tuple[object, ...]]] = (
+    collections.OrderedDict())
+_MAX_MANAGERS = 32
 
 
 def _manager_for(plugins: Sequence[object]) -> PluginManager:
-    """Return a plugin manager for the default set plus ``plugins``, built once per list."""
+    """Return a plugin manager for the default set plus ``plugins``, built once per list.
+
+    Managers are cached by the plugin objects' identities (the 32 most
+    recently used lists): pass the same objects, or a ``plugin_manager=``,
+    rather than new plugin objects per connection (a manager costs ~5 ms).
+    """
     key = tuple(id(p) for p in plugins)
     hit = _managers.get(key)
     if hit is None:
         hit = (PluginManager(plugins), tuple(plugins))  # keep the plugins alive with their ids
         _managers[key] = hit
+        if len(_managers) > _MAX_MANAGERS:
+            _managers.popitem(last=False)
+    else:
+        _managers.move_to_end(key)
     return hit[0]
 
 

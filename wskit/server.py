@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ServerProtocol"]
 
+# Frame header and mask allowance on top of max_size for data sent early.
+_EARLY_SLACK = 65536
+
 SubprotocolSelector = Callable[["ServerProtocol", Sequence[str]], "str | None"]
 
 
@@ -97,9 +100,18 @@ class ServerProtocol(Protocol):
         parser = self._parser
         if parser is None:
             # The request is complete; what follows are frames, parsed once
-            # accept() has fixed the extensions.
+            # accept() has fixed the extensions. Bounded: a client may not
+            # send more than one message's worth before being answered.
             if data:
-                self._reader.buf += data
+                buf = self._reader.buf
+                buf += data
+                limit = (self._max_size if self._max_size is not None else 2**20) + _EARLY_SLACK
+                if len(buf) > limit:
+                    exc = InvalidHandshake(f"client sent {len(buf)} bytes of frames before the handshake was "
+                                           f"answered (at most {limit})", status=400)
+                    exc.to_send = [build_error_response(400, str(exc))]
+                    self._handshake_failed(exc)
+                    raise exc
             return []
         try:
             request = parser.feed(data)
@@ -168,7 +180,11 @@ class ServerProtocol(Protocol):
                 raise ValueError(f"select_subprotocol returned {chosen!r}, which the client did not offer")
         else:
             chosen = select_subprotocol(offered, self._subprotocols)
-        extensions, answer = self._negotiate(req)
+        try:
+            extensions, answer = self._negotiate(req)
+        except InvalidHandshake as exc:
+            self._handshake_failed(exc)
+            raise
         headers, data = build_accept_response(
             self._key,
             subprotocol=chosen,
@@ -220,6 +236,11 @@ class ServerProtocol(Protocol):
                     response_params, ext = factory.process_request_params(params, accepted)
                 except NegotiationError:
                     continue
+                except Exception as exc:  # a factory's bug: answer 500, name it here
+                    raise InvalidHandshake(
+                        f"internal error: extension factory {name!r} ({type(factory).__qualname__}) raised "
+                        f"{type(exc).__name__}: {exc}", status=500,
+                        to_send=[build_error_response(500, "Internal Server Error")]) from exc
                 used.add(i)
                 accepted.append(ext)
                 answer.append((name, list(response_params)))
