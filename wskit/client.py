@@ -148,8 +148,17 @@ class ClientProtocol(Protocol):
         return self._complete(response, parser.leftover())
 
     def receive_eof(self) -> list[Event]:
-        """See :meth:`Protocol.receive_eof`; during the handshake, an EOF
-        completes a response whose body runs until the connection closes."""
+        """See :meth:`Protocol.receive_eof`.
+
+        During the handshake, an EOF completes a response whose body runs
+        until the connection closes (the result then carries the
+        ``InvalidHandshake`` with that response).
+
+        Raises:
+            InvalidHandshake: the connection closed before a complete
+                response head arrived (the state is then ``CLOSED``; a later
+                call returns ``[ConnectionClosed(exception)]``).
+        """
         if self._si.handshake and self._parser is not None:
             try:
                 response = self._parser.feed_eof()

@@ -41,7 +41,8 @@ class ProtocolError(WSKitError):
             frame, or an HTTP error response during the opening handshake).
         events: events completed by the same ``receive_data`` call before the
             violation was detected; the application should still handle them.
-        close_code: the close code sent to the peer, when one was sent.
+        close_code: the close code of the failure: the one in ``to_send``'s
+            Close frame (when our Close was already out, none is sent again).
     """
 
     def __init__(
