@@ -705,3 +705,25 @@ def test_sync_connect_sends_the_user_agent_given() -> None:
         with connect(uri, user_agent=None):
             pass
     assert agents == ["probe/1.0", None]
+
+
+def test_peer_close_is_answered_after_the_messages_before_it() -> None:
+    # RFC 6455 §5.5.1 lets us finish sending before answering a Close: the
+    # echo server answers the message that preceded the Close first.
+    with running(echo, compression=None) as (_, uri):
+        port = int(uri.rsplit(":", 1)[1].strip("/"))
+        client = ClientProtocol(uri, extensions=[])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"".join(client.connect()))
+            events: list[Any] = []
+            while not events:
+                events = client.receive_data(sock.recv(65536))
+            sock.sendall(b"".join(client.send_text("last words") + client.send_close(1000, "bye")))
+            received: list[Any] = []
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                received += client.receive_data(data)
+    assert [type(e).__name__ for e in received] == ["TextMessage", "Close"]
+    assert received[0].data == "last words" and received[1].code == 1000

@@ -137,8 +137,9 @@ class Connection:
         self._ended = False  # the reader thread finished: no more messages
         self._received = 0  # messages queued so far
         self._recv_waiting = 0  # threads blocked in recv() on an empty queue
-        # Our failure Close, held back until the app answered what came before it.
-        self._pending_failure: list[bytes | None] | None = None
+        # Builds our Close (the answer to the peer's, or our failure Close),
+        # held back until the app has taken the messages that came before it.
+        self._held: Callable[[], list[bytes | None]] | None = None
         self._ended_event = threading.Event()
         self._sock_closed = False
         self._closed_exc: WebSocketClosed | None = None
@@ -210,11 +211,11 @@ class Connection:
             ConnectionClosedError: the connection was closed with an error
                 (1006 when it was lost without a closing handshake).
         """
-        if self._pending_failure is not None:
+        if self._held is not None:
             with self._cond:
                 answered = not self._messages  # every earlier message was handed over
             if answered:
-                self._flush_failure()
+                self._flush_held()
         with self._cond:
             self._recv_waiting += 1
             try:
@@ -503,6 +504,8 @@ class Connection:
         with self._cond:
             self._closing_local = True
             self._cond.notify_all()  # unblock a reader waiting for queue room
+        if self._held is not None:
+            self._flush_held()  # answer the peer's Close (or send our failure Close) now
 
         def build() -> list[bytes]:
             if self.protocol.state is not State.OPEN:
@@ -638,13 +641,17 @@ class Connection:
                 out.append(_FIN)
             return out
 
-        try:
-            self._send_control(build)
-        except (InvalidState, WebSocketClosed):
-            pass
-        with self._cond:  # nothing more will arrive: release the queue limit
-            self._closing_local = True
+        with self._cond:
+            self._closing_local = True  # nothing more will arrive: release the queue limit
+            self._held = build
             self._cond.notify_all()
+            if self._messages:
+                # RFC 6455 §5.5.1: we may finish sending before answering. Let
+                # the application take (and answer) the messages that came
+                # before the Close; recv() sends the answer once they are
+                # handed over, close() at once, this thread after close_timeout.
+                self._cond.wait_for(lambda: self._held is None, self.close_timeout)
+        self._flush_held()
         return time.monotonic() + (self.close_timeout if self.close_timeout is not None else 1e9)
 
     def _handle_failure(self, exc: ProtocolError) -> float:
@@ -659,30 +666,30 @@ class Connection:
         if self.protocol.side is Side.SERVER:
             to_send.append(_FIN)
         with self._cond:
-            self._pending_failure = to_send
+            self._held = lambda: to_send
             if exc.to_send and self._received and (self._messages or not self._recv_waiting):
                 # The application has not answered every message received
                 # before the violation yet: let it (the order RFC-strict peers
                 # expect, API.md). The Close goes out when recv() has handed
                 # them over and is called again, or after close_timeout.
-                self._cond.wait_for(lambda: self._pending_failure is None, self.close_timeout)
-        self._flush_failure()
+                self._cond.wait_for(lambda: self._held is None, self.close_timeout)
+        self._flush_held()
         with self._cond:
             self._closing_local = True
             self._cond.notify_all()
         return time.monotonic() + (self.close_timeout if self.close_timeout is not None else 1e9)
 
-    def _flush_failure(self) -> None:
-        """Write the held-back failure Close, once (from the reader or from recv)."""
+    def _flush_held(self) -> None:
+        """Write the held-back Close, once (from the reader, recv() or close())."""
         with self._cond:
-            data = self._pending_failure
-            self._pending_failure = None
+            build = self._held
+            self._held = None
             self._cond.notify_all()
-        if not data:
+        if build is None:
             return
         try:
-            self._send_control(lambda: data)
-        except WebSocketClosed:
+            self._send_control(build)
+        except (InvalidState, WebSocketClosed):
             pass
 
     def _enqueue(self, message: Data) -> None:
