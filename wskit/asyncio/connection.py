@@ -13,8 +13,18 @@ sans-I/O core; what the core returns to send goes straight to
   when it is exceeded the transport calls ``pause_writing`` and ``send``
   waits for ``resume_writing``.
 
+Two things keep small request/response exchanges cheap:
+
+* when bytes complete a message while a task waits in ``recv()``,
+  ``data_received`` resumes that task in place (:mod:`wskit.asyncio._waiter`)
+  instead of scheduling it for the loop's next pass;
+* small data frames that task sends during that step are held and written
+  together when it ends (one system call for a burst of replies); any other
+  write, a large frame or 64 held frames write them out first, so order and
+  memory bounds are kept.
+
 The per-message path allocates nothing beyond the core's event, the queue
-entry and, when ``recv`` has to wait, one future.
+entry and, when ``recv`` has to wait, one waiter.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import logging
 import os
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from .._io import resolve_logger
@@ -38,6 +48,7 @@ from ..exceptions import (
 )
 from ..frames import Opcode
 from ..protocol import Protocol, Side, State
+from ._waiter import Waiter
 
 __all__ = ["Connection", "ConcurrencyError", "Data", "LoggerLike"]
 
@@ -45,6 +56,11 @@ Data = str | bytes
 """A received message: ``str`` for text, ``bytes`` for binary."""
 
 LoggerLike = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
+
+# send() holds at most this many frames, each smaller than this, during a
+# step resumed by data_received (see _handle_events): at most 64 KiB.
+_CORK_FRAMES = 64
+_CORK_FRAME_SIZE = 1024
 
 # Close codes after which the connection counts as closed cleanly (RFC 6455 §7.4.1).
 _OK_CODES = frozenset((1000, 1001, 1005))
@@ -126,7 +142,7 @@ class Connection(asyncio.Protocol):
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
         self._queue: deque[Data] = deque()
-        self._recv_waiter: asyncio.Future[None] | None = None
+        self._recv_waiter: Waiter | None = None
         self._paused_reading = False
         self._paused_writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -142,6 +158,11 @@ class Connection(asyncio.Protocol):
         self._pending_failure: list[bytes] | None = None
         self._pending_close: Close | None = None
         self._eof_sent = False
+        # Small data frames sent by the task that data_received resumed in
+        # place (see _handle_events) are held here and written together when
+        # that step ends; _cork is _corked during the step, None otherwise.
+        self._cork: list[bytes] | None = None
+        self._corked: list[bytes] = []
 
     # -- public properties ---------------------------------------------------
 
@@ -231,9 +252,8 @@ class Connection(asyncio.Protocol):
             self.logger.debug("= connection lost (code %s)%s", self.close_code, f": {exc!r}" if exc else "")
         if not self._closed.done():
             self._closed.set_result(None)
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._recv_waiter is not None:
+            self._recv_waiter.set_result()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -275,10 +295,21 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._eof_sent or transport.is_closing():
             return
+        if self._corked:
+            self._uncork()
         if len(data) == 1:
             transport.write(data[0])
         elif data:
             transport.writelines(data)
+
+    def _uncork(self) -> None:
+        # Write the data frames send() held during an eager step (see _handle_events).
+        corked = self._corked
+        data = corked[0] if len(corked) == 1 else b"".join(corked)
+        corked.clear()
+        transport = self._transport
+        if transport is not None and not self._eof_sent and not transport.is_closing():
+            transport.write(data)
 
     async def _drain(self) -> None:
         waiter = self._drain_waiter
@@ -304,14 +335,22 @@ class Connection(asyncio.Protocol):
             elif kind is Close:
                 self._on_close_frame(event)  # type: ignore[arg-type]
         if queue:
-            waiter = self._recv_waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
             max_queue = self._max_queue
             if max_queue is not None and len(queue) >= max_queue and not self._paused_reading:
                 self._paused_reading = True
                 if self._transport is not None and not self._lost:
                     self._transport.pause_reading()
+            waiter = self._recv_waiter
+            if waiter is not None:
+                # Last, as the task waiting in recv() may run right here (see
+                # _waiter); what it sends meanwhile leaves in one write.
+                self._cork = self._corked
+                try:
+                    waiter.set_result(eager=True)
+                finally:
+                    self._cork = None
+                    if self._corked:
+                        self._uncork()
 
     def _on_ping(self, event: Ping) -> None:
         if self._debug:
@@ -508,9 +547,32 @@ class Connection(asyncio.Protocol):
             TimeoutError: ``timeout`` elapsed.
             ConcurrencyError: another coroutine is already waiting in ``recv``.
         """
+        return await self._next_message(timeout, False)
+
+    async def _next_message(self, timeout: float | None, iterating: bool) -> Data:
+        # recv()'s body; for ``async for``, a clean close ends the iteration.
         queue = self._queue
-        if not queue:
-            await self._wait_message(timeout)
+        while not queue:
+            if self._lost:
+                error = self._closed_exception()
+                if iterating and type(error) is ConnectionClosedOK:
+                    raise StopAsyncIteration
+                raise error
+            if self._recv_waiter is not None:
+                raise ConcurrencyError("recv() is already waiting for a message in another coroutine")
+            waiter = self._recv_waiter = Waiter(self._loop)
+            if timeout is None:
+                try:
+                    await waiter
+                finally:
+                    self._recv_waiter = None
+            else:
+                handle = self._loop.call_later(timeout, _expire, waiter)
+                try:
+                    await waiter
+                finally:
+                    self._recv_waiter = None
+                    handle.cancel()
         message = queue.popleft()
         if self._paused_reading and len(queue) <= self._low_queue:
             self._paused_reading = False
@@ -524,40 +586,13 @@ class Connection(asyncio.Protocol):
                 self._loop.call_soon(self._flush_failure)
         return message
 
-    async def _wait_message(self, timeout: float | None) -> None:
-        queue = self._queue
-        while not queue:
-            if self._lost:
-                raise self._closed_exception()
-            if self._recv_waiter is not None:
-                raise ConcurrencyError("recv() is already waiting for a message in another coroutine")
-            waiter: asyncio.Future[None] = self._loop.create_future()
-            self._recv_waiter = waiter
-            handle = None
-            if timeout is not None:
-                handle = self._loop.call_later(timeout, _expire, waiter)
-            try:
-                await waiter
-            finally:
-                self._recv_waiter = None
-                if handle is not None:
-                    handle.cancel()
-
     def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over received messages until the connection closes cleanly.
 
         The iteration ends on :class:`ConnectionClosedOK`; it raises
         :class:`ConnectionClosedError` after an abnormal closure.
         """
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Data]:
-        while True:
-            try:
-                message = await self.recv()
-            except ConnectionClosedOK:
-                return
-            yield message
+        return _Messages(self)
 
     async def send(self, message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data]) -> None:
         """Send a message.
@@ -588,6 +623,10 @@ class Connection(asyncio.Protocol):
                 return
         except InvalidState:
             raise await self._closed_error() from None
+        cork = self._cork
+        if cork is not None and len(cork) < _CORK_FRAMES and len(data) == 1 and len(data[0]) < _CORK_FRAME_SIZE:
+            cork.append(data[0])  # written when the step data_received resumed ends
+            return
         self._write(data)
         if self._paused_writing:
             await self._drain()
@@ -770,6 +809,20 @@ class Connection(asyncio.Protocol):
 _END = object()
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("recv() timed out"))
+class _Messages:
+    """The ``async for`` iterator of a connection (cheaper than an async generator)."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self, connection: Connection) -> None:
+        self._next = connection._next_message
+
+    def __aiter__(self) -> _Messages:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, Data]:
+        return self._next(None, True)
+
+
+def _expire(waiter: Waiter) -> None:
+    waiter.set_exception(TimeoutError("recv() timed out"))

@@ -1,0 +1,369 @@
+"""How the asyncio layer resumes a task waiting in recv() and writes its replies.
+
+When bytes arrive, ``data_received`` resumes the task waiting in ``recv()``
+right there (no extra pass of the event loop), and the small messages that
+task sends during that step leave in one write. These tests pin that, and
+everything that must stay true around it: order of frames, cancellation,
+timeouts, context variables, both Task implementations, and the fallback
+when a task is already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from tests.helpers import client_frame, close_payload, make_pair, parse_frames
+from wskit.asyncio._waiter import Waiter
+from wskit.asyncio.connection import Connection, make_logger
+from wskit.frames import Opcode
+
+
+class FakeTransport(asyncio.Transport):
+    """Records every write call; never pushes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.writes.append(b"".join(list_of_data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def open_connection() -> tuple[Connection, FakeTransport]:
+    """A server-side Connection in the OPEN state on a FakeTransport (call inside a loop)."""
+    _, server = make_pair()
+    conn_id = uuid.uuid4()
+    conn = Connection(server, conn_id=conn_id, logger=make_logger(None, "wskit.test", conn_id),
+                      ping_interval=None)
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    conn._opened()
+    return conn, transport
+
+
+def text(message: str) -> bytes:
+    return client_frame(Opcode.TEXT, message.encode())
+
+
+def sent(transport: FakeTransport) -> list[tuple[int, bytes]]:
+    return [(f.opcode, f.data) for f in parse_frames(transport.writes, masked=False)]
+
+
+async def in_callback(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` as a plain event-loop callback (no task running) and return its result."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def run() -> None:
+        try:
+            done.set_result(fn())
+        except BaseException as exc:
+            done.set_exception(exc)
+
+    loop.call_soon(run)
+    return await done
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+async def echo(conn: Connection) -> None:
+    async for message in conn:
+        await conn.send(message)
+
+
+async def start(conn: Connection, handler: Callable[[Connection], Awaitable[None]] = echo) -> asyncio.Task[None]:
+    task = asyncio.ensure_future(handler(conn))
+    await asyncio.sleep(0)  # the handler now waits in recv()
+    return task
+
+
+async def finish(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_reply_is_written_before_data_received_returns() -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        task = await start(conn)
+
+        def deliver() -> list[tuple[int, bytes]]:
+            conn.data_received(text("ping?"))
+            return sent(transport)  # inspected before the loop runs anything else
+
+        assert await in_callback(deliver) == [(Opcode.TEXT, b"ping?")]
+        await finish(task)
+
+    run(main())
+
+
+def test_replies_to_a_burst_leave_in_one_write_in_order() -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        task = await start(conn)
+        burst = b"".join(text(f"message {i}") for i in range(20))
+        await in_callback(lambda: conn.data_received(burst))
+        assert len(transport.writes) == 1
+        assert sent(transport) == [(Opcode.TEXT, f"message {i}".encode()) for i in range(20)]
+        await finish(task)
+
+    run(main())
+
+
+def test_held_replies_are_bounded_and_large_messages_are_not_held() -> None:
+    async def flood(conn: Connection) -> None:
+        await conn.recv()
+        for i in range(200):  # never yields: send() does not wait on a FakeTransport
+            await conn.send(f"{i}")
+        await conn.send(b"x" * 5000)
+        await conn.send("after")
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        conn, transport = open_connection()
+        task = await start(conn, flood)
+        await in_callback(lambda: conn.data_received(text("go")))
+        frames = sent(transport)
+        assert [data for _, data in frames] == [f"{i}".encode() for i in range(200)] + [b"x" * 5000, b"after"]
+        # At most 64 small frames are held before they go to the transport.
+        assert max(len(parse_frames([w], masked=False)) for w in transport.writes) <= 64
+        await finish(task)
+
+    run(main())
+
+
+@pytest.mark.parametrize("then", ["ping", "pong", "close"])
+def test_held_data_is_written_before_a_control_frame(then: str) -> None:
+    async def handler(conn: Connection) -> None:
+        message = await conn.recv()
+        await conn.send(message)
+        await conn.send("second")
+        if then == "ping":
+            await conn.ping(b"p")
+        elif then == "pong":
+            await conn.pong(b"p")
+        else:
+            await conn.close(1000, "bye")
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        conn, transport = open_connection()
+        task = await start(conn, handler)
+        await in_callback(lambda: conn.data_received(text("first")))
+        opcodes = [opcode for opcode, _ in sent(transport)]
+        control = {"ping": Opcode.PING, "pong": Opcode.PONG, "close": Opcode.CLOSE}[then]
+        assert opcodes == [Opcode.TEXT, Opcode.TEXT, control]
+        await finish(task)
+
+    run(main())
+
+
+def test_peer_close_is_answered_after_the_replies() -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        task = await start(conn)
+        data = text("one") + text("two") + client_frame(Opcode.CLOSE, close_payload(1000))
+        await in_callback(lambda: conn.data_received(data))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert sent(transport) == [(Opcode.TEXT, b"one"), (Opcode.TEXT, b"two"),
+                                   (Opcode.CLOSE, close_payload(1000))]
+        assert transport.closing  # the server closes TCP after the closing handshake
+        conn.connection_lost(None)
+        await task  # the iteration ended cleanly
+
+    run(main())
+
+
+def test_data_received_inside_a_running_task_wakes_the_handler_later() -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        task = await start(conn)
+        conn.data_received(text("hello"))  # called from this task: no nested task step
+        assert transport.writes == []
+        await asyncio.sleep(0)
+        assert sent(transport) == [(Opcode.TEXT, b"hello")]
+        await finish(task)
+
+    run(main())
+
+
+def test_context_variables_stay_with_the_task() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="loop")
+    seen: list[str] = []
+
+    async def handler(conn: Connection) -> None:
+        var.set("handler")
+        await conn.recv()
+        seen.append(var.get())
+
+    async def main() -> None:
+        conn, _ = open_connection()
+        task = await start(conn, handler)
+        outside = await in_callback(lambda: (conn.data_received(text("x")), var.get())[1])
+        await task
+        assert seen == ["handler"]
+        assert outside == "loop"
+
+    run(main())
+
+
+def test_an_error_in_the_resumed_handler_stays_in_its_task() -> None:
+    async def handler(conn: Connection) -> None:
+        await conn.recv()
+        raise ValueError("handler bug")
+
+    async def main() -> None:
+        conn, _ = open_connection()
+        task = await start(conn, handler)
+        await in_callback(lambda: conn.data_received(text("x")))  # does not raise
+        with pytest.raises(ValueError, match="handler bug"):
+            await task
+
+    run(main())
+
+
+def test_cancelling_a_task_waiting_in_recv() -> None:
+    async def main() -> None:
+        conn, _ = open_connection()
+        waiting = asyncio.ensure_future(conn.recv())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # The connection is still usable: a new recv() gets the next message.
+        again = asyncio.ensure_future(conn.recv())
+        await asyncio.sleep(0)
+        await in_callback(lambda: conn.data_received(text("still here")))
+        assert await again == "still here"
+
+    run(main())
+
+
+def test_recv_timeouts_of_every_kind() -> None:
+    async def main() -> None:
+        conn, _ = open_connection()
+        with pytest.raises(TimeoutError):
+            await conn.recv(timeout=0.01)
+        with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+            await asyncio.wait_for(conn.recv(), 0.01)
+        if sys.version_info >= (3, 11):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.01):
+                    await conn.recv()
+        waiting = asyncio.ensure_future(conn.recv(timeout=5))
+        await asyncio.sleep(0)
+        await in_callback(lambda: conn.data_received(text("in time")))
+        assert await waiting == "in time"
+
+    run(main())
+
+
+def test_pure_python_tasks_are_resumed_in_place_too() -> None:
+    py_task = getattr(asyncio.tasks, "_PyTask", None)
+    if py_task is None:
+        pytest.skip("this Python has no pure-Python Task")
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(
+            lambda loop, coro, **kwargs: py_task(coro, loop=loop, **kwargs))
+        conn, transport = open_connection()
+        task = await start(conn)
+        assert type(task) is py_task
+
+        def deliver() -> list[tuple[int, bytes]]:
+            conn.data_received(text("py"))
+            return sent(transport)
+
+        assert await in_callback(deliver) == [(Opcode.TEXT, b"py")]
+        await finish(task)
+
+    run(main())
+
+
+def test_connection_loss_ends_a_waiting_recv() -> None:
+    async def main() -> None:
+        conn, _ = open_connection()
+        task = await start(conn)
+        conn.connection_lost(None)
+        with pytest.raises(Exception, match="1006"):
+            await task
+
+    run(main())
+
+
+def test_waiter_follows_the_future_protocol() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(loop)
+        assert waiter.get_loop() is loop and not waiter.done() and not waiter.cancelled()
+        with pytest.raises(asyncio.InvalidStateError):
+            waiter.result()
+        awaiting = asyncio.ensure_future(_await(waiter))
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="one task"):
+            waiter.add_done_callback(lambda _: None)
+        waiter.set_exception(KeyError("boom"))
+        waiter.set_result()  # ignored: already done
+        with pytest.raises(KeyError):
+            await awaiting
+        assert waiter.done() and isinstance(waiter.exception(), KeyError)
+        # A callback added after completion still runs, from the loop.
+        called: list[object] = []
+        waiter.add_done_callback(called.append)
+        await asyncio.sleep(0)
+        assert called == [waiter]
+
+        cancelled = Waiter(loop)
+        assert cancelled.cancel("stop") and not cancelled.cancel()
+        assert cancelled.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            cancelled.result()
+
+    run(main())
+
+
+async def _await(waiter: Waiter) -> None:
+    await waiter
+
