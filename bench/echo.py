@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wskit import BinaryMessage, ClientProtocol, TextMessage
 
 HERE = Path(__file__).resolve().parent
-IMPLS = ["wskit-asyncio", "wskit-sync", "websockets", "picows", "aiohttp"]
+IMPLS = ["wskit-asyncio", "wskit-sync", "websockets", "picows", "aiohttp", "floor"]
+# "floor" is no library: the least an asyncio.Protocol must do to echo small
+# messages (see echo_servers.py), i.e. what the loop and system calls cost.
+SMALL_ONLY = {"floor"}
 
 
 def cpu_seconds(proc: subprocess.Popen[str]) -> float:
@@ -157,6 +160,8 @@ def main() -> int:
                 print(f"{impl:<16}unavailable: {err.strip().splitlines()[-1] if err.strip() else 'did not start'}")
                 continue
             for load, make in loads.items():
+                if impl in SMALL_ONLY and load == "1 MiB echo":
+                    continue
                 cpus, rates = [], []
                 for _ in range(args.repeat):
                     cpu, wall, n = run_load(proc, lambda make=make, port=port: make(port))

@@ -2,7 +2,7 @@
 
     python bench/echo_servers.py IMPL PORT
 
-IMPL: wskit-asyncio, wskit-sync, websockets, picows, aiohttp. Prints
+IMPL: wskit-asyncio, wskit-sync, websockets, picows, aiohttp, floor. Prints
 "ready" once listening; then, for every line read on stdin, prints the
 process's CPU time in seconds (all threads, exited ones included:
 CLOCK_PROCESS_CPUTIME_ID). Runs until killed.
@@ -108,6 +108,72 @@ async def aiohttp_server(port: int) -> None:
     await asyncio.Event().wait()
 
 
+async def floor_server(port: int) -> None:
+    """The floor: the least an asyncio.Protocol must do to echo small messages.
+
+    No library: a bare upgrade (no validation), frames parsed with no checks
+    and no fragmentation, payloads unmasked with one big-integer XOR.
+    Nothing a real server could ship; it shows what the event loop and the
+    system calls cost by themselves. Only for small messages (the XOR is
+    slow on big ones).
+    """
+    import base64
+    import hashlib
+
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    class Floor(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buf = b""
+            self.upgraded = False
+
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data
+            if not self.upgraded:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    self.buf = buf
+                    return
+                key = next(line.split(b":", 1)[1].strip() for line in buf[:end].split(b"\r\n")
+                           if line.lower().startswith(b"sec-websocket-key:"))
+                accept = base64.b64encode(hashlib.sha1(key + guid).digest())
+                self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                self.upgraded = True
+                buf = buf[end + 4:]
+            write = self.transport.write
+            while len(buf) >= 6:
+                length = buf[1] & 0x7F
+                start = 6
+                if length == 126:
+                    length = int.from_bytes(buf[2:4], "big")
+                    start = 8
+                elif length == 127:
+                    length = int.from_bytes(buf[2:10], "big")
+                    start = 14
+                if len(buf) < start + length:
+                    break
+                key = buf[start - 4:start] * (length // 4 + 1)
+                payload = (int.from_bytes(buf[start:start + length], "little")
+                           ^ int.from_bytes(key[:length], "little")).to_bytes(length, "little")
+                opcode = buf[0] & 0x0F
+                buf = buf[start + length:]
+                if opcode == 8:
+                    write(b"\x88\x02\x03\xe8")
+                    self.transport.close()
+                    return
+                if length < 126:
+                    write(bytes((0x80 | opcode, length)) + payload)
+                else:
+                    write(bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big") + payload)
+            self.buf = buf
+
+    server = await asyncio.get_running_loop().create_server(Floor, HOST, port)
+    ready()
+    await server.serve_forever()
+
+
 def main() -> None:
     impl, port = sys.argv[1], int(sys.argv[2])
     if impl == "wskit-sync":
@@ -118,6 +184,7 @@ def main() -> None:
         "websockets": websockets_asyncio,
         "picows": picows_server,
         "aiohttp": aiohttp_server,
+        "floor": floor_server,
     }[impl](port)
     asyncio.run(coro)
 
