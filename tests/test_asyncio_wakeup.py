@@ -102,6 +102,16 @@ async def in_callback(fn: Callable[[], Any]) -> Any:
     return await done
 
 
+async def echoed_at_once(conn: Connection, transport: FakeTransport, message: str) -> bool:
+    """Deliver ``message`` from a loop callback; was its echo written before data_received returned?"""
+
+    def deliver() -> list[tuple[int, bytes]]:
+        conn.data_received(text(message))
+        return sent(transport)  # inspected before the loop runs anything else
+
+    return bool(await in_callback(deliver) == [(Opcode.TEXT, message.encode())])
+
+
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 10))
 
@@ -127,12 +137,7 @@ def test_reply_is_written_before_data_received_returns() -> None:
     async def main() -> None:
         conn, transport = open_connection()
         task = await start(conn)
-
-        def deliver() -> list[tuple[int, bytes]]:
-            conn.data_received(text("ping?"))
-            return sent(transport)  # inspected before the loop runs anything else
-
-        assert await in_callback(deliver) == [(Opcode.TEXT, b"ping?")]
+        assert await echoed_at_once(conn, transport, "ping?")
         await finish(task)
 
     run(main())
@@ -311,12 +316,7 @@ def test_pure_python_tasks_are_resumed_in_place_too() -> None:
         conn, transport = open_connection()
         task = await start(conn)
         assert type(task) is py_task
-
-        def deliver() -> list[tuple[int, bytes]]:
-            conn.data_received(text("py"))
-            return sent(transport)
-
-        assert await in_callback(deliver) == [(Opcode.TEXT, b"py")]
+        assert await echoed_at_once(conn, transport, "py")
         await finish(task)
 
     run(main())
