@@ -32,10 +32,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from .._io import resolve_logger
 from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
@@ -213,8 +214,9 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol callbacks -------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not an isinstance() check: other loops' transports (uvloop's) provide
+        # the same interface without subclassing asyncio.Transport.
+        self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self._write_limit, low=self._write_limit // 4)
 
     def data_received(self, data: bytes) -> None:
@@ -365,7 +367,7 @@ class Connection(asyncio.Protocol):
         pings = self._pings
         if data not in pings:
             return  # RFC 6455 §5.5.3: an unsolicited Pong needs no answer
-        now = self._loop.time()
+        now = time.monotonic()
         # RFC 6455 §5.5.3: a Pong may answer only the most recent Ping: it
         # acknowledges every Ping sent before the one it matches.
         while pings:
@@ -498,7 +500,7 @@ class Connection(asyncio.Protocol):
             data = os.urandom(4)
             while data in self._pings:
                 data = os.urandom(4)
-            self._pings[data] = (self._loop.time(), None)
+            self._pings[data] = (time.monotonic(), None)
             self._write(self.protocol.send_ping(data))
             if self._ping_timeout is not None:
                 self._ka_timeout = self._loop.call_later(self._ping_timeout, self._keepalive_expired)
@@ -725,7 +727,7 @@ class Connection(asyncio.Protocol):
         except InvalidState:
             raise await self._closed_error() from None
         fut: asyncio.Future[float] = self._loop.create_future()
-        self._pings[data] = (self._loop.time(), fut)
+        self._pings[data] = (time.monotonic(), fut)
         self._write(out)
         if self._paused_writing:
             await self._drain()
