@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wskit import BinaryMessage, ClientProtocol, TextMessage
 
 HERE = Path(__file__).resolve().parent
-IMPLS = ["wskit-asyncio", "wskit-sync", "websockets", "picows", "aiohttp", "floor"]
+IMPLS = ["wskit-asyncio", "wskit-uvloop", "wskit-sync", "websockets", "picows", "aiohttp", "floor"]
 # "floor" is no library: the least an asyncio.Protocol must do to echo small
 # messages (see echo_servers.py), i.e. what the loop and system calls cost.
 SMALL_ONLY = {"floor"}

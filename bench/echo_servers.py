@@ -2,7 +2,8 @@
 
     python bench/echo_servers.py IMPL PORT
 
-IMPL: wskit-asyncio, wskit-sync, websockets, picows, aiohttp, floor. Prints
+IMPL: wskit-asyncio, wskit-uvloop (the same on uvloop), wskit-sync,
+websockets, picows, aiohttp, floor. Prints
 "ready" once listening; then, for every line read on stdin, prints the
 process's CPU time in seconds (all threads, exited ones included:
 CLOCK_PROCESS_CPUTIME_ID). Runs until killed.
@@ -178,6 +179,11 @@ def main() -> None:
     impl, port = sys.argv[1], int(sys.argv[2])
     if impl == "wskit-sync":
         wskit_sync(port)
+        return
+    if impl == "wskit-uvloop":
+        import uvloop
+
+        uvloop.run(wskit_asyncio(port))
         return
     coro = {
         "wskit-asyncio": wskit_asyncio,
