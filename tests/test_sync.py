@@ -30,7 +30,7 @@ from wskit.exceptions import (
     ProtocolError,
     WebSocketClosed,
 )
-from wskit.sync import ServerConnection, connect, serve, unix_connect, unix_serve
+from wskit.sync import Data, ServerConnection, connect, serve, unix_connect, unix_serve
 
 MiB = 2**20
 
@@ -727,3 +727,94 @@ def test_peer_close_is_answered_after_the_messages_before_it() -> None:
                 received += client.receive_data(data)
     assert [type(e).__name__ for e in received] == ["TextMessage", "Close"]
     assert received[0].data == "last words" and received[1].code == 1000
+
+
+# -- the receive queue: hand-over between the reader and recv() ----------------
+
+
+def test_recv_from_several_threads_hands_every_message_over_once() -> None:
+    count = 3000
+
+    def burst(ws: ServerConnection) -> None:
+        for i in range(count):
+            ws.send(str(i))
+            if i % 250 == 0:
+                time.sleep(0.005)  # let the receivers block on an empty queue now and then
+
+    with running(burst, compression=None) as (_, uri), connect(uri, compression=None, max_queue=4) as ws:
+        got: list[list[Data]] = [[] for _ in range(4)]
+
+        def receive(index: int) -> None:
+            with contextlib.suppress(ConnectionClosedOK):
+                while True:
+                    # Some threads poll with short timeouts, others wait forever.
+                    try:
+                        got[index].append(ws.recv(timeout=0.001 if index % 2 else None))
+                    except TimeoutError:
+                        pass
+
+        threads = [threading.Thread(target=receive, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+            assert not t.is_alive()
+    everything = [m for part in got for m in part]
+    assert sorted(everything, key=int) == [str(i) for i in range(count)]  # each exactly once
+    for part in got:
+        assert part == sorted(part, key=int)  # one thread sees them in order
+
+
+def test_messages_and_close_in_one_read_arrive_in_order() -> None:
+    def peer(sock: socket.socket, _: RawPeer) -> None:
+        protocol = raw_accept(sock)
+        frames = [protocol.send_text(f"m{i}") for i in range(3)] + [protocol.send_close(1000, "bye")]
+        sock.sendall(b"".join(b"".join(f) for f in frames))
+        while not any(isinstance(e, Close) for e in protocol.receive_data(sock.recv(65536))):
+            pass  # then close TCP first, as a server does
+
+    with RawPeer(peer) as peer_, connect(peer_.uri, compression=None) as ws:
+        assert [ws.recv(timeout=5) for _ in range(3)] == ["m0", "m1", "m2"]
+        with pytest.raises(ConnectionClosedOK) as info:
+            ws.recv(timeout=5)
+        assert (info.value.code, info.value.reason) == (1000, "bye")
+
+
+def test_close_releases_a_reader_waiting_for_queue_room() -> None:
+    # The handler never reads: the reader stops at max_queue. close() must
+    # let it read on to the client's answering Close, which makes the close
+    # clean on the server's side too. (The server holds its FIN while
+    # unread messages wait, until close_timeout: keep that short.)
+    sent = threading.Event()
+    codes: list[int | None] = []
+
+    def lazy(ws: ServerConnection) -> None:
+        sent.wait(10)
+        ws.close(1000, "done")
+        codes.append(ws.close_code)
+
+    with running(lazy, max_queue=1, compression=None, close_timeout=1) as (_, uri):
+        with connect(uri, compression=None) as ws:
+            for i in range(50):
+                ws.send(f"unread {i}")
+            sent.set()
+            with pytest.raises(ConnectionClosedOK):
+                ws.recv(timeout=10)
+            assert ws.close_code == 1000
+    assert codes == [1000]
+
+
+def test_recv_returns_queued_messages_after_a_full_queue() -> None:
+    release = threading.Event()
+    received: list[Data] = []
+
+    def slow(ws: ServerConnection) -> None:
+        release.wait(10)
+        received.extend(ws)
+
+    with running(slow, max_queue=2, compression=None) as (_, uri):
+        with connect(uri, compression=None) as ws:
+            for i in range(200):
+                ws.send(f"{i}")
+            release.set()
+    assert received == [f"{i}" for i in range(200)]

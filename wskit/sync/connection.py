@@ -31,6 +31,8 @@ import socket
 import threading
 import time
 import uuid
+from _thread import LockType
+from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -132,11 +134,20 @@ class Connection:
         self._write_lock = threading.Lock()  # the writer token
         self._pending: list[bytes | None] = []
         self._messages: collections.deque[Data] = collections.deque()
-        self._cond = threading.Condition()  # guards _messages, _ended, _closing_local
+        # Guards _messages, _ended, _closing_local, _held and the waiter state
+        # below. Hot paths use it directly: a recv() that finds a message
+        # takes it without any wake-up; blocked recv() callers each wait on
+        # their own lock (in _recv_waiters), the reader on _room.
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)  # only to wait for _held to be flushed
         self._closing_local = False  # we started closing: stop limiting the queue
         self._ended = False  # the reader thread finished: no more messages
         self._received = 0  # messages queued so far
         self._recv_waiting = 0  # threads blocked in recv() on an empty queue
+        self._recv_waiters: collections.deque[LockType] = collections.deque()  # their locks, oldest first
+        self._room = threading.Lock()  # locked; released to wake the reader waiting for queue room
+        self._room.acquire()
+        self._reader_waiting = False  # the reader waits on _room (released at most once per wait)
         # Builds our Close (the answer to the peer's, or our failure Close),
         # held back until the app has taken the messages that came before it.
         self._held: Callable[[], list[bytes | None]] | None = None
@@ -212,23 +223,66 @@ class Connection:
                 (1006 when it was lost without a closing handshake).
         """
         if self._held is not None:
-            with self._cond:
+            with self._mutex:
                 answered = not self._messages  # every earlier message was handed over
             if answered:
                 self._flush_held()
-        with self._cond:
-            self._recv_waiting += 1
-            try:
-                ready = self._cond.wait_for(lambda: self._messages or self._ended, timeout)
-            finally:
-                self._recv_waiting -= 1
-            if not ready:
-                raise TimeoutError(f"no message received within {timeout} s")
-            if self._messages:
-                message = self._messages.popleft()
-                self._cond.notify_all()  # the reader may be waiting for room
+        with self._mutex:
+            messages = self._messages
+            if messages:
+                message = messages.popleft()
+                if self._reader_waiting:
+                    self._wake_reader()
                 return message
+            if not self._ended:
+                return self._recv_wait(timeout)
         raise self._closed()
+
+    def _recv_wait(self, timeout: float | None) -> Data:
+        """The queue is empty: wait for a message (called and returns with ``_mutex`` held)."""
+        mutex = self._mutex
+        messages = self._messages
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._recv_waiting += 1
+        try:
+            while True:
+                if messages:
+                    message = messages.popleft()
+                    if self._reader_waiting:
+                        self._wake_reader()
+                    return message
+                if self._ended:
+                    break
+                remaining = -1.0
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(f"no message received within {timeout} s")
+                waiter = _allocate_lock()
+                waiter.acquire()
+                self._recv_waiters.append(waiter)
+                woken = False
+                mutex.release()
+                try:
+                    woken = waiter.acquire(True, remaining)
+                finally:
+                    mutex.acquire()
+                    if not woken:  # timed out (or interrupted): stop taking wake-ups
+                        try:
+                            self._recv_waiters.remove(waiter)
+                        except ValueError:  # woken just after: pass the wake-up on
+                            if messages and self._recv_waiters:
+                                self._recv_waiters.popleft().release()
+        finally:
+            self._recv_waiting -= 1
+        raise self._closed()
+
+    def _wake_reader(self) -> None:
+        """Wake the reader waiting for queue room if there is room (``_mutex`` held)."""
+        limit = self.max_queue
+        if limit is None or len(self._messages) < limit or self._closing_local:
+            self._reader_waiting = False
+            self._room.release()
 
     def __iter__(self) -> Iterator[Data]:
         """Iterate over incoming messages; stop when the connection closes cleanly.
@@ -501,9 +555,10 @@ class Connection:
 
     def _start_close(self, code: int, reason: str) -> None:
         """Send our Close frame (if allowed) without waiting for anything."""
-        with self._cond:
+        with self._mutex:
             self._closing_local = True
-            self._cond.notify_all()  # unblock a reader waiting for queue room
+            if self._reader_waiting:
+                self._wake_reader()  # stop limiting the queue
         if self._held is not None:
             self._flush_held()  # answer the peer's Close (or send our failure Close) now
 
@@ -571,6 +626,10 @@ class Connection:
 
     def _run_reader(self, initial: list[Event], error: ProtocolError | None) -> None:
         sock = self.socket
+        recv = sock.recv
+        receive_data = self.protocol.receive_data
+        proto_lock = self._proto_lock
+        messages = self._messages
         deadline: float | None = None
         cause: BaseException | None = None
         try:
@@ -579,6 +638,9 @@ class Connection:
             elif initial:
                 deadline = self._handle_events(initial)
             while True:
+                limit = self.max_queue
+                if limit is not None and len(messages) >= limit:
+                    self._wait_room()  # backpressure: no reading while the queue is full
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not _wait_io(sock, write=False, timeout=remaining):
@@ -586,15 +648,15 @@ class Connection:
                             self.logger.debug("! timed out waiting for the peer to close TCP")
                         break
                 try:
-                    data = sock.recv(_READ_SIZE)
+                    data = recv(_READ_SIZE)
                 except OSError as exc:
                     cause = exc
                     data = b""
                 if not data:
                     break
                 try:
-                    with self._proto_lock:
-                        events = self.protocol.receive_data(data)
+                    with proto_lock:
+                        events = receive_data(data)
                 except ProtocolError as exc:
                     deadline = self._handle_failure(exc)
                     continue
@@ -609,12 +671,22 @@ class Connection:
             self._finish(cause)
 
     def _handle_events(self, events: list[Event]) -> float | None:
-        """Handle received events; return a deadline once the close handshake is done."""
+        """Handle received events; return a deadline once the close handshake is done.
+
+        Messages are queued together (one wake-up for the batch); the ones
+        before a control frame are queued before it is handled.
+        """
         deadline: float | None = None
+        batch: list[Data] = []
         for event in events:
-            if isinstance(event, TextMessage | BinaryMessage):
-                self._enqueue(event.data)
-            elif isinstance(event, Ping):
+            kind = type(event)
+            if kind is TextMessage or kind is BinaryMessage or isinstance(event, TextMessage | BinaryMessage):
+                batch.append(event.data)  # type: ignore[attr-defined]
+                continue
+            if batch:
+                self._enqueue(batch)
+                batch = []
+            if isinstance(event, Ping):
                 data = event.data
                 try:
                     # RFC 6455 §5.5.2: answer a Ping with a Pong carrying its data.
@@ -625,6 +697,8 @@ class Connection:
                 self._acknowledge(event.data)
             elif isinstance(event, Close):
                 deadline = self._handle_close(event)
+        if batch:
+            self._enqueue(batch)
         return deadline
 
     def _handle_close(self, event: Close) -> float:
@@ -644,7 +718,6 @@ class Connection:
         with self._cond:
             self._closing_local = True  # nothing more will arrive: release the queue limit
             self._held = build
-            self._cond.notify_all()
             if self._messages:
                 # RFC 6455 §5.5.1: we may finish sending before answering. Let
                 # the application take (and answer) the messages that came
@@ -658,9 +731,8 @@ class Connection:
         """The peer violated the protocol: handle what came before, send our Close."""
         if self._debug:
             self.logger.debug("! protocol error: %s", exc)
-        with self._cond:  # the app may no longer read: do not block on the queue
+        with self._mutex:  # the app may no longer read: do not limit the queue
             self._closing_local = True
-            self._cond.notify_all()
         self._handle_events(exc.events)
         to_send: list[bytes | None] = list(exc.to_send)
         if self.protocol.side is Side.SERVER:
@@ -674,9 +746,6 @@ class Connection:
                 # them over and is called again, or after close_timeout.
                 self._cond.wait_for(lambda: self._held is None, self.close_timeout)
         self._flush_held()
-        with self._cond:
-            self._closing_local = True
-            self._cond.notify_all()
         return time.monotonic() + (self.close_timeout if self.close_timeout is not None else 1e9)
 
     def _flush_held(self) -> None:
@@ -692,15 +761,36 @@ class Connection:
         except (InvalidState, WebSocketClosed):
             pass
 
-    def _enqueue(self, message: Data) -> None:
-        with self._cond:
-            limit = self.max_queue
-            # Backpressure: stop reading the socket while the queue is full.
-            while limit is not None and len(self._messages) >= limit and not self._closing_local:
-                self._cond.wait()
-            self._messages.append(message)
-            self._received += 1
-            self._cond.notify_all()
+    def _enqueue(self, batch: list[Data]) -> None:
+        """Queue messages (reader thread); wake one blocked recv() caller per message."""
+        with self._mutex:
+            self._messages.extend(batch)
+            self._received += len(batch)
+            waiters = self._recv_waiters
+            for _ in range(min(len(batch), len(waiters))):
+                waiters.popleft().release()
+
+    def _wait_room(self) -> None:
+        """Backpressure (reader thread): wait while ``max_queue`` messages wait.
+
+        Stops waiting once the application took a message, or when we close
+        (nothing limits the queue any more then).
+        """
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            while True:
+                limit = self.max_queue
+                if limit is None or len(self._messages) < limit or self._closing_local:
+                    break
+                self._reader_waiting = True
+                mutex.release()
+                try:
+                    self._room.acquire()
+                finally:
+                    mutex.acquire()
+        finally:
+            mutex.release()
 
     def _acknowledge(self, data: bytes) -> None:
         with self._proto_lock:
@@ -738,9 +828,11 @@ class Connection:
                 self.socket.close()
             except OSError:
                 pass
-        with self._cond:
+        with self._mutex:
             self._ended = True
-            self._cond.notify_all()
+            waiters = self._recv_waiters
+            while waiters:
+                waiters.popleft().release()
         if self._debug:
             self.logger.debug("= connection closed: %s", self._closed_exc)
         self._ended_event.set()
