@@ -381,6 +381,27 @@ def test_ping_pong() -> None:
         assert ws.recv() == "still fine"
 
 
+def test_pong_queued_behind_a_blocked_send_follows_it() -> None:
+    # The client stops reading (max_queue=1) so the server's second big send
+    # blocks holding the writer token; the Pong answering our Ping waits in
+    # the pending list and goes out right after that message.
+    big = [os.urandom(64) * (16 * MiB // 64) for _ in range(2)]
+
+    def send_two(ws: ServerConnection) -> None:
+        for message in big:
+            ws.send(message)
+        ws.recv()  # until the client closes
+
+    with running(send_two, compression=None, max_size=None) as (_, uri):
+        with connect(uri, compression=None, max_size=None, max_queue=1) as ws:
+            time.sleep(0.2)  # let the server block in its second send (not needed to pass)
+            pong = ws.ping()
+            assert ws.recv(timeout=10) == big[0]
+            assert ws.recv(timeout=10) == big[1]
+            assert pong.wait(10)
+            ws.send("bye")
+
+
 def test_ping_without_pong() -> None:
     with RawPeer(lambda sock, peer: (raw_accept(sock), peer.release.wait(5))) as peer:
         with connect(peer.uri, close_timeout=0.1) as ws:

@@ -33,7 +33,7 @@ import time
 import uuid
 from _thread import LockType
 from _thread import allocate_lock as _allocate_lock
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -315,16 +315,32 @@ class Connection:
             ConnectionClosedError: the connection is closed with an error.
             TypeError: for another type, or an iterable mixing str and bytes.
         """
+        build: Callable[[Any], list[bytes]]
+        payload: Any = message  # matches build: checked just below
         if isinstance(message, str):
-            text = message
-            self._send_data(lambda: self.protocol.send_text(text))
+            build = self.protocol.send_text
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            binary = message
-            self._send_data(lambda: self.protocol.send_binary(binary))
+            build = self.protocol.send_binary
         elif isinstance(message, Iterable) and not isinstance(message, dict):
             self._send_fragments(message)
+            return
         else:
             raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
+        # Wait for the writer token, build the frames, write them.
+        write_lock = self._write_lock
+        write_lock.acquire()
+        try:
+            if self._sock_closed:
+                raise self._closed()
+            with self._proto_lock:
+                data = build(payload)
+        except InvalidState as exc:
+            write_lock.release()
+            raise self._on_invalid_state(exc) from exc
+        except BaseException:
+            write_lock.release()
+            raise
+        self._write_holding_token(data)
 
     def ping(self, data: str | bytes | None = None) -> threading.Event:
         """Send a Ping.
@@ -420,22 +436,6 @@ class Connection:
         closed.__cause__ = exc
         return closed
 
-    def _send_data(self, build: Callable[[], list[bytes]]) -> None:
-        """Build frames and write them, waiting for the writer token."""
-        self._write_lock.acquire()
-        try:
-            if self._sock_closed:
-                raise self._closed()
-            with self._proto_lock:
-                data: list[bytes | None] = list(build())
-        except InvalidState as exc:
-            self._write_lock.release()
-            raise self._on_invalid_state(exc) from exc
-        except BaseException:
-            self._write_lock.release()
-            raise
-        self._write_holding_token(data)
-
     def _send_fragments(self, parts: Iterable[Any]) -> None:
         """Send an iterable's parts as the fragments of one message (RFC 6455 §5.4).
 
@@ -513,7 +513,7 @@ class Connection:
                 return
         self._write_holding_token(data)
 
-    def _write_holding_token(self, data: list[bytes | None], keep: bool = False) -> None:
+    def _write_holding_token(self, data: Sequence[bytes | None], keep: bool = False) -> None:
         """Write ``data`` then whatever was queued meanwhile; give the token
         back unless ``keep`` (a fragmented message continues)."""
         sock = self.socket
@@ -527,14 +527,12 @@ class Connection:
                         sock.sendall(chunk)
                 with self._proto_lock:
                     data = self._pending
-                    self._pending = []
                     if not data:
-                        if keep:
-                            released = True  # still ours: the caller goes on writing
-                            return
-                        self._write_lock.release()
+                        if not keep:  # else still ours: the caller goes on writing
+                            self._write_lock.release()
                         released = True
                         return
+                    self._pending = []
         except OSError as exc:
             with self._proto_lock:
                 self._pending = []
