@@ -6,7 +6,10 @@ connected socket. It owns:
 * one reader thread that reads the socket, feeds ``protocol.receive_data``,
   answers Pings and Closes, and puts messages in a bounded queue: when
   ``max_queue`` messages wait, the reader stops reading the socket (that is
-  the receive-side backpressure; TCP flow control then slows the peer);
+  the receive-side backpressure; TCP flow control then slows the peer). The
+  messages of one read are queued together, with one wake-up, so the queue
+  may exceed ``max_queue`` by what one read held; a ``recv`` that finds a
+  message takes it without waking anyone, unless the reader waits for room;
 * an optional keepalive thread that pings every ``ping_interval`` seconds and
   fails the connection with 1011 when no Pong arrives within ``ping_timeout``.
 
