@@ -1,5 +1,7 @@
 """Type stubs for the optional C accelerator ``wskit._speedups``."""
 
+import socket
+
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """XOR ``data`` with the repeating 4-byte ``mask`` (RFC 6455 §5.3).
 
@@ -19,3 +21,16 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
 def mask_frame(header: bytes | bytearray | memoryview, data: bytes | bytearray | memoryview,
                mask: bytes | bytearray | memoryview) -> bytes:
     """Return ``header + mask + apply_mask(data, mask)`` in one allocation."""
+
+
+def send_nowait(sock: socket.socket, data: bytes | bytearray | memoryview) -> int:
+    """Send what ``sock`` takes at once (at most 64 KiB), keeping the GIL (POSIX only).
+
+    Returns:
+        The number of bytes sent; 0 if the socket's buffer is full or the
+        call was interrupted.
+
+    Raises:
+        OSError: any other error of ``send(2)`` (``EBADF`` once closed).
+        ValueError: ``data`` is longer than 64 KiB.
+    """

@@ -57,6 +57,24 @@ Data = str | bytes
 """A received message: ``str`` for text, ``bytes`` for binary."""
 
 _READ_SIZE = 65536
+
+
+def _load_send_nowait() -> Callable[[socket.socket, bytes], int] | None:
+    if os.environ.get("WSKIT_NO_SPEEDUPS"):
+        return None
+    try:
+        from .._speedups import send_nowait
+    except ImportError:  # not built, or not POSIX
+        return None
+    return send_nowait
+
+
+# Writes up to 64 KiB first try a send that keeps the GIL (wskit._speedups):
+# with many busy connections, socket.sendall() hands the GIL to another
+# thread on every call and waiting to get it back costs far more than the
+# write. What the socket does not take at once goes through sendall().
+_send_nowait = _load_send_nowait()
+_NOWAIT_MAX = 65536
 # Marker in the pending-write list: half-close the socket (send FIN) here.
 _FIN = None
 
@@ -124,6 +142,13 @@ class Connection:
         """The opening handshake's request (the one sent by a client, received by a server)."""
         self.response: Response | None = None
         """The opening handshake's response (received by a client, sent by a server)."""
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:  # as asyncio does: no Nagle delay for a message after a small write
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        # Plain sockets get small writes through _send_nowait (GIL kept).
+        self._send_nowait = _send_nowait if type(sock) is socket.socket else None
         try:
             self.remote_address: Any = sock.getpeername()
         except OSError:
@@ -520,12 +545,17 @@ class Connection:
         """Write ``data`` then whatever was queued meanwhile; give the token
         back unless ``keep`` (a fragmented message continues)."""
         sock = self.socket
+        send_nowait = self._send_nowait
         released = False
         try:
             while True:
                 for chunk in data:
                     if chunk is _FIN:
                         _shutdown(sock, socket.SHUT_WR)
+                    elif send_nowait is not None and len(chunk) <= _NOWAIT_MAX:
+                        sent = send_nowait(sock, chunk)
+                        if sent < len(chunk):  # the socket's buffer is full: block for the rest
+                            sock.sendall(memoryview(chunk)[sent:])
                     else:
                         sock.sendall(chunk)
                 with self._proto_lock:
