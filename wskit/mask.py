@@ -2,7 +2,8 @@
 
 :func:`apply_mask` XORs data with a 4-byte key. The C version from
 ``wskit._speedups`` is used when it was built; set ``WSKIT_NO_SPEEDUPS=1``
-in the environment to force the pure-Python fallback.
+in the environment to force the pure-Python fallback (it also turns off the
+threaded layer's ``send_nowait``, see :mod:`wskit.sync.connection`).
 """
 
 from __future__ import annotations
