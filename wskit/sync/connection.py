@@ -749,11 +749,12 @@ class Connection:
         with self._cond:
             self._closing_local = True  # nothing more will arrive: release the queue limit
             self._held = build
-            if self._messages:
+            if self._messages and not self.protocol.close_sent:
                 # RFC 6455 §5.5.1: we may finish sending before answering. Let
                 # the application take (and answer) the messages that came
                 # before the Close; recv() sends the answer once they are
                 # handed over, close() at once, this thread after close_timeout.
+                # (Once our Close is sent, no answer can follow: nothing to wait for.)
                 self._cond.wait_for(lambda: self._held is None, self.close_timeout)
         self._flush_held()
         return time.monotonic() + (self.close_timeout if self.close_timeout is not None else 1e9)
