@@ -20,8 +20,8 @@ Two things keep small request/response exchanges cheap:
   instead of scheduling it for the loop's next pass;
 * small data frames that task sends during that step are held and written
   together when it ends (one system call for a burst of replies); any other
-  write, a large frame or 64 held frames write them out first, so order and
-  memory bounds are kept.
+  write (a control frame, a large frame) carries them first, and 64 held
+  frames are written at once, so order and memory bounds are kept.
 
 The per-message path allocates nothing beyond the core's event, the queue
 entry and, when ``recv`` has to wait, one waiter.
@@ -160,9 +160,9 @@ class Connection(asyncio.Protocol):
         self._pending_close: Close | None = None
         self._eof_sent = False
         # Small data frames sent by the task that data_received resumed in
-        # place (see _handle_events) are held here and written together when
-        # that step ends; _cork is _corked during the step, None otherwise.
-        self._cork: list[bytes] | None = None
+        # place (see _handle_events) are held here while _corking, and
+        # written together by the next _write (at the latest when that step ends).
+        self._corking = False
         self._corked: list[bytes] = []
 
     # -- public properties ---------------------------------------------------
@@ -294,24 +294,17 @@ class Connection(asyncio.Protocol):
     # -- writing ---------------------------------------------------------------
 
     def _write(self, data: list[bytes]) -> None:
+        corked = self._corked
+        if corked:  # held data frames go first, in the same write
+            data = corked + data
+            corked.clear()
         transport = self._transport
         if transport is None or self._eof_sent or transport.is_closing():
             return
-        if self._corked:
-            self._uncork()
         if len(data) == 1:
             transport.write(data[0])
         elif data:
             transport.writelines(data)
-
-    def _uncork(self) -> None:
-        # Write the data frames send() held during an eager step (see _handle_events).
-        corked = self._corked
-        data = corked[0] if len(corked) == 1 else b"".join(corked)
-        corked.clear()
-        transport = self._transport
-        if transport is not None and not self._eof_sent and not transport.is_closing():
-            transport.write(data)
 
     async def _drain(self) -> None:
         waiter = self._drain_waiter
@@ -346,13 +339,13 @@ class Connection(asyncio.Protocol):
             if waiter is not None:
                 # Last, as the task waiting in recv() may run right here (see
                 # _waiter); what it sends meanwhile leaves in one write.
-                self._cork = self._corked
+                self._corking = True
                 try:
                     waiter.set_result(eager=True)
                 finally:
-                    self._cork = None
+                    self._corking = False
                     if self._corked:
-                        self._uncork()
+                        self._write([])
 
     def _on_ping(self, event: Ping) -> None:
         if self._debug:
@@ -625,10 +618,12 @@ class Connection(asyncio.Protocol):
                 return
         except InvalidState:
             raise await self._closed_error() from None
-        cork = self._cork
-        if cork is not None and len(cork) < _CORK_FRAMES and len(data) == 1 and len(data[0]) < _CORK_FRAME_SIZE:
-            cork.append(data[0])  # written when the step data_received resumed ends
-            return
+        if self._corking and len(data) == 1 and len(data[0]) < _CORK_FRAME_SIZE:
+            corked = self._corked
+            corked.append(data[0])  # written when the step data_received resumed ends
+            if len(corked) < _CORK_FRAMES:
+                return
+            data = []  # or now, when that makes _CORK_FRAMES
         self._write(data)
         if self._paused_writing:
             await self._drain()
