@@ -9,9 +9,11 @@ threaded layer's ``send_nowait``, see :mod:`wskit.sync.connection`).
 from __future__ import annotations
 
 import os
+import socket
 import sys
+from collections.abc import Callable
 
-__all__ = ["apply_mask", "mask_frame", "py_apply_mask", "py_mask_frame", "USING_SPEEDUPS"]
+__all__ = ["apply_mask", "mask_frame", "py_apply_mask", "py_mask_frame", "send_nowait", "USING_SPEEDUPS"]
 
 
 def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -51,10 +53,16 @@ def py_mask_frame(header: bytes | bytearray | memoryview, data: bytes | bytearra
 USING_SPEEDUPS = False
 apply_mask = py_apply_mask
 mask_frame = py_mask_frame
+# The accelerator's non-blocking send for the threaded layer (POSIX builds
+# only; None without it): see wskit.sync.connection.
+send_nowait: Callable[[socket.socket, bytes], int] | None = None
 if not os.environ.get("WSKIT_NO_SPEEDUPS"):
     try:
-        from ._speedups import apply_mask, mask_frame  # type: ignore[no-redef]
-
-        USING_SPEEDUPS = True
+        from . import _speedups
     except ImportError:  # pragma: no cover - depends on the build
         pass
+    else:
+        apply_mask = _speedups.apply_mask
+        mask_frame = _speedups.mask_frame
+        send_nowait = getattr(_speedups, "send_nowait", None)
+        USING_SPEEDUPS = True

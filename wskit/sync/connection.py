@@ -49,6 +49,7 @@ from ..exceptions import (
     ProtocolError,
     WebSocketClosed,
 )
+from ..mask import send_nowait
 from ..protocol import Protocol, Side, State
 
 __all__ = ["Connection", "Data"]
@@ -57,23 +58,11 @@ Data = str | bytes
 """A received message: ``str`` for text, ``bytes`` for binary."""
 
 _READ_SIZE = 65536
-
-
-def _load_send_nowait() -> Callable[[socket.socket, bytes], int] | None:
-    if os.environ.get("WSKIT_NO_SPEEDUPS"):
-        return None
-    try:
-        from .._speedups import send_nowait
-    except ImportError:  # not built, or not POSIX
-        return None
-    return send_nowait
-
-
 # Writes up to 64 KiB first try a send that keeps the GIL (wskit._speedups):
 # with many busy connections, socket.sendall() hands the GIL to another
 # thread on every call and waiting to get it back costs far more than the
 # write. What the socket does not take at once goes through sendall().
-_send_nowait = _load_send_nowait()
+_send_nowait = send_nowait
 _NOWAIT_MAX = 65536
 # Marker in the pending-write list: half-close the socket (send FIN) here.
 _FIN = None
