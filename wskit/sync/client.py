@@ -8,7 +8,6 @@ import ssl as ssl_module
 import time
 import uuid
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._io import ConnectionOptions, with_config
@@ -38,14 +37,6 @@ class ClientConnection(Connection):
 
     def __enter__(self) -> ClientConnection:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        super().__exit__(exc_type, exc, tb)
 
 
 @with_config("sync_client")

@@ -699,9 +699,8 @@ class Connection:
         deadline: float | None = None
         batch: list[Data] = []
         for event in events:
-            kind = type(event)
-            if kind is TextMessage or kind is BinaryMessage or isinstance(event, TextMessage | BinaryMessage):
-                batch.append(event.data)  # type: ignore[attr-defined]
+            if isinstance(event, TextMessage | BinaryMessage):
+                batch.append(event.data)
                 continue
             if batch:
                 self._enqueue(batch)
