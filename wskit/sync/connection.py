@@ -245,15 +245,18 @@ class Connection:
             if answered:
                 self._flush_held()
         with self._mutex:
-            messages = self._messages
-            if messages:
-                message = messages.popleft()
-                if self._reader_waiting:
-                    self._wake_reader()
-                return message
+            if self._messages:
+                return self._take()
             if not self._ended:
                 return self._recv_wait(timeout)
         raise self._closed()
+
+    def _take(self) -> Data:
+        """Take the next queued message (``_mutex`` held, queue not empty)."""
+        message = self._messages.popleft()
+        if self._reader_waiting:
+            self._wake_reader()
+        return message
 
     def _recv_wait(self, timeout: float | None) -> Data:
         """The queue is empty: wait for a message (called and returns with ``_mutex`` held)."""
@@ -264,10 +267,7 @@ class Connection:
         try:
             while True:
                 if messages:
-                    message = messages.popleft()
-                    if self._reader_waiting:
-                        self._wake_reader()
-                    return message
+                    return self._take()
                 if self._ended:
                     break
                 remaining = -1.0
