@@ -100,6 +100,17 @@ def _check_header(name: str, value: str) -> None:
 _Index = dict[str, "str | list[str]"]
 
 
+def _index_add(index: _Index, key: str, value: str) -> None:
+    """Record one more ``value`` for the lower-case ``key`` (a list once there are several)."""
+    old = index.get(key)
+    if old is None:
+        index[key] = value
+    elif type(old) is list:
+        old.append(value)
+    else:
+        index[key] = [old, value]  # type: ignore[list-item]
+
+
 class Headers:
     """A case-insensitive, multi-valued, insertion-ordered map of HTTP headers.
 
@@ -147,14 +158,7 @@ class Headers:
         if index is None:
             index = {}
             for name, value in self._items:
-                key = name.lower()
-                old = index.get(key)
-                if old is None:
-                    index[key] = value
-                elif type(old) is list:
-                    old.append(value)
-                else:
-                    index[key] = [old, value]  # type: ignore[list-item]
+                _index_add(index, name.lower(), value)
             self._index = index
         return index
 
@@ -177,14 +181,7 @@ class Headers:
         self._items.append((name, value))
         index = self._index
         if index is not None:
-            key = name.lower()
-            old = index.get(key)
-            if old is None:
-                index[key] = value
-            elif type(old) is list:
-                old.append(value)
-            else:
-                index[key] = [old, value]  # type: ignore[list-item]
+            _index_add(index, name.lower(), value)
 
     __setitem__ = add
 
