@@ -880,7 +880,7 @@ def test_protocol_created_closing_knows_it_sent_its_close() -> None:
 
 
 def test_plugin_managers_for_new_plugin_lists_are_bounded() -> None:
-    from wskit import protocol as protocol_module
+    from wskit import _protocol as protocol_module
 
     class Plugin:
         pass

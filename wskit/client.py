@@ -11,13 +11,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._protocol import LoggerLike, Protocol, Side
 from .config import accepts_config
 from .events import Event, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, ProtocolError
 from .handshake import build_request, check_response, generate_key, parse_uri
 from .headers import Headers, parse_extension_header, serialize_extension_header
 from .http11 import _DEFAULT_LIMITS, HTTPLimits, ResponseParser, serialize_request
-from .protocol import LoggerLike, Protocol, Side
 from .statemachine import State, StateSpec
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._protocol import LoggerLike, Protocol, Side
 from .client import HeadersLike, _plugin_factories
 from .config import accepts_config
 from .events import Event, Request, Response
@@ -19,7 +20,6 @@ from .exceptions import InvalidHandshake, InvalidState, NegotiationError, Plugin
 from .handshake import build_accept_response, check_request, select_subprotocol
 from .headers import Headers, parse_extension_header, parse_subprotocol_header, serialize_extension_header
 from .http11 import _DEFAULT_LIMITS, _PHRASES, HTTPLimits, RequestParser, build_error_response, serialize_response
-from .protocol import LoggerLike, Protocol, Side
 from .statemachine import State, StateSpec
 
 if TYPE_CHECKING:  # pragma: no cover
