@@ -250,6 +250,34 @@ class Protocol:
         """The protocol violation that failed the connection, if any."""
         return self._failure
 
+    # -- the closing handshake's facts, read by the I/O layers ----------------
+
+    @property
+    def may_send_close(self) -> bool:
+        """Whether :meth:`send_close` is allowed now: to start the closing
+        handshake, or to answer the peer's Close."""
+        return "send_close" in self._si.triggers
+
+    @property
+    def close_answer_may_wait(self) -> bool:
+        """Whether the peer's Close was received and ours is still unsent, so
+        that our answer may wait until the application has taken the messages
+        that arrived before the peer's Close (RFC 6455 §5.5.1)."""
+        return self._close_received and not self._close_sent and self._failure is None
+
+    @property
+    def closed_cleanly(self) -> bool:
+        """Whether the closing handshake completed: a Close sent and one
+        received, without a protocol failure (RFC 6455 §7.1.4)."""
+        return self._close_sent and self._close_received and self._failure is None
+
+    @property
+    def closes_transport_first(self) -> bool:
+        """Whether this side closes the TCP connection once the closing
+        handshake is over or the connection failed; the other side waits for
+        it (RFC 6455 §7.1.1: the server closes first)."""
+        return self._side is Side.SERVER
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._side.value} {self._si.public.value} ({self._sm_state})>"
 
