@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wskit.defaults import USER_AGENT
 from wskit.events import Request, Response
 from wskit.exceptions import InvalidHandshake, InvalidURI, NegotiationError, ProtocolError
 from wskit.handshake import (
@@ -115,7 +116,7 @@ def test_build_request_minimal() -> None:
         ("Connection", "Upgrade"),
         ("Sec-WebSocket-Key", KEY),
         ("Sec-WebSocket-Version", "13"),
-        ("User-Agent", "wskit/0.1"),
+        ("User-Agent", USER_AGENT),
     ]
     assert data == b"GET /chat?x=1 HTTP/1.1\r\n" + headers.serialize()
 
@@ -311,7 +312,7 @@ def test_build_accept_response() -> None:
         ("Sec-WebSocket-Accept", ACCEPT),
         ("Sec-WebSocket-Extensions", "permessage-deflate"),
         ("Sec-WebSocket-Protocol", "chat"),
-        ("Server", "wskit/0.1"),
+        ("Server", USER_AGENT),
         ("X-A", "1"),
     ]
     assert data == b"HTTP/1.1 101 Switching Protocols\r\n" + headers.serialize()

@@ -7,6 +7,7 @@ events and calls into bytes, never touching a socket.
 
 from __future__ import annotations
 
+from .defaults import VERSION
 from .events import (
     BinaryMessage,
     Close,
@@ -29,7 +30,7 @@ from .exceptions import (
 from .hookspecs import hookimpl
 from .protocol import ClientProtocol, Protocol, ServerProtocol, Side, State
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "ClientProtocol",

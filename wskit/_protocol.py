@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .defaults import MAX_SIZE
 from .events import (
     BinaryMessage,
     Close,
@@ -133,7 +134,7 @@ class Protocol:
         side: Side,
         *,
         logger: LoggerLike | None = None,
-        max_size: int | None = 2**20,
+        max_size: int | None = MAX_SIZE,
         extensions: Sequence[Extension] | None = None,
         state: State | None = None,
         max_fragment_size: int | None = None,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._protocol import LoggerLike, Protocol, Side
 from .config import accepts_config
+from .defaults import MAX_SIZE, USER_AGENT
 from .events import Event, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, ProtocolError
 from .handshake import build_request, check_response, generate_key, parse_uri
@@ -64,14 +65,14 @@ class ClientProtocol(Protocol):
         uri: str = "ws://localhost/",
         *,
         logger: LoggerLike | None = None,
-        max_size: int | None = 2**20,
+        max_size: int | None = MAX_SIZE,
         extensions: Sequence[ClientExtensionFactory] | None = None,
         subprotocols: Sequence[str] | None = None,
         origin: str | None = None,
         extra_headers: HeadersLike | None = None,
         max_fragment_size: int | None = None,
         limits: HTTPLimits | None = None,
-        user_agent: str | None = "wskit/0.1",
+        user_agent: str | None = USER_AGENT,
         plugins: Sequence[object] | None = None,
         plugin_manager: PluginManager | None = None,
         spec: str | Path | StateSpec | None = None,

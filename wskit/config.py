@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
 import yaml
 
+from .defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from .exceptions import ConfigError, InvalidURI
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -169,12 +170,12 @@ SECTIONS: dict[str, str] = {
 _F = frozenset
 
 SCHEMA: tuple[Key, ...] = (
-    Key("max_size", "int", 2**20, "Largest message received, in bytes, after decompression "
+    Key("max_size", "int", MAX_SIZE, "Largest message received, in bytes, after decompression "
         "(a larger one fails the connection with 1009). null: no limit.", _ALL, nullable=True, min=0),
     Key("max_fragment_size", "int", None, "Split outgoing messages into frames of at most this many "
         "payload bytes. null: one frame per message.", _ALL, nullable=True, min=1),
-    Key("max_queue", "int", 16, "Incoming messages buffered before reading from the socket pauses.", _IO, min=1),
-    Key("write_limit", "int", 32768, "High-water mark of the write buffer, in bytes: sending waits above it.",
+    Key("max_queue", "int", MAX_QUEUE, "Incoming messages buffered before reading from the socket pauses.", _IO, min=1),
+    Key("write_limit", "int", WRITE_LIMIT, "High-water mark of the write buffer, in bytes: sending waits above it.",
         _IO, min=0),
     Key("subprotocols", "tokens", (), "Subprotocols offered (client) or supported (server), in preference "
         "order (RFC 6455 §1.9).", _ALL),
@@ -207,13 +208,13 @@ SCHEMA: tuple[Key, ...] = (
     Key("plugins.disable", "plugins", (), "Plugins (built-in or from entry points) to leave out.", _ALL),
     Key("plugins.entry_points", "bool", True, "Load third-party plugins from the `wskit` entry-point group "
         "(unless WSKIT_DISABLE_PLUGIN_AUTOLOAD is set).", _ALL),
-    Key("timeouts.open", "number", 10, "Time allowed for the opening handshake.", _IO, nullable=True,
+    Key("timeouts.open", "number", OPEN_TIMEOUT, "Time allowed for the opening handshake.", _IO, nullable=True,
         min=0, exclusive_min=True),
-    Key("timeouts.close", "number", 10, "Time allowed for the closing handshake and the TCP close.", _IO,
+    Key("timeouts.close", "number", CLOSE_TIMEOUT, "Time allowed for the closing handshake and the TCP close.", _IO,
         nullable=True, min=0, exclusive_min=True),
-    Key("timeouts.ping_interval", "number", 20, "Send a keepalive ping this often.", _IO, nullable=True,
+    Key("timeouts.ping_interval", "number", PING_INTERVAL, "Send a keepalive ping this often.", _IO, nullable=True,
         min=0, exclusive_min=True),
-    Key("timeouts.ping_timeout", "number", 20, "Fail the connection with 1011 when a keepalive ping gets no "
+    Key("timeouts.ping_timeout", "number", PING_TIMEOUT, "Fail the connection with 1011 when a keepalive ping gets no "
         "pong within this time.", _IO, nullable=True, min=0, exclusive_min=True),
     Key("server.host", "str", "127.0.0.1", "Address to listen on.", _IO_SERVERS, nullable=True),
     Key("server.port", "int", 8765, "TCP port to listen on (0: any free port).", _IO_SERVERS, min=0, max=65535),

@@ -32,6 +32,7 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .defaults import USER_AGENT
 from .events import Request, Response
 from .exceptions import InvalidHandshake, InvalidURI, NegotiationError
 from .headers import (
@@ -186,7 +187,7 @@ _parse_uri_cached = functools.lru_cache(maxsize=256)(_parse_uri)
 _UPGRADE = ("Upgrade", "websocket")
 _CONNECTION = ("Connection", "Upgrade")
 _VERSION = ("Sec-WebSocket-Version", "13")
-_USER_AGENT = "wskit/0.1"
+_USER_AGENT = USER_AGENT
 _USER_AGENT_ITEM = ("User-Agent", _USER_AGENT)
 _SERVER_ITEM = ("Server", _USER_AGENT)
 # base64 of exactly 16 bytes: 22 characters and "==" (fast path of the key check).
@@ -216,7 +217,7 @@ def build_request(
     subprotocols: Sequence[str] | None = None,
     extensions_header: str | None = None,
     extra_headers: HeadersLike | None = None,
-    user_agent: str | None = "wskit/0.1",
+    user_agent: str | None = USER_AGENT,
 ) -> tuple[Headers, bytes]:
     """Build the client's upgrade request (RFC 6455 §4.1).
 
@@ -412,7 +413,7 @@ def build_accept_response(
     subprotocol: str | None = None,
     extensions_header: str | None = None,
     extra_headers: HeadersLike | None = None,
-    server_header: str | None = "wskit/0.1",
+    server_header: str | None = USER_AGENT,
 ) -> tuple[Headers, bytes]:
     """Build the server's ``101 Switching Protocols`` response (RFC 6455 §4.2.2).
 
@@ -455,7 +456,7 @@ def build_accept_response(
 _ACCEPT_HEAD = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
 )
-_ACCEPT_TAIL = b"\r\nServer: wskit/0.1\r\n\r\n"
+_ACCEPT_TAIL = b"\r\nServer: " + USER_AGENT.encode() + b"\r\n\r\n"
 
 
 # Client side ---------------------------------------------------------------------

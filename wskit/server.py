@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._protocol import LoggerLike, Protocol, Side
 from .client import HeadersLike, _plugin_factories
 from .config import accepts_config
+from .defaults import MAX_SIZE
 from .events import Event, Request, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, PluginError
 from .handshake import build_accept_response, check_request, select_subprotocol
@@ -64,7 +65,7 @@ class ServerProtocol(Protocol):
         self,
         *,
         logger: LoggerLike | None = None,
-        max_size: int | None = 2**20,
+        max_size: int | None = MAX_SIZE,
         extensions: Sequence[ServerExtensionFactory] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: SubprotocolSelector | None = None,
@@ -105,7 +106,7 @@ class ServerProtocol(Protocol):
             if data:
                 buf = self._reader.buf
                 buf += data
-                limit = (self._max_size if self._max_size is not None else 2**20) + _EARLY_SLACK
+                limit = (self._max_size if self._max_size is not None else MAX_SIZE) + _EARLY_SLACK
                 if len(buf) > limit:
                     exc = InvalidHandshake(f"client sent {len(buf)} bytes of frames before the handshake was "
                                            f"answered (at most {limit})", status=400)

@@ -10,6 +10,16 @@ from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._io import ConnectionOptions, with_config
+from ..defaults import (
+    CLOSE_TIMEOUT,
+    MAX_QUEUE,
+    MAX_SIZE,
+    OPEN_TIMEOUT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    USER_AGENT,
+    WRITE_LIMIT,
+)
 from ..events import Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
@@ -148,16 +158,16 @@ class connect:  # lowercase: used like a function, as in python-websockets
         origin: str | None = None,
         subprotocols: Sequence[str] | None = None,
         extra_headers: Any = None,
-        user_agent: str | None = "wskit/0.1",
+        user_agent: str | None = USER_AGENT,
         compression: str | None = "deflate",
         extensions: Sequence[Any] | None = None,
-        open_timeout: float | None = 10,
-        ping_interval: float | None = 20,
-        ping_timeout: float | None = 20,
-        close_timeout: float | None = 10,
-        max_size: int | None = 2**20,
-        max_queue: int | None = 16,
-        write_limit: int = 32768,
+        open_timeout: float | None = OPEN_TIMEOUT,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
+        close_timeout: float | None = CLOSE_TIMEOUT,
+        max_size: int | None = MAX_SIZE,
+        max_queue: int | None = MAX_QUEUE,
+        write_limit: int = WRITE_LIMIT,
         max_fragment_size: int | None = None,
         limits: HTTPLimits | None = None,
         logger: LoggerLike | str | None = None,

@@ -39,6 +39,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, M
 from typing import Any, cast
 
 from .._io import resolve_logger
+from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
 from ..exceptions import (
     ConnectionClosedError,
@@ -115,11 +116,11 @@ class Connection(asyncio.Protocol):
         *,
         conn_id: uuid.UUID,
         logger: logging.LoggerAdapter,  # type: ignore[type-arg]
-        max_queue: int | None = 16,
-        write_limit: int = 32768,
-        ping_interval: float | None = 20,
-        ping_timeout: float | None = 20,
-        close_timeout: float | None = 10,
+        max_queue: int | None = MAX_QUEUE,
+        write_limit: int = WRITE_LIMIT,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
+        close_timeout: float | None = CLOSE_TIMEOUT,
     ) -> None:
         if max_queue is not None and max_queue < 1:
             raise ValueError(f"max_queue must be None or >= 1, got {max_queue}")

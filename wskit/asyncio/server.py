@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._io import ConnectionOptions, resolve_logger, with_config
+from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from ..events import Request, Response
 from ..exceptions import InvalidHandshake, WebSocketClosed
 from ..headers import Headers
@@ -364,13 +365,13 @@ class serve:  # lowercase: used like a function, as in python-websockets
         select_subprotocol: SelectSubprotocol | None = None,
         compression: str | None = "deflate",
         extensions: Sequence[Any] | None = None,
-        open_timeout: float | None = 10,
-        ping_interval: float | None = 20,
-        ping_timeout: float | None = 20,
-        close_timeout: float | None = 10,
-        max_size: int | None = 2**20,
-        max_queue: int | None = 16,
-        write_limit: int = 32768,
+        open_timeout: float | None = OPEN_TIMEOUT,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
+        close_timeout: float | None = CLOSE_TIMEOUT,
+        max_size: int | None = MAX_SIZE,
+        max_queue: int | None = MAX_QUEUE,
+        write_limit: int = WRITE_LIMIT,
         max_fragment_size: int | None = None,
         limits: HTTPLimits | None = None,
         logger: LoggerLike | str | None = None,

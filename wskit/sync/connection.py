@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import Any
 
 from .._io import resolve_logger
+from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
 from ..exceptions import (
     ConnectionClosedError,
@@ -99,11 +100,11 @@ class Connection:
         sock: socket.socket,
         protocol: Protocol,
         *,
-        max_queue: int | None = 16,
-        write_limit: int = 32768,
-        close_timeout: float | None = 10,
-        ping_interval: float | None = 20,
-        ping_timeout: float | None = 20,
+        max_queue: int | None = MAX_QUEUE,
+        write_limit: int = WRITE_LIMIT,
+        close_timeout: float | None = CLOSE_TIMEOUT,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         conn_id: uuid.UUID | None = None,
     ) -> None:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._io import ConnectionOptions, resolve_logger, with_config
+from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from ..events import Event, Request, Response
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
 from ..headers import Headers
@@ -387,13 +388,13 @@ def serve(
     select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None = None,
     process_request: ProcessRequest | None = None,
     compression: str | None = "deflate",
-    open_timeout: float | None = 10,
-    ping_interval: float | None = 20,
-    ping_timeout: float | None = 20,
-    close_timeout: float | None = 10,
-    max_size: int | None = 2**20,
-    max_queue: int | None = 16,
-    write_limit: int = 32768,
+    open_timeout: float | None = OPEN_TIMEOUT,
+    ping_interval: float | None = PING_INTERVAL,
+    ping_timeout: float | None = PING_TIMEOUT,
+    close_timeout: float | None = CLOSE_TIMEOUT,
+    max_size: int | None = MAX_SIZE,
+    max_queue: int | None = MAX_QUEUE,
+    write_limit: int = WRITE_LIMIT,
     max_fragment_size: int | None = None,
     logger: logging.Logger | None = None,
     plugins: Sequence[object] | None = None,
