@@ -717,6 +717,22 @@ class Config:
         """
         return self._values[path]
 
+    def options_for(self, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the keyword arguments this configuration gives one consumer.
+
+        The sans-I/O protocol classes call it for their ``config=`` argument
+        (:class:`wskit.client.ConfigSource`): they take any object with this
+        method and never import the configuration layer.
+
+        Args:
+            kind: one of :data:`KINDS`.
+            given: the arguments passed explicitly; they win over the file.
+
+        Returns:
+            ``merge_options(self, kind, given)``.
+        """
+        return merge_options(self, kind, given)
+
     def is_set(self, path: str) -> bool:
         """Return whether the configuration sets ``path`` itself (rather than
         leaving the default); ``path`` may also be a section name."""
