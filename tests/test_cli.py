@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from wskit.asyncio import connect
 from wskit.defaults import VERSION
 
@@ -117,12 +119,13 @@ def test_no_command_prints_usage_and_exits_2() -> None:
     assert "usage: wskit" in result.stderr and "serve" in result.stderr
 
 
-def test_closed_standard_output_ends_quietly() -> None:
+@pytest.mark.parametrize("command", [("config", "docs"), ("demo",), ("plugins",)])
+def test_closed_standard_output_ends_quietly(command: tuple[str, ...]) -> None:
     # As in `wskit config docs | head -1` once head has gone: the reader closed the pipe first.
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        result = subprocess.run(wskit_command("config", "docs"), cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE,
+        result = subprocess.run(wskit_command(*command), cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE,
                                 text=True, timeout=20)
     finally:
         os.close(write_end)

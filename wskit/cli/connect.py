@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_connect(args, sys.stdout))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # standard output closed: wskit.cli.main ends quietly
+        raise
     except (OSError, TimeoutError, WSKitError) as exc:
         print(f"wskit connect: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

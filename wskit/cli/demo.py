@@ -141,12 +141,14 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; return the exit status (0 when the conversation went as expected)."""
+    """Run the demo; return the exit status (0 when the conversation went as expected, or the server was stopped)."""
     try:
         return asyncio.run(_demo(args, sys.stdout))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # how --serve-only is stopped; the conversation was cut short
         print("= stopped", flush=True)
-        return 0
+        return 0 if args.serve_only else 130
+    except BrokenPipeError:  # standard output closed: wskit.cli.main ends quietly
+        raise
     except OSError as exc:
         print(f"wskit demo: {exc}", file=sys.stderr)
         return 1

@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("wskit: server stopped", flush=True)
         return 0
+    except BrokenPipeError:  # standard output closed: wskit.cli.main ends quietly
+        raise
     except (OSError, WSKitError) as exc:
         print(f"wskit serve: {exc}", file=sys.stderr)
         return 1
