@@ -21,8 +21,9 @@ __all__ = ["add_arguments", "run"]
 def _check_plugin_names(names: Iterable[str], manager: PluginManager) -> None:
     """Refuse a name no installed plugin has, as the YAML ``plugins.disable`` does.
 
-    Stand-in for :func:`wskit.plugin.check_plugin_names`, used only while
-    :mod:`wskit.plugin` does not provide it.
+    Stand-in for ``wskit.plugin.check_plugin_names``, used only while
+    :mod:`wskit.plugin` does not provide it: once it does, import it from
+    there and delete this function.
     """
     known = installed_plugins()
     for name in names:
