@@ -1,7 +1,8 @@
 # wskit developer tasks (GNU make). Needs only Python 3.10+, and gcc for the
 # optional C accelerator; everything else is installed into $(VENV).
 #
-#   make test                    lint, type-check and run the whole test suite
+#   make run                     install wskit alone and show the demo
+#   make test                    add the dev tools; lint, type-check and run the whole test suite
 #   make test PYTHON=python3.13  the same with another interpreter (new venv:
 #                                run `make distclean` first if .venv exists)
 
@@ -11,7 +12,13 @@ VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip --disable-pip-version-check
 # Re-install when these change (the C file: editable installs build it in place).
 INSTALL_DEPS := pyproject.toml setup.py wskit/_speedups.c
+# Two installs, each with its stamp: wskit and its runtime dependencies only
+# (`make run`), or that plus the development tools (`make venv`, `make test`).
+# The development install includes the runtime one, so it stamps both.
+RUN_STAMP := $(VENV)/.wskit-runtime-installed
 STAMP := $(VENV)/.wskit-installed
+RUN_LOG := $(VENV)/wskit-install.log
+ACCELERATOR_REPORT := import wskit.mask as m; print('wskit C accelerator:', 'built' if m.USING_SPEEDUPS else 'NOT built (pure-Python fallback)')
 
 .DEFAULT_GOAL := help
 .PHONY: help venv install run test lint typecheck pytest bench compliance compliance-setup compliance-ci compliance-reference clean distclean
@@ -29,11 +36,21 @@ $(STAMP): $(INSTALL_DEPS)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --progress-bar off --upgrade pip "setuptools>=68" wheel
 	$(PIP) install --progress-bar off -e '.[dev]'
-	$(VPY) -c "import wskit.mask as m; print('wskit C accelerator:', 'built' if m.USING_SPEEDUPS else 'NOT built (pure-Python fallback)')"
-	touch $@
+	$(VPY) -c "$(ACCELERATOR_REPORT)"
+	touch $(RUN_STAMP) $@
 
-run: $(STAMP) ## Run the demo (python -m wskit demo).
-	$(VPY) -m wskit demo
+# Quiet: pip's output goes to $(RUN_LOG), shown (its end) only when the install fails.
+$(RUN_STAMP): $(INSTALL_DEPS)
+	@echo "Installing wskit and its runtime dependencies into $(VENV) (log: $(RUN_LOG))..."
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@{ $(PIP) install --progress-bar off --upgrade pip "setuptools>=68" wheel && \
+	   $(PIP) install --progress-bar off -e . ; } > $(RUN_LOG) 2>&1 || \
+	   { tail -n 30 $(RUN_LOG); echo "make run: the install failed; the whole log is in $(RUN_LOG)"; exit 1; }
+	@$(VPY) -c "$(ACCELERATOR_REPORT)"
+	@touch $@
+
+run: $(RUN_STAMP) ## Install wskit (no dev tools) and run the demo: a server and a client talking.
+	@$(VPY) -m wskit demo
 
 test: $(STAMP) ## Lint (ruff), type-check (mypy), then run the whole test suite (pytest).
 	$(VENV)/bin/ruff check .

@@ -271,3 +271,59 @@ def test_data_before_accept_is_bounded() -> None:
         server.receive_data(b"\x00" * 10000)
     assert info.value.to_send[0].startswith(b"HTTP/1.1 400 ")
     assert server.state is State.CLOSED
+
+
+# -- config=: any object with options_for(kind, given) ------------------------------------------
+
+
+class Settings:
+    """Not a wskit.config.Config: the core only calls options_for."""
+
+    def __init__(self, *, client_uri: str | None = None, **values: object) -> None:
+        self.values = values
+        self.client_uri = client_uri
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    def options_for(self, kind: str, given: dict[str, object]) -> dict[str, object]:
+        self.calls.append((kind, dict(given)))
+        own = {"uri": self.client_uri} if kind == "client_protocol" and self.client_uri else {}
+        return {**self.values, **own, **given}
+
+
+def test_config_is_any_object_with_options_for() -> None:
+    settings = Settings(max_size=100, subprotocols=["chat"], extensions=[], client_uri="ws://example.com/room")
+    client = ClientProtocol(config=settings)
+    server = ServerProtocol(config=settings, max_size=None)
+    assert settings.calls == [("client_protocol", {}), ("server_protocol", {"max_size": None})]
+    assert client.max_size == 100 and server.max_size is None  # given in the call: wins
+    (request,) = server.receive_data(b"".join(client.connect()))
+    assert isinstance(request, Request)
+    assert request.path == "/room"
+    client.receive_data(b"".join(server.accept(request)))
+    assert client.subprotocol == server.subprotocol == "chat"
+
+
+def test_config_counts_a_positional_uri_as_given() -> None:
+    settings = Settings(client_uri="ws://example.com/from-settings", extensions=[])
+    client = ClientProtocol("ws://other.example/from-call", config=settings)
+    assert settings.calls == [("client_protocol", {"uri": "ws://other.example/from-call"})]
+    assert client.wsuri.path == "/from-call"
+
+
+def test_config_none_changes_nothing_and_a_wrong_object_is_refused() -> None:
+    assert ClientProtocol(config=None).max_size == ServerProtocol().max_size == 2**20
+    with pytest.raises(TypeError, match=r"options_for\(kind, given\) method, got dict"):
+        ServerProtocol(config={"max_size": 1})  # type: ignore[arg-type]
+
+
+def test_config_from_a_yaml_file_reaches_the_protocols() -> None:
+    from wskit.config import loads
+
+    config = loads("max_size: 10\nsubprotocols: [chat]\ncompression: false\nclient: {uri: 'ws://example.com/x'}\n")
+    client, server = ClientProtocol(config=config), ServerProtocol(config=config, max_size=99)
+    assert (client.max_size, server.max_size) == (10, 99)
+    (request,) = server.receive_data(b"".join(client.connect()))
+    assert isinstance(request, Request) and request.path == "/x"
+    assert request.headers.get("Sec-WebSocket-Extensions") is None  # compression: false
+    client.receive_data(b"".join(server.accept(request)))
+    assert client.subprotocol == server.subprotocol == "chat"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,25 @@ def test_readme_asyncio_example_echoes(capsys: pytest.CaptureFixture[str]) -> No
     port.close()
     exec(compile(block.replace("8765", str(free)), "README.md", "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out == "hello\n"
+
+
+def test_readme_links_every_docs_page() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in readme, f"README.md's documentation table does not link docs/{page.name}"
+
+
+def test_architecture_layer_table_is_the_one_the_layering_test_checks() -> None:
+    from test_layering import LAYERS
+
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text.split("| layer | modules |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    documented = [(row.split("|")[1].strip(), re.findall(r"`([^`]+)`", row.split("|")[2]))
+                  for row in table.splitlines()]
+    checked = [(name, list(modules)) for name, modules in reversed(LAYERS)]
+    assert documented == checked
+
+
+def test_architecture_config_example_runs() -> None:
+    (block,) = python_blocks(ROOT / "docs" / "architecture.md")
+    exec(compile(textwrap.dedent(block), "docs/architecture.md", "exec"), {})

@@ -169,6 +169,19 @@ def test_installed_wheel_imports_and_loads_spec(installed: Installed, tmp_path: 
     assert result["spec_type"] == "dict", "connection.yaml did not load as a YAML mapping"
 
 
+def test_installed_wheel_runs_the_command_line(installed: Installed, tmp_path: Path) -> None:
+    with zipfile.ZipFile(installed.wheel) as whl:
+        names = set(whl.namelist())
+    assert {"wskit/cli/__init__.py", "wskit/cli/demo.py", "wskit/__main__.py"} <= names
+    version = _probe(installed, "import json, wskit; print(json.dumps({'v': wskit.__version__}))", tmp_path)["v"]
+    script = installed.python.parent / ("wskit.exe" if os.name == "nt" else "wskit")
+    for command in ([str(script)], [str(installed.python), "-I", "-m", "wskit"]):
+        assert _run([*command, "--version"], cwd=tmp_path, env=_clean_env()) == f"wskit {version}\n"
+    out = _run([str(script), "config", "check", str(REPO / "examples" / "client.yaml")], cwd=tmp_path,
+               env=_clean_env())
+    assert out.startswith("ok\n")
+
+
 def test_installed_wheel_has_c_accelerator(installed: Installed, tmp_path: Path) -> None:
     here_built = importlib.util.find_spec("wskit._speedups") is not None
     with zipfile.ZipFile(installed.wheel) as whl:

@@ -7,12 +7,14 @@ then behaves as a client :class:`~wskit.protocol.Protocol`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Protocol as TypingProtocol
 
 from ._protocol import LoggerLike, Protocol, Side
-from .config import accepts_config
 from .defaults import MAX_SIZE, USER_AGENT
 from .events import Event, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, ProtocolError
@@ -22,13 +24,76 @@ from .http11 import _DEFAULT_LIMITS, HTTPLimits, ResponseParser, serialize_reque
 from .statemachine import State, StateSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Config
     from .extensions.base import ClientExtensionFactory, Extension
     from .plugin import PluginManager
 
-__all__ = ["ClientProtocol"]
+__all__ = ["ClientProtocol", "ConfigSource"]
 
 HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ConfigSource(TypingProtocol):
+    """What the protocol classes accept as ``config=``.
+
+    A loaded :class:`wskit.config.Config` is one. The sans-I/O core does not
+    import the configuration layer: it only calls this method, so any object
+    that has it will do.
+    """
+
+    def options_for(self, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the keyword arguments for one consumer.
+
+        Args:
+            kind: ``"client_protocol"`` or ``"server_protocol"`` here.
+            given: the arguments passed explicitly in the call (by keyword
+                or by position); they win over the configuration's values.
+
+        Returns:
+            The keyword arguments to call the consumer with: the
+            configuration's settings updated by ``given``.
+        """
+        ...
+
+
+def takes_config(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a protocol class's ``__init__`` so that it takes ``config=``.
+
+    Without ``config`` (or with ``None``) the call goes through unchanged.
+    With one, ``__init__`` receives ``config.options_for(kind, given)``,
+    where ``given`` holds the arguments of the call, positional ones
+    included: they override the configuration even when equal to their
+    default.
+
+    Args:
+        kind: the consumer name passed to :meth:`ConfigSource.options_for`.
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        # Parameters after ``self`` that may be passed by position.
+        positional = [p.name for p in list(inspect.signature(func).parameters.values())[1:]
+                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            config = kwargs.pop("config", None)
+            if config is None:
+                return func(*args, **kwargs)
+            options_for = getattr(config, "options_for", None)
+            if not callable(options_for):
+                raise TypeError(f"config must be a wskit.config.Config (load one with wskit.config.load) or have "
+                                f"an options_for(kind, given) method, got {type(config).__name__}")
+            by_position = dict(zip(positional, args[1:]))
+            merged = dict(options_for(kind, {**by_position, **kwargs}))
+            for name in by_position:  # passed positionally already
+                merged.pop(name, None)
+            return func(*args, **merged)
+
+        return wrapper
+
+    return decorate
 
 
 class ClientProtocol(Protocol):
@@ -47,8 +112,9 @@ class ClientProtocol(Protocol):
         limits: limits on the size of the server's HTTP response.
         user_agent: the ``User-Agent`` header (``None`` to send none).
 
-        config: a loaded :class:`~wskit.config.Config` (``wskit.config.load``);
-            keyword arguments given explicitly override its settings.
+        config: a loaded :class:`~wskit.config.Config` (``wskit.config.load``),
+            or any :class:`ConfigSource`; arguments given explicitly override
+            its settings.
 
     The other arguments are those of :class:`~wskit.protocol.Protocol`.
 
@@ -59,7 +125,7 @@ class ClientProtocol(Protocol):
     __slots__ = ("wsuri", "request", "response", "_key", "_factories", "_offered_subprotocols",
                  "_origin", "_extra_headers", "_limits", "_parser", "_user_agent")
 
-    @accepts_config("client_protocol")
+    @takes_config("client_protocol")
     def __init__(
         self,
         uri: str = "ws://localhost/",
@@ -77,7 +143,7 @@ class ClientProtocol(Protocol):
         plugin_manager: PluginManager | None = None,
         spec: str | Path | StateSpec | None = None,
         state: State | None = None,
-        config: Config | None = None,
+        config: ConfigSource | None = None,
     ) -> None:
         self.wsuri = parse_uri(uri)
         super().__init__(Side.CLIENT, logger=logger, max_size=max_size, state=state,

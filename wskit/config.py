@@ -26,12 +26,10 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import functools
 import inspect
 import re
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -60,8 +58,6 @@ __all__ = [
     "merge_options",
     "accepts_config",
     "reference_markdown",
-    "add_config_arguments",
-    "run_config",
 ]
 
 P = ParamSpec("P")
@@ -717,6 +713,22 @@ class Config:
         """
         return self._values[path]
 
+    def options_for(self, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the keyword arguments this configuration gives one consumer.
+
+        The sans-I/O protocol classes call it for their ``config=`` argument
+        (:class:`wskit.client.ConfigSource`): they take any object with this
+        method and never import the configuration layer.
+
+        Args:
+            kind: one of :data:`KINDS`.
+            given: the arguments passed explicitly; they win over the file.
+
+        Returns:
+            ``merge_options(self, kind, given)``.
+        """
+        return merge_options(self, kind, given)
+
     def is_set(self, path: str) -> bool:
         """Return whether the configuration sets ``path`` itself (rather than
         leaving the default); ``path`` may also be a section name."""
@@ -1145,39 +1157,3 @@ def _example_yaml() -> str:
     """The defaults, in the file layout."""
     defaults = Config({k.path: k.default for k in SCHEMA}, (), "<defaults>").as_dict()
     return yaml.safe_dump(defaults, sort_keys=False, default_flow_style=False)
-
-
-# -- command line ------------------------------------------------------------------
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``wskit config`` subcommands (``check FILE``, ``docs``) to ``parser``."""
-    sub = parser.add_subparsers(dest="config_command", metavar="ACTION")
-    check = sub.add_parser("check", help="validate a configuration file and print the effective settings")
-    check.add_argument("file", help="the YAML configuration file")
-    docs = sub.add_parser("docs", help="print the configuration reference (docs/configuration.md)")
-    docs.add_argument("-o", "--output", help="write to this file instead of standard output")
-
-
-def run_config(args: argparse.Namespace) -> int:
-    """Run ``wskit config``; return the exit status (1 for an invalid file)."""
-    command = getattr(args, "config_command", None)
-    if command == "check":
-        try:
-            config = load(args.file)
-        except ConfigError as exc:
-            for message in exc.errors:
-                print(message, file=sys.stderr)
-            return 1
-        print("ok")
-        print(yaml.safe_dump(config.as_dict(), sort_keys=False, default_flow_style=False), end="")
-        return 0
-    if command == "docs":
-        text = reference_markdown()
-        if args.output:
-            Path(args.output).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
-        return 0
-    print("usage: wskit config {check FILE | docs [-o FILE]}", file=sys.stderr)
-    return 2

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .headers import Headers
+    from ._headermap import Headers
 
 __all__ = [
     "Event",

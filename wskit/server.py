@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._protocol import LoggerLike, Protocol, Side
-from .client import HeadersLike, _plugin_factories
-from .config import accepts_config
+from .client import ConfigSource, HeadersLike, _plugin_factories, takes_config
 from .defaults import MAX_SIZE
 from .events import Event, Request, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, PluginError
@@ -24,7 +23,6 @@ from .http11 import _DEFAULT_LIMITS, _PHRASES, HTTPLimits, RequestParser, build_
 from .statemachine import State, StateSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Config
     from .extensions.base import Extension, ServerExtensionFactory
     from .plugin import PluginManager
 
@@ -51,8 +49,9 @@ class ServerProtocol(Protocol):
         limits: limits on the size of the HTTP request (see
             :class:`~wskit.http11.HTTPLimits`).
 
-        config: a loaded :class:`~wskit.config.Config` (``wskit.config.load``);
-            keyword arguments given explicitly override its settings.
+        config: a loaded :class:`~wskit.config.Config` (``wskit.config.load``),
+            or any :class:`~wskit.client.ConfigSource`; arguments given
+            explicitly override its settings.
 
     The other arguments are those of :class:`~wskit.protocol.Protocol`.
     """
@@ -60,7 +59,7 @@ class ServerProtocol(Protocol):
     __slots__ = ("request", "response", "_key", "_factories", "_subprotocols", "_selector", "_origins",
                  "_limits", "_parser")
 
-    @accepts_config("server_protocol")
+    @takes_config("server_protocol")
     def __init__(
         self,
         *,
@@ -76,7 +75,7 @@ class ServerProtocol(Protocol):
         plugin_manager: PluginManager | None = None,
         spec: str | Path | StateSpec | None = None,
         state: State | None = None,
-        config: Config | None = None,
+        config: ConfigSource | None = None,
     ) -> None:
         super().__init__(Side.SERVER, logger=logger, max_size=max_size, state=state,
                          max_fragment_size=max_fragment_size, plugins=plugins,

@@ -19,7 +19,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from transitions import Machine
 
 from .exceptions import ConfigError
@@ -273,6 +272,7 @@ def _load_path(path: str) -> StateSpec:
 
 
 def _load_text(text: str, source: str) -> StateSpec:
+    import yaml  # loaded only when a spec is read
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any, TextIO
 
-from .cli_io import describe_close, format_message
+from ._format import describe_close, format_message
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -23,10 +23,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-__all__ = ["add_demo_arguments", "run_demo"]
+__all__ = ["add_arguments", "run"]
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``wskit demo`` options to ``parser``."""
     parser.add_argument("--host", default="127.0.0.1", help="interface for the demo server (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port for the demo server (default: a free one)")
@@ -58,7 +58,7 @@ class _DemoServer:
 
 
 async def _conversation(uri: str, out: TextIO, demo: _DemoServer) -> None:
-    from .asyncio import connect
+    from ..asyncio import connect
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)
@@ -106,12 +106,12 @@ def _wire_size(ws: Any, text: str) -> int:
     The negotiated extension objects keep compression context between
     messages, so a fresh one with the same parameters does the estimate.
     """
-    from .frames import Frame, Opcode, serialize_frame
+    from ..frames import Frame, Opcode, serialize_frame
 
     frame = Frame(Opcode.TEXT, text.encode("utf-8"))
     for ext in ws.protocol.extensions:
         if ext.name == "permessage-deflate":
-            from .extensions.permessage_deflate import PerMessageDeflate
+            from ..extensions.permessage_deflate import PerMessageDeflate
 
             fresh = PerMessageDeflate(local_max_window_bits=ext.local_max_window_bits, level=ext.level,
                                       mem_level=ext.mem_level)
@@ -120,7 +120,7 @@ def _wire_size(ws: Any, text: str) -> int:
 
 
 async def _demo(args: argparse.Namespace, out: TextIO) -> int:
-    from .asyncio import serve
+    from ..asyncio import serve
 
     demo = _DemoServer(out, verbose=True)
     async with serve(demo, args.host, args.port, subprotocols=["demo"]) as server:
@@ -140,13 +140,15 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo; return the exit status (0 when the conversation went as expected)."""
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; return the exit status (0 when the conversation went as expected, or the server was stopped)."""
     try:
         return asyncio.run(_demo(args, sys.stdout))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # how --serve-only is stopped; the conversation was cut short
         print("= stopped", flush=True)
-        return 0
+        return 0 if args.serve_only else 130
+    except BrokenPipeError:  # standard output closed: wskit.cli.main ends quietly
+        raise
     except OSError as exc:
         print(f"wskit demo: {exc}", file=sys.stderr)
         return 1
