@@ -11,7 +11,7 @@ import ssl
 import struct
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -172,36 +172,6 @@ def test_echo_text_and_binary_up_to_16_mib(compression: str | None) -> None:
                 assert await ws.recv() == b"mv"
 
     arun(main(), timeout=30)
-
-
-def test_fragmented_send_from_async_and_sync_iterables() -> None:
-    received: list[Any] = []
-
-    async def record(ws: ServerConnection) -> None:
-        async for message in ws:
-            received.append(message)
-
-    async def chunks() -> AsyncIterator[str]:
-        for part in ("con", "cat", "é"):
-            await asyncio.sleep(0)
-            yield part
-
-    async def main() -> None:
-        async with serve(record, HOST, 0) as server:
-            async with connect(url(server)) as ws:
-                await ws.send(chunks())
-                await ws.send([b"ab", bytearray(b"cd"), b"ef"])
-                await ws.send([])  # nothing sent
-                with pytest.raises(TypeError, match="all str or all bytes"):
-                    await ws.send(["text", b"bytes"])
-                with pytest.raises(ConnectionClosedError) as info:
-                    await ws.recv()
-                assert info.value.code == 1011  # a half-sent message cannot be completed
-                with pytest.raises(TypeError, match="not int"):
-                    await ws.send(42)  # type: ignore[arg-type]
-        assert received[:2] == ["concaté", b"abcdef"]
-
-    arun(main())
 
 
 def test_send_rejects_other_types() -> None:
