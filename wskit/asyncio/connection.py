@@ -399,6 +399,8 @@ class Connection(asyncio.Protocol):
 
     def _release(self) -> None:
         """Send our held Close now (the queue is drained, or the app closes, or time is up)."""
+        if not self._holding:
+            return  # already sent (or the layer failed the connection meanwhile)
         if self._close_handle is not None:
             self._close_handle.cancel()
             self._close_handle = None
