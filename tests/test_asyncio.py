@@ -11,7 +11,7 @@ import ssl
 import struct
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,9 @@ from wskit.asyncio import (
     unix_connect,
     unix_serve,
 )
-from wskit.exceptions import InvalidHandshake, InvalidURI, ProtocolError
+from wskit.exceptions import InvalidHandshake, InvalidURI
 from wskit.frames import Opcode, parse_close
 from wskit.headers import Headers
-from wskit.protocol import State
 
 from helpers import client_frame, close_payload, parse_frames, server_frame
 
@@ -174,50 +173,6 @@ def test_echo_text_and_binary_up_to_16_mib(compression: str | None) -> None:
     arun(main(), timeout=30)
 
 
-def test_fragmented_send_from_async_and_sync_iterables() -> None:
-    received: list[Any] = []
-
-    async def record(ws: ServerConnection) -> None:
-        async for message in ws:
-            received.append(message)
-
-    async def chunks() -> AsyncIterator[str]:
-        for part in ("con", "cat", "é"):
-            await asyncio.sleep(0)
-            yield part
-
-    async def main() -> None:
-        async with serve(record, HOST, 0) as server:
-            async with connect(url(server)) as ws:
-                await ws.send(chunks())
-                await ws.send([b"ab", bytearray(b"cd"), b"ef"])
-                await ws.send([])  # nothing sent
-                with pytest.raises(TypeError, match="all str or all bytes"):
-                    await ws.send(["text", b"bytes"])
-                with pytest.raises(ConnectionClosedError) as info:
-                    await ws.recv()
-                assert info.value.code == 1011  # a half-sent message cannot be completed
-                with pytest.raises(TypeError, match="not int"):
-                    await ws.send(42)  # type: ignore[arg-type]
-        assert received[:2] == ["concaté", b"abcdef"]
-
-    arun(main())
-
-
-def test_send_rejects_other_types() -> None:
-    async def main() -> None:
-        async with serve(echo, HOST, 0) as server:
-            async with connect(url(server)) as ws:
-                with pytest.raises(TypeError, match="dict"):
-                    await ws.send({"a": 1})  # type: ignore[arg-type]
-                with pytest.raises(TypeError, match="int"):
-                    await ws.send([1, 2])  # type: ignore[list-item]
-                await ws.send("still open")
-                assert await ws.recv() == "still open"
-
-    arun(main())
-
-
 def test_subprotocols_and_select_subprotocol() -> None:
     async def main() -> None:
         async with serve(echo, HOST, 0, subprotocols=["chat", "superchat"]) as server:
@@ -236,29 +191,6 @@ def test_subprotocols_and_select_subprotocol() -> None:
             async with connect(url(server), subprotocols=["a", "b"]) as ws:
                 assert ws.subprotocol == "b"
         assert seen == [("ServerConnection", ["a", "b"])]
-
-    arun(main())
-
-
-def test_ping_pong_and_latency() -> None:
-    async def main() -> None:
-        async with serve(echo, HOST, 0) as server:
-            async with connect(url(server)) as ws:
-                assert ws.latency == 0.0
-                waiter = await ws.ping()
-                latency = await waiter
-                assert 0 < latency < 5
-                assert ws.latency == latency
-                first = await ws.ping(b"one")
-                with pytest.raises(ConcurrencyError):
-                    await ws.ping(b"one")
-                second = await ws.ping("two")
-                assert await second >= 0 and await first >= 0
-                await ws.pong(b"unsolicited")  # the peer ignores it
-                with pytest.raises(ProtocolError, match="125"):
-                    await ws.ping(b"x" * 126)
-                await ws.send("after pings")
-                assert await ws.recv() == "after pings"
 
     arun(main())
 
@@ -283,58 +215,6 @@ def test_pending_ping_fails_when_connection_closes() -> None:
 # -- closing -------------------------------------------------------------------
 
 
-def test_close_codes_both_ways() -> None:
-    results: dict[str, Any] = {}
-
-    async def handler(ws: ServerConnection) -> None:
-        path = ws.request.path if ws.request else ""
-        if path == "/server-closes":
-            await ws.close(4000, "bye")
-            results["server"] = (ws.close_code, ws.close_reason)
-        elif path == "/client-closes":
-            try:
-                await ws.recv()
-            except ConnectionClosedOK as exc:
-                results["client"] = (exc.code, exc.reason)
-        elif path == "/returns":
-            return
-        elif path == "/raises":
-            raise RuntimeError("boom")
-
-    async def main() -> None:
-        async with serve(handler, HOST, 0) as server:
-            async with connect(url(server, "/server-closes")) as ws:
-                with pytest.raises(ConnectionClosedError) as info:
-                    await ws.recv()
-                assert (info.value.code, info.value.reason) == (4000, "bye")
-                assert ws.close_code == 4000 and ws.state is State.CLOSED
-            ws = await connect(url(server, "/client-closes"))
-            await ws.close(1001, "going")
-            assert ws.close_code == 1001
-            await ws.close()  # a second close does nothing
-            with pytest.raises(ConnectionClosedOK):
-                await ws.send("too late")
-            async with connect(url(server, "/returns")) as ws:
-                with pytest.raises(ConnectionClosedOK) as ok:
-                    await ws.recv()
-                assert ok.value.code == 1000
-                assert [m async for m in ws] == []  # iteration ends cleanly
-            async with connect(url(server, "/raises")) as ws:
-                with pytest.raises(ConnectionClosedError) as info:
-                    await ws.recv()
-                assert info.value.code == 1011
-                with pytest.raises(ConnectionClosedError):
-                    async for _ in ws:
-                        pass
-            async with connect(url(server, "/client-closes")) as ws:
-                with pytest.raises(ProtocolError):
-                    await ws.close(1004)  # reserved: refused before anything is sent
-                assert ws.state is State.OPEN
-        assert results == {"server": (4000, "bye"), "client": (1000, "")}
-
-    arun(main())
-
-
 def test_handler_error_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     async def handler(ws: ServerConnection) -> None:
         raise RuntimeError("boom in handler")
@@ -348,20 +228,6 @@ def test_handler_error_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="wskit.server"):
         arun(main())
     assert any("connection handler failed" in r.getMessage() and r.exc_info for r in caplog.records)
-
-
-def test_messages_received_before_close_are_delivered() -> None:
-    async def handler(ws: ServerConnection) -> None:
-        for i in range(5):
-            await ws.send(str(i))
-
-    async def main() -> None:
-        async with serve(handler, HOST, 0) as server:
-            async with connect(url(server)) as ws:
-                await ws.wait_closed()
-                assert [m async for m in ws] == ["0", "1", "2", "3", "4"]
-
-    arun(main())
 
 
 def test_server_close_sends_1001_and_waits() -> None:
@@ -379,47 +245,6 @@ def test_server_close_sends_1001_and_waits() -> None:
         assert not server.connections and not server.is_serving()
         with pytest.raises(OSError):
             await connect(address, open_timeout=2)
-
-    arun(main())
-
-
-def test_close_timeout_against_peer_that_never_answers_close() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await raw_accept(reader, writer)
-        await idle(writer)  # reads nothing, answers nothing
-
-    async def main() -> None:
-        async with RawServer(handler) as raw:
-            ws = await connect(f"ws://{HOST}:{raw.port}/", close_timeout=0.2)
-            started = time.monotonic()
-            await ws.close()
-            assert time.monotonic() - started < 2
-            assert ws.close_code == 1006
-            with pytest.raises(ConnectionClosedError):
-                await ws.recv()
-
-    arun(main())
-
-
-def test_client_waits_for_server_to_close_tcp_then_closes_itself() -> None:
-    # RFC 6455 §7.1.1: after the closing handshake the client waits for the
-    # server to close the TCP connection, at most close_timeout.
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server = await raw_accept(reader, writer)
-        data = await reader.read(1000)
-        server.receive_data(data)
-        writer.write(b"".join(server.send_close(1000, "")))  # answer, keep TCP open
-        await reader.read(1000)  # EOF when the client gives up
-
-    async def main() -> None:
-        async with RawServer(handler) as raw:
-            ws = await connect(f"ws://{HOST}:{raw.port}/", close_timeout=0.2, compression=None)
-            started = time.monotonic()
-            await ws.close()
-            assert 0.1 < time.monotonic() - started < 2
-            assert ws.close_code == 1000
-            with pytest.raises(ConnectionClosedOK):
-                await ws.recv()
 
     arun(main())
 
@@ -598,41 +423,6 @@ def test_client_handshake_failures() -> None:
 # -- keepalive, backpressure, abrupt disconnects --------------------------------
 
 
-def test_keepalive_pings_and_timeout_gives_1011() -> None:
-    got: dict[str, Any] = {}
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await raw_accept(reader, writer)
-        # Read the pings but never answer them; report the Close we get.
-        got["close"] = await read_close(reader, masked=True)
-
-    async def main() -> None:
-        async with RawServer(handler) as raw:
-            ws = await connect(f"ws://{HOST}:{raw.port}/", ping_interval=0.05, ping_timeout=0.05,
-                               close_timeout=0.5, compression=None)
-            with pytest.raises(ConnectionClosedError) as info:
-                await ws.recv(timeout=5)
-            assert info.value.code == 1011
-            assert ws.close_code == 1011 and ws.close_reason == "keepalive ping timeout"
-            await asyncio.sleep(0.05)
-        assert got["close"] == (1011, "keepalive ping timeout")
-
-    arun(main())
-
-
-def test_keepalive_keeps_a_responsive_connection_open() -> None:
-    async def main() -> None:
-        async with serve(echo, HOST, 0, ping_interval=0.02, ping_timeout=0.1) as server:
-            async with connect(url(server), ping_interval=0.02, ping_timeout=0.1) as ws:
-                await asyncio.sleep(0.3)
-                assert ws.latency > 0  # keepalive pings were answered
-                await ws.send("alive")
-                assert await ws.recv() == "alive"
-                assert ws.state is State.OPEN
-
-    arun(main())
-
-
 def test_send_blocks_when_peer_does_not_read_and_buffer_stays_bounded() -> None:
     limit = 32768
     size = 65536
@@ -665,29 +455,6 @@ def test_send_blocks_when_peer_does_not_read_and_buffer_stays_bounded() -> None:
             await ws.close()  # the peer never reads: close_timeout aborts
             with pytest.raises(ConnectionClosedError):
                 await task
-
-    arun(main())
-
-
-def test_max_queue_pauses_reading_until_recv_drains() -> None:
-    count = 64
-    size = 16384
-
-    async def handler(ws: ServerConnection) -> None:
-        for i in range(count):
-            await ws.send(bytes([i]) * size)
-        await ws.wait_closed()
-
-    async def main() -> None:
-        async with serve(handler, HOST, 0, compression=None) as server:
-            async with connect(url(server), max_queue=4, compression=None) as ws:
-                await asyncio.sleep(0.2)
-                assert ws.transport is not None
-                assert not ws.transport.is_reading()
-                assert len(ws._queue) < count
-                for i in range(count):
-                    assert await ws.recv() == bytes([i]) * size
-                assert ws.transport.is_reading()
 
     arun(main())
 
@@ -751,25 +518,6 @@ def test_abrupt_disconnect_gives_1006_on_server(how: str) -> None:
     arun(main())
 
 
-def test_abrupt_disconnect_gives_1006_on_client() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await raw_accept(reader, writer)
-        writer.write(server_frame(Opcode.BINARY, b"0123456789")[:5])
-        await writer.drain()
-        _rst(writer)
-
-    async def main() -> None:
-        async with RawServer(handler) as raw:
-            ws = await connect(f"ws://{HOST}:{raw.port}/", compression=None)
-            with pytest.raises(ConnectionClosedError) as info:
-                await ws.recv()
-            assert info.value.code == 1006
-            with pytest.raises(ConnectionClosedError):
-                await ws.send("x")
-
-    arun(main())
-
-
 def test_eof_mid_handshake_never_reaches_the_handler() -> None:
     called: list[bool] = []
 
@@ -787,40 +535,6 @@ def test_eof_mid_handshake_never_reaches_the_handler() -> None:
             await asyncio.sleep(0.05)
             assert not server.connections
         assert not called
-
-    arun(main())
-
-
-def test_protocol_error_echo_first_then_close_1002() -> None:
-    async def main() -> None:
-        async with serve(echo, HOST, 0, compression=None) as server:
-            reader, writer, _ = await raw_connect(port_of(server))
-            # A good message, then an unmasked frame (RFC 6455 §5.1), in one chunk.
-            writer.write(client_frame(Opcode.TEXT, b"good") + server_frame(Opcode.TEXT, b"bad"))
-            data = b""
-            while True:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                data += chunk
-            frames = parse_frames(data, masked=False)
-            assert frames[0].opcode == Opcode.TEXT and frames[0].data == b"good"
-            assert frames[1].opcode == Opcode.CLOSE and parse_close(frames[1].data)[0] == 1002
-            writer.close()
-            await writer.wait_closed()
-
-    arun(main())
-
-
-def test_peer_close_is_answered_with_same_code() -> None:
-    async def main() -> None:
-        async with serve(echo, HOST, 0, compression=None) as server:
-            reader, writer, _ = await raw_connect(port_of(server))
-            writer.write(client_frame(Opcode.CLOSE, close_payload(4321, b"why")))
-            assert await read_close(reader, masked=False) == (4321, "why")
-            assert await reader.read() == b""  # then the server closes TCP
-            writer.close()
-            await writer.wait_closed()
 
     arun(main())
 
@@ -890,26 +604,6 @@ def test_connect_with_existing_socket_and_reuse_port() -> None:
                 assert ws.remote_address[1] == port_of(server)
                 assert ws.local_address[0] == HOST
                 assert ws.id.version == 4
-
-    arun(main())
-
-
-def test_messages_before_peer_close_are_answered_before_our_close() -> None:
-    # RFC 6455 §5.5.1 lets us finish answering before echoing the Close.
-    async def main() -> None:
-        async with serve(echo, HOST, 0, compression=None) as server:
-            reader, writer, _ = await raw_connect(port_of(server))
-            writer.write(b"".join(client_frame(Opcode.TEXT, m) for m in (b"a", b"b", b"c"))
-                         + client_frame(Opcode.CLOSE, close_payload(1000)))
-            data = b""
-            while chunk := await reader.read(65536):
-                data += chunk
-            frames = parse_frames(data, masked=False)
-            assert [(f.opcode, f.data) for f in frames[:3]] == [(Opcode.TEXT, b"a"), (Opcode.TEXT, b"b"),
-                                                               (Opcode.TEXT, b"c")]
-            assert frames[3].opcode == Opcode.CLOSE and parse_close(frames[3].data) == (1000, "")
-            writer.close()
-            await writer.wait_closed()
 
     arun(main())
 

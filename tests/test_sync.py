@@ -21,14 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wskit import ClientProtocol, ServerProtocol
+from wskit import ServerProtocol
 from wskit.events import Close, Request
 from wskit.exceptions import (
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidHandshake,
-    ProtocolError,
-    WebSocketClosed,
 )
 from wskit.sync import Data, ServerConnection, connect, serve, unix_connect, unix_serve
 
@@ -163,16 +161,6 @@ def test_roundtrip_property() -> None:
         check()
 
 
-def test_send_rejects_bad_types() -> None:
-    with running(echo) as (_, uri), connect(uri) as ws:
-        with pytest.raises(TypeError, match="int"):
-            ws.send(42)  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match="mixes str and bytes"):
-            ws.send(["a", b"b"])
-        ws.send("still open")
-        assert ws.recv() == "still open"
-
-
 def test_iteration_ends_cleanly_when_the_handler_returns() -> None:
     def handler(ws: ServerConnection) -> None:
         ws.send("one")
@@ -185,16 +173,6 @@ def test_iteration_ends_cleanly_when_the_handler_returns() -> None:
             ws.recv()
         with pytest.raises(ConnectionClosedOK):
             ws.send("too late")
-
-
-def test_recv_timeout_raises_timeout_error() -> None:
-    with running(echo) as (_, uri), connect(uri) as ws:
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
-            ws.recv(timeout=0.05)
-        assert time.monotonic() - started < 2
-        ws.send("x")
-        assert ws.recv(timeout=5) == "x"
 
 
 def test_concurrent_senders_keep_messages_intact() -> None:
@@ -367,20 +345,6 @@ def test_tls(certificate: tuple[str, str]) -> None:
 # -- ping / pong -------------------------------------------------------------------
 
 
-def test_ping_pong() -> None:
-    with running(echo) as (_, uri), connect(uri) as ws:
-        pong = ws.ping()
-        assert pong.wait(5)
-        assert ws.latency > 0
-        first, second = ws.ping(b"1"), ws.ping("2")
-        assert second.wait(5) and first.is_set()
-        ws.pong(b"unsolicited")
-        with pytest.raises(ProtocolError, match="125"):
-            ws.ping(b"x" * 126)
-        ws.send("still fine")
-        assert ws.recv() == "still fine"
-
-
 def test_pong_queued_behind_a_blocked_send_follows_it() -> None:
     # The client stops reading (max_queue=1) so the server's second big send
     # blocks holding the writer token; the Pong answering our Ping waits in
@@ -402,65 +366,7 @@ def test_pong_queued_behind_a_blocked_send_follows_it() -> None:
             ws.send("bye")
 
 
-def test_ping_without_pong() -> None:
-    with RawPeer(lambda sock, peer: (raw_accept(sock), peer.release.wait(5))) as peer:
-        with connect(peer.uri, close_timeout=0.1) as ws:
-            waiting = ws.ping(b"same")
-            with pytest.raises(ValueError, match="already waiting"):
-                ws.ping(b"same")
-            assert not waiting.wait(0.05)
-
-
-def test_keepalive_keeps_a_healthy_connection_open() -> None:
-    with running(echo, ping_interval=0.05, ping_timeout=1) as (_, uri):
-        with connect(uri, ping_interval=0.05, ping_timeout=1) as ws:
-            with pytest.raises(TimeoutError):
-                ws.recv(timeout=0.3)  # several keepalive rounds
-            ws.send("alive")
-            assert ws.recv() == "alive"
-            assert ws.latency > 0
-
-
-def test_keepalive_timeout_fails_with_1011() -> None:
-    with RawPeer(lambda sock, peer: (raw_accept(sock), peer.release.wait(5))) as peer:
-        with connect(peer.uri, ping_interval=0.05, ping_timeout=0.2, close_timeout=0.2) as ws:
-            with pytest.raises(ConnectionClosedError) as info:
-                ws.recv(timeout=5)
-            assert info.value.code == 1011
-            assert ws.close_code == 1011
-
-
 # -- closing -----------------------------------------------------------------------
-
-
-def test_client_close_code_reaches_the_handler() -> None:
-    seen: list[WebSocketClosed] = []
-
-    def handler(ws: ServerConnection) -> None:
-        try:
-            ws.recv()
-        except WebSocketClosed as exc:
-            seen.append(exc)
-
-    with running(handler) as (_, uri):
-        ws = connect(uri)
-        with pytest.raises(ProtocolError):
-            ws.close(1004)  # reserved: rejected before anything is sent
-        ws.close(4000, "bye")
-        ws.close()  # idempotent
-        assert (ws.close_code, ws.close_reason) == (4000, "bye")
-    assert len(seen) == 1 and isinstance(seen[0], ConnectionClosedError)
-    assert (seen[0].code, seen[0].reason) == (4000, "bye")
-
-
-def test_server_close_codes_reach_the_client() -> None:
-    def going_away(ws: ServerConnection) -> None:
-        ws.close(1001, "maintenance")
-
-    with running(going_away) as (_, uri), connect(uri) as ws:
-        with pytest.raises(ConnectionClosedOK) as info:
-            ws.recv()
-        assert (info.value.code, info.value.reason) == (1001, "maintenance")
 
 
 def test_handler_exception_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
@@ -494,38 +400,6 @@ def test_shutdown_closes_connections_with_1001() -> None:
     finally:
         server.shutdown()
         thread.join()
-
-
-def test_close_timeout_when_peer_ignores_close() -> None:
-    def deaf(sock: socket.socket, peer: RawPeer) -> None:
-        raw_accept(sock)
-        while sock.recv(65536):
-            pass  # read everything, answer nothing
-
-    with RawPeer(deaf) as peer:
-        ws = connect(peer.uri, close_timeout=0.3)
-        started = time.monotonic()
-        ws.close()
-        assert 0.25 <= time.monotonic() - started < 2
-        with pytest.raises(ConnectionClosedError) as info:
-            ws.recv()
-        assert info.value.code == 1006
-
-
-def test_protocol_error_from_peer_closes_with_1002() -> None:
-    with running(echo) as (_, uri):
-        port = int(uri.rsplit(":", 1)[1].strip("/"))
-        client = ClientProtocol(uri, extensions=[])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"".join(client.connect()))
-            events: list[Any] = []
-            while not events:
-                events = client.receive_data(sock.recv(65536))
-            sock.sendall(b"\x81\x02hi")  # RFC 6455 §5.1: client frames must be masked
-            received: list[Any] = []
-            while data := sock.recv(65536):  # the server closes TCP after its Close
-                received += client.receive_data(data)
-        assert any(isinstance(e, Close) and e.code == 1002 for e in received)
 
 
 # -- faults ----------------------------------------------------------------------
@@ -590,58 +464,6 @@ def test_connection_reset() -> None:
         assert info.value.code == 1006
 
 
-def test_send_blocks_when_the_peer_never_reads() -> None:
-    with RawPeer(lambda sock, peer: (raw_accept(sock), peer.release.wait(10))) as peer:
-        ws = connect(peer.uri, compression=None, close_timeout=0.3)
-        sent = [0]
-        outcome: list[BaseException] = []
-
-        def flood() -> None:
-            try:
-                for _ in range(256):
-                    ws.send(bytes(MiB))
-                    sent[0] += 1
-            except WebSocketClosed as exc:
-                outcome.append(exc)
-
-        sender = threading.Thread(target=flood)
-        sender.start()
-        sender.join(0.2)
-        assert sender.is_alive()  # blocked in send: nothing buffers beyond the kernel
-        assert sent[0] < 64
-        ws.close()  # unblocks the sender
-        sender.join(5)
-        assert not sender.is_alive()
-        assert len(outcome) == 1 and isinstance(outcome[0], ConnectionClosedError)
-
-
-def test_max_queue_stops_reading_the_socket() -> None:
-    go = threading.Event()
-    received: list[Any] = []
-
-    def slow(ws: ServerConnection) -> None:
-        go.wait(10)
-        received.extend(ws)
-
-    messages = [os.urandom(64) * (MiB // 64) for _ in range(4)]
-    with running(slow, max_queue=1, compression=None, max_size=None) as (_, uri):
-        with connect(uri, compression=None) as ws:
-
-            def flood() -> None:
-                for i in range(32):
-                    ws.send(messages[i % 4])
-
-            sender = threading.Thread(target=flood)
-            sender.start()
-            sender.join(0.3)
-            assert sender.is_alive()  # the server stopped reading: TCP pushed back
-            go.set()
-            sender.join(10)
-            assert not sender.is_alive()
-    assert len(received) == 32
-    assert all(m == messages[i % 4] for i, m in enumerate(received))
-
-
 def test_configuration_file_options() -> None:
     config_module = pytest.importorskip("wskit.config")
     server_config = config_module.loads("compression: false\nsubprotocols: [chat]\n")
@@ -659,61 +481,6 @@ def test_configuration_file_options() -> None:
             assert "Sec-WebSocket-Extensions" not in ws.response.headers  # the server declines
 
 
-def test_send_iterable_goes_out_as_fragments_and_arrives_as_one_message() -> None:
-    import socket as socket_module
-
-    from wskit import TextMessage
-    from wskit.sync.client import connect
-
-    seen: list[object] = []
-
-    def raw_server(listener: socket_module.socket) -> None:
-        # A hand-driven server that records the frames it receives.
-        from wskit import ServerProtocol
-        from wskit.plugin import PluginManager
-
-        conn, _ = listener.accept()
-        frames: list[tuple[int, bool]] = []
-
-        class Recorder:
-            from wskit.hookspecs import hookimpl
-
-            @hookimpl
-            def wskit_frame_received(self, protocol: object, frame: object) -> None:
-                frames.append((frame.opcode, frame.fin))  # type: ignore[attr-defined]
-
-        proto = ServerProtocol(extensions=[], plugin_manager=PluginManager([Recorder()], entry_points=False))
-        with conn:
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    break
-                for event in proto.receive_data(data):
-                    if event.__class__.__name__ == "Request":
-                        conn.sendall(b"".join(proto.accept(event)))
-                    elif event.__class__.__name__ == "TextMessage":
-                        seen.append(event)
-                        seen.append(list(frames))
-                    elif event.__class__.__name__ == "Close":
-                        conn.sendall(b"".join(proto.send_close(1000)))
-                        return
-
-    listener = socket_module.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    thread = threading.Thread(target=raw_server, args=(listener,))
-    thread.start()
-    try:
-        with connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", compression=None) as ws:
-            ws.send(iter(["fra", "gmen", "ted"]))
-        thread.join(5)
-    finally:
-        listener.close()
-    assert seen[0] == TextMessage("fragmented")
-    data_frames = [f for f in seen[1] if f[0] < 8]  # type: ignore[attr-defined]
-    assert data_frames == [(1, False), (0, False), (0, True)]
-
-
 def test_sync_connect_sends_the_user_agent_given() -> None:
     agents: list[str | None] = []
 
@@ -726,28 +493,6 @@ def test_sync_connect_sends_the_user_agent_given() -> None:
         with connect(uri, user_agent=None):
             pass
     assert agents == ["probe/1.0", None]
-
-
-def test_peer_close_is_answered_after_the_messages_before_it() -> None:
-    # RFC 6455 §5.5.1 lets us finish sending before answering a Close: the
-    # echo server answers the message that preceded the Close first.
-    with running(echo, compression=None) as (_, uri):
-        port = int(uri.rsplit(":", 1)[1].strip("/"))
-        client = ClientProtocol(uri, extensions=[])
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(b"".join(client.connect()))
-            events: list[Any] = []
-            while not events:
-                events = client.receive_data(sock.recv(65536))
-            sock.sendall(b"".join(client.send_text("last words") + client.send_close(1000, "bye")))
-            received: list[Any] = []
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                received += client.receive_data(data)
-    assert [type(e).__name__ for e in received] == ["TextMessage", "Close"]
-    assert received[0].data == "last words" and received[1].code == 1000
 
 
 # -- the receive queue: hand-over between the reader and recv() ----------------

@@ -26,6 +26,7 @@ __all__ = [
     "ConnectionClosedOK",
     "WebSocketClosed",
     "InvalidURI",
+    "ConcurrencyError",
 ]
 
 
@@ -141,3 +142,13 @@ class ConnectionClosedOK(WebSocketClosed):
 
 class ConnectionClosedError(WebSocketClosed):
     """The connection was closed abnormally or with an error code."""
+
+
+class ConcurrencyError(WSKitError, RuntimeError):
+    """Two callers used a connection in a way that cannot be shared.
+
+    Raised by both I/O layers for a ping whose payload is already waiting
+    for its pong, and by :mod:`wskit.asyncio` for a ``recv`` called while
+    another coroutine waits in ``recv``. Importable from
+    :mod:`wskit.asyncio` and :mod:`wskit.sync` too.
+    """

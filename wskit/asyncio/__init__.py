@@ -8,9 +8,15 @@
 
 from __future__ import annotations
 
-from ..exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake, WebSocketClosed
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    WebSocketClosed,
+)
 from .client import ClientConnection, connect, unix_connect
-from .connection import ConcurrencyError, Connection, Data
+from .connection import Connection, Data
 from .server import Server, ServerConnection, serve, unix_serve
 
 __all__ = [

@@ -20,6 +20,7 @@ from ..defaults import (
     USER_AGENT,
     WRITE_LIMIT,
 )
+from ..duties import check_options
 from ..events import Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
@@ -189,6 +190,8 @@ class connect:  # lowercase: used like a function, as in python-websockets
             max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
             plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
             ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
+        check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
+                      ping_timeout=ping_timeout, close_timeout=close_timeout)
         self._origin = origin
         self._extra_headers = extra_headers
         self._user_agent = user_agent

@@ -4,8 +4,10 @@
 ``data_received`` with what the socket read, which goes straight to the
 sans-I/O core; what the core returns to send goes straight to
 ``transport.write``. Every protocol decision stays in the core
-(:class:`wskit.Protocol`); this layer only moves bytes, owns timers
-(keepalive, close timeout) and applies backpressure in both directions:
+(:class:`wskit.Protocol`) and in the close-handshake and ping policy
+shared by every I/O layer (:class:`wskit.duties.Duties`); this layer only
+moves bytes, owns timers (keepalive, close timeout) and applies
+backpressure in both directions:
 
 * receiving: complete messages wait in a deque; when ``max_queue`` of them
   wait, the transport stops reading the socket until ``recv`` drains them;
@@ -31,25 +33,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, MutableMapping
 from typing import Any, cast
 
 from .._io import resolve_logger
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
-from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
-from ..exceptions import (
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    InvalidState,
-    ProtocolError,
-    WebSocketClosed,
+from ..duties import (
+    FRAGMENT_FAILURE,
+    KEEPALIVE_FAILURE,
+    After,
+    Duties,
+    Release,
+    check_options,
+    fragment_kind,
+    is_fragment_source,
+    send_type_error,
 )
+from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
+from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState, ProtocolError, WebSocketClosed
 from ..frames import Opcode
-from ..protocol import Protocol, Side, State
+from ..protocol import Protocol, State
 from ._waiter import Waiter
 
 __all__ = ["Connection", "ConcurrencyError", "Data", "LoggerLike"]
@@ -63,15 +69,6 @@ LoggerLike = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
 # step resumed by data_received (see _handle_events): at most 64 KiB.
 _CORK_FRAMES = 64
 _CORK_FRAME_SIZE = 1024
-
-# Close codes after which the connection counts as closed cleanly (RFC 6455 §7.4.1).
-_OK_CODES = frozenset((1000, 1001, 1005))
-
-
-class ConcurrencyError(RuntimeError):
-    """Two coroutines used the connection in a way that cannot be shared
-    (``recv`` called while another ``recv`` waits, or two pings with the
-    same payload awaiting their pong)."""
 
 
 class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -122,19 +119,13 @@ class Connection(asyncio.Protocol):
         ping_timeout: float | None = PING_TIMEOUT,
         close_timeout: float | None = CLOSE_TIMEOUT,
     ) -> None:
-        if max_queue is not None and max_queue < 1:
-            raise ValueError(f"max_queue must be None or >= 1, got {max_queue}")
-        if write_limit < 0:
-            raise ValueError(f"write_limit must be >= 0, got {write_limit}")
-        for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout),
-                            ("close_timeout", close_timeout)):
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be None or > 0, got {value}")
+        check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
+                      ping_timeout=ping_timeout, close_timeout=close_timeout)
         self.protocol = protocol
+        self._duties = Duties(protocol)
         self.id = conn_id
         self.logger = logger
         self._debug = logger.isEnabledFor(logging.DEBUG)
-        self.latency = 0.0
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._max_queue = max_queue
@@ -152,13 +143,10 @@ class Connection(asyncio.Protocol):
         self._opening = True
         self._lost = False
         self._closed: asyncio.Future[None] = self._loop.create_future()
-        self._pings: dict[bytes, tuple[float, asyncio.Future[float] | None]] = {}
         self._ka_handle: asyncio.TimerHandle | None = None
         self._ka_timeout: asyncio.TimerHandle | None = None
         self._close_handle: asyncio.TimerHandle | None = None
-        self._override: tuple[int, str] | None = None
-        self._pending_failure: list[bytes] | None = None
-        self._pending_close: Close | None = None
+        self._holding = False  # our Close waits in _duties until recv() drained the queue
         self._eof_sent = False
         # Small data frames sent by the task that data_received resumed in
         # place (see _handle_events) are held here while _corking, and
@@ -178,16 +166,18 @@ class Connection(asyncio.Protocol):
         """The close code: the peer's, ours when we failed the connection
         (e.g. 1011 after a keepalive timeout), 1006 after an abrupt
         disconnect; ``None`` while the connection is open."""
-        if self._override is not None:
-            return self._override[0]
-        return self.protocol.close_code
+        return self._duties.close_code
 
     @property
     def close_reason(self) -> str | None:
         """The close reason going with :attr:`close_code`."""
-        if self._override is not None:
-            return self._override[1]
-        return self.protocol.close_reason
+        return self._duties.close_reason
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last ping answered, in seconds (``0.0``
+        until one was answered)."""
+        return self._duties.latency
 
     @property
     def subprotocol(self) -> str | None:
@@ -260,12 +250,12 @@ class Connection(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if self._pings:
+        waiters = self._duties.drop_pings()
+        if waiters:
             closed = self._closed_exception()
-            for _, fut in self._pings.values():
+            for fut in waiters:
                 if fut is not None and not fut.done():
                     fut.set_exception(closed)
-            self._pings.clear()
 
     def pause_writing(self) -> None:
         self._paused_writing = True
@@ -351,74 +341,23 @@ class Connection(asyncio.Protocol):
     def _on_ping(self, event: Ping) -> None:
         if self._debug:
             self.logger.debug("< PING %r", event.data[:32])
-        try:
-            # RFC 6455 §5.5.2: answer a Ping with a Pong carrying the same data.
-            self._write(self.protocol.send_pong(event.data))
-        except InvalidState:
-            pass  # we already sent our Close: no Pong any more
+        data = self._duties.answer_ping(event.data)
+        if data:
+            self._write(data)
 
     def _on_pong(self, data: bytes) -> None:
-        pings = self._pings
-        if data not in pings:
-            return  # RFC 6455 §5.5.3: an unsolicited Pong needs no answer
-        now = time.monotonic()
-        # RFC 6455 §5.5.3: a Pong may answer only the most recent Ping: it
-        # acknowledges every Ping sent before the one it matches.
-        while pings:
-            key = next(iter(pings))
-            sent, fut = pings.pop(key)
-            if fut is None:
+        for fut, rtt in self._duties.pong_received(data, time.monotonic()):
+            if fut is None:  # our keepalive ping
                 if self._ka_timeout is not None:
                     self._ka_timeout.cancel()
                     self._ka_timeout = None
             elif not fut.done():
-                fut.set_result(now - sent)
-            if key == data:
-                self.latency = now - sent
-                break
+                fut.set_result(rtt)
 
     def _on_close_frame(self, event: Close) -> None:
         if self._debug:
             self.logger.debug("< CLOSE %s %r", event.code, event.reason)
-        if not self.protocol.close_sent and self._queue:
-            # RFC 6455 §5.5.1: we MAY delay our Close until the current message
-            # is sent: let the application answer the messages that arrived
-            # before the peer's Close (an echo server echoes them), at most
-            # close_timeout; recv() flushes the Close once they are taken.
-            self._pending_close = event
-            self._start_close_timer(self._flush_close)
-            return
-        self._answer_close(event)
-
-    def _flush_close(self) -> None:
-        event = self._pending_close
-        if event is None:
-            return
-        self._pending_close = None
-        if self._close_handle is not None:
-            self._close_handle.cancel()
-            self._close_handle = None
-        if not self._lost:
-            self._answer_close(event)
-
-    def _answer_close(self, event: Close) -> None:
-        protocol = self.protocol
-        if not protocol.close_sent:
-            # RFC 6455 §5.5.1: answer the peer's Close, echoing its code.
-            try:
-                data = protocol.send_close(event.code, event.reason)
-            except ProtocolError:
-                data = protocol.send_close(1000, "")
-            self._write(data)
-        self._close_handshake_done()
-
-    def _close_handshake_done(self) -> None:
-        # RFC 6455 §7.1.1: the server closes the TCP connection first; the
-        # client waits for it (and gives up after close_timeout).
-        if self.protocol.side is Side.SERVER:
-            if self._transport is not None:
-                self._transport.close()
-        self._start_close_timer()
+        self._act(self._duties.close_received(bool(self._queue)))
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         """The peer violated the protocol: fail the connection (RFC 6455 §7.1.7)."""
@@ -427,38 +366,48 @@ class Connection(asyncio.Protocol):
         before = len(self._queue)
         if exc.events:
             self._handle_events(exc.events)
-        if len(self._queue) > before and exc.to_send:
-            # Let the application answer the messages received before the
-            # violation first (the order RFC-strict peers expect); the Close
-            # goes out once recv() handed them over, or after close_timeout.
-            self._pending_failure = exc.to_send
-            self._start_close_timer(self._flush_failure)
-            return
-        self._write(exc.to_send)
-        self._after_failure()
+        self._act(self._duties.failed(exc, len(self._queue) > before))
 
-    def _flush_failure(self) -> None:
-        data = self._pending_failure
-        if data is None:
+    def _act(self, release: Release | None) -> None:
+        """Write what the duties say, then do what they say to the transport.
+
+        ``None``: our Close is held until recv() drained the queue (or
+        close_timeout elapsed).
+        """
+        if release is None:
+            self._holding = True
+            self._start_close_timer(self._release)
             return
-        self._pending_failure = None
+        self._holding = False
+        data, after = release
+        if data:
+            self._write(data)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            if after is After.CLOSE:
+                transport.close()
+            elif after is After.HALF_CLOSE:
+                # The peer reads our Close then EOF; we keep reading
+                # (discarded by the core) until it closes its end.
+                if transport.can_write_eof():
+                    transport.write_eof()
+                    self._eof_sent = True
+                else:
+                    transport.close()
+        if after is not After.NOTHING:
+            self._start_close_timer()
+
+    def _release(self) -> None:
+        """Send our held Close now (the queue is drained, or the app closes, or time is up)."""
+        if not self._holding:
+            return  # already sent (or the layer failed the connection meanwhile)
         if self._close_handle is not None:
             self._close_handle.cancel()
             self._close_handle = None
-        self._write(data)
-        self._after_failure()
-
-    def _after_failure(self) -> None:
-        transport = self._transport
-        if transport is not None and self.protocol.side is Side.SERVER and not transport.is_closing():
-            # Half-close so the peer sees our Close then EOF, and keep reading
-            # (discarded by the core) until it closes its end.
-            if transport.can_write_eof():
-                transport.write_eof()
-                self._eof_sent = True
-            else:
-                transport.close()
-        self._start_close_timer()
+        if not self._lost:
+            self._act(self._duties.release())
+        else:
+            self._holding = False
 
     def _start_close_timer(self, callback: Any = None) -> None:
         if self._close_handle is not None or self._lost or self._close_timeout is None:
@@ -473,13 +422,14 @@ class Connection(asyncio.Protocol):
             self._transport.abort()
 
     def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection from our side: send a Close if allowed, then close the transport."""
-        if self._override is None:
-            self._override = (code, reason)
-        try:
-            self._write(self.protocol.send_close(code, reason))
-        except InvalidState:
-            pass
+        """Fail the connection from this layer: send a Close if allowed, then close the transport."""
+        self._holding = False
+        if self._close_handle is not None:  # maybe the held Close's timer
+            self._close_handle.cancel()
+            self._close_handle = None
+        data = self._duties.fail(code, reason)
+        if data:
+            self._write(data)
         if self._transport is not None:
             self._transport.close()
         self._start_close_timer()
@@ -491,11 +441,7 @@ class Connection(asyncio.Protocol):
         if self._lost or self.protocol.state is not State.OPEN:
             return
         if self._ka_timeout is None:  # the previous keepalive ping was answered
-            data = os.urandom(4)
-            while data in self._pings:
-                data = os.urandom(4)
-            self._pings[data] = (time.monotonic(), None)
-            self._write(self.protocol.send_ping(data))
+            self._write(self._duties.send_ping(None, time.monotonic(), None))
             if self._ping_timeout is not None:
                 self._ka_timeout = self._loop.call_later(self._ping_timeout, self._keepalive_expired)
         assert self._ping_interval is not None
@@ -506,19 +452,12 @@ class Connection(asyncio.Protocol):
         if self._lost:
             return
         self.logger.debug("! keepalive ping timeout")
-        self._fail(1011, "keepalive ping timeout")
+        self._fail(*KEEPALIVE_FAILURE)
 
     # -- application API -------------------------------------------------------
 
     def _closed_exception(self) -> WebSocketClosed:
-        code = self.close_code
-        reason = self.close_reason
-        protocol = self.protocol
-        clean = (self._override is None and protocol.close_sent and protocol.close_received
-                 and protocol.failure is None and code in _OK_CODES)
-        if clean:
-            return ConnectionClosedOK(code, reason)
-        return ConnectionClosedError(code if code is not None else 1006, reason or "")
+        return self._duties.closed_exception()
 
     async def _closed_error(self) -> WebSocketClosed:
         """Wait until the transport is closed; return the exception telling how."""
@@ -576,10 +515,8 @@ class Connection(asyncio.Protocol):
                 self._transport.resume_reading()
         if not queue:
             # Runs after the caller's current step, i.e. after it sent its reply.
-            if self._pending_close is not None:
-                self._loop.call_soon(self._flush_close)
-            elif self._pending_failure is not None:
-                self._loop.call_soon(self._flush_failure)
+            if self._holding:
+                self._loop.call_soon(self._release)
         return message
 
     def __aiter__(self) -> AsyncIterator[Data]:
@@ -602,7 +539,9 @@ class Connection(asyncio.Protocol):
         Raises:
             ConnectionClosedOK: the connection was closed cleanly.
             ConnectionClosedError: the connection was closed with an error.
-            TypeError: for another type, or an iterable mixing ``str`` and bytes.
+            TypeError: for another type, or an iterable mixing ``str`` and
+                bytes (see :data:`wskit.duties.FRAGMENT_FAILURE` for what
+                happens to the connection then).
         """
         while self._sending_fragments is not None:
             await asyncio.shield(self._sending_fragments)
@@ -638,9 +577,9 @@ class Connection(asyncio.Protocol):
         return protocol.send_binary(part, fin)
 
     async def _send_fragments(self, message: Any) -> None:
-        if isinstance(message, Mapping) or not (hasattr(message, "__aiter__") or hasattr(message, "__iter__")):
-            raise TypeError(f"send() takes str, bytes-like, or an (async) iterable of them, "
-                            f"not {type(message).__name__}")
+        # The rule (wskit.duties.FRAGMENT_FAILURE): items are read one ahead.
+        if not is_fragment_source(message):
+            raise send_type_error(message)
         if hasattr(message, "__aiter__"):
             iterator = message.__aiter__()
 
@@ -658,19 +597,18 @@ class Connection(asyncio.Protocol):
         first = await next_chunk()
         if first is _END:
             return  # nothing to send for an empty iterable
-        text = isinstance(first, str)
-        if not text and not isinstance(first, (bytes, bytearray, memoryview)):
-            raise TypeError(f"a fragmented message is made of str or bytes-like items, not {type(first).__name__}")
+        text = fragment_kind(first, 0)
         done: asyncio.Future[None] = self._loop.create_future()
         self._sending_fragments = done
         opcode: int = Opcode.TEXT if text else Opcode.BINARY
         try:
             previous = first
+            index = 0
             while True:
                 chunk = await next_chunk()
-                if chunk is not _END and isinstance(chunk, str) is not text:
-                    self._fail(1011, "fragmented message mixes text and binary")
-                    raise TypeError("a fragmented message must be all str or all bytes-like, not a mix")
+                if chunk is not _END:
+                    index += 1
+                    fragment_kind(chunk, index, text)
                 try:
                     data = self._frame(opcode, previous, chunk is _END)
                 except InvalidState:
@@ -686,8 +624,8 @@ class Connection(asyncio.Protocol):
                 await self._drain()
         except (Exception, asyncio.CancelledError) as exc:
             if opcode == Opcode.CONT and not isinstance(exc, WebSocketClosed) and not self._lost:
-                # The message cannot be completed: fail the connection (1011).
-                self._fail(1011, "error while sending a fragmented message")
+                # A fragment left: the message cannot be completed.
+                self._fail(*FRAGMENT_FAILURE)
             raise
         finally:
             self._sending_fragments = None
@@ -702,28 +640,18 @@ class Connection(asyncio.Protocol):
 
         Returns:
             A future resolved with the round-trip time in seconds when the
-            matching Pong arrives: ``latency = await (await ws.ping())``.
+            matching Pong (or a Pong answering a later Ping) arrives:
+            ``latency = await (await ws.ping())``.
 
         Raises:
             ConnectionClosed: the connection is closed.
             ConcurrencyError: a ping with the same data awaits its pong.
         """
-        if data is None:
-            data = os.urandom(4)
-            while data in self._pings:
-                data = os.urandom(4)
-        elif isinstance(data, str):
-            data = data.encode("utf-8")
-        else:
-            data = bytes(data)
-        if data in self._pings:
-            raise ConcurrencyError(f"already waiting for a pong with the same data {data!r}")
+        fut: asyncio.Future[float] = self._loop.create_future()
         try:
-            out = self.protocol.send_ping(data)
+            out = self._duties.send_ping(data, time.monotonic(), fut)
         except InvalidState:
             raise await self._closed_error() from None
-        fut: asyncio.Future[float] = self._loop.create_future()
-        self._pings[data] = (time.monotonic(), fut)
         self._write(out)
         if self._paused_writing:
             await self._drain()
@@ -757,23 +685,17 @@ class Connection(asyncio.Protocol):
             ProtocolError: ``code`` may not be sent, or ``reason`` is too long.
         """
         if not self._lost:
-            state = self.protocol.state
-            if state is State.OPEN:
-                try:
-                    data = self.protocol.send_close(code, reason)
-                except InvalidState:
-                    pass
-                else:
+            if self.protocol.state is State.CONNECTING:
+                if self._transport is not None:
+                    self._transport.close()
+            elif self._holding:
+                self._release()  # the application is done answering: the held Close goes out now
+            else:
+                release = self._duties.start_close(code, reason)
+                if release is not None:
                     if self._debug:
                         self.logger.debug("> CLOSE %s %r", code, reason)
-                    self._write(data)
-                    self._pending_failure = None
-            elif state is State.CONNECTING and self._transport is not None:
-                self._transport.close()
-            elif self._pending_close is not None:
-                self._flush_close()  # the application is done answering: answer the peer's Close now
-            elif self._pending_failure is not None:
-                self._flush_failure()
+                    self._act(release)
             self._start_close_timer()
         await asyncio.shield(self._closed)
 
@@ -785,10 +707,8 @@ class Connection(asyncio.Protocol):
         so that the application could reply to them first; waiting here
         means it will not, so the answer goes out now.
         """
-        if self._pending_close is not None:
-            self._flush_close()
-        elif self._pending_failure is not None:
-            self._flush_failure()
+        if self._holding:
+            self._release()
         await asyncio.shield(self._closed)
 
     # -- request / response ----------------------------------------------------

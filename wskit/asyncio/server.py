@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._io import ConnectionOptions, resolve_logger, with_config
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
+from ..duties import check_options
 from ..events import Request, Response
 from ..exceptions import InvalidHandshake, WebSocketClosed
 from ..headers import Headers
@@ -399,6 +400,8 @@ class serve:  # lowercase: used like a function, as in python-websockets
             max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
             plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
             ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
+        check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
+                      ping_timeout=ping_timeout, close_timeout=close_timeout)
         self._origins = origins
         self._select = select_subprotocol
         self._logger = logger

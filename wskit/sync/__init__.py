@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+from ..exceptions import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, WebSocketClosed
 from .client import ClientConnection, connect, unix_connect
 from .connection import Connection, Data
 from .server import Handler, ProcessRequest, Server, ServerConnection, serve, unix_serve
@@ -31,4 +32,8 @@ __all__ = [
     "Data",
     "Handler",
     "ProcessRequest",
+    "ConcurrencyError",
+    "ConnectionClosedOK",
+    "ConnectionClosedError",
+    "WebSocketClosed",
 ]

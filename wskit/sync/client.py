@@ -22,6 +22,7 @@ from ..defaults import (
     USER_AGENT,
     WRITE_LIMIT,
 )
+from ..duties import check_options
 from ..events import Event, Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
@@ -148,6 +149,8 @@ def connect(
         max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
         plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
         ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
+    check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
+                  ping_timeout=ping_timeout, close_timeout=close_timeout)
     conn_id = uuid.uuid4()
     adapter = make_logger(logger, conn_id)
     protocol = ClientProtocol(uri, origin=origin, extra_headers=extra_headers, user_agent=user_agent,

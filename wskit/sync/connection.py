@@ -20,15 +20,15 @@ token, they are appended to a pending list that the holder flushes before
 giving the token back. Bytes always leave in the order the protocol built
 them, and the reader never blocks on a slow writer.
 
-Every protocol decision stays in the core; this module only moves bytes and
-time.
+Every protocol decision stays in the core (:class:`~wskit.protocol.Protocol`)
+and in the close-handshake and ping policy every I/O layer shares
+(:class:`wskit.duties.Duties`); this module only moves bytes and time.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import os
 import selectors
 import socket
 import threading
@@ -42,16 +42,21 @@ from typing import Any
 
 from .._io import resolve_logger
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
-from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
-from ..exceptions import (
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    InvalidState,
-    ProtocolError,
-    WebSocketClosed,
+from ..duties import (
+    FRAGMENT_FAILURE,
+    KEEPALIVE_FAILURE,
+    After,
+    Duties,
+    Release,
+    check_options,
+    fragment_kind,
+    is_fragment_source,
+    send_type_error,
 )
+from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
+from ..exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidState, ProtocolError, WebSocketClosed
 from ..mask import send_nowait
-from ..protocol import Protocol, Side, State
+from ..protocol import Protocol, State
 
 __all__ = ["Connection", "Data"]
 
@@ -108,14 +113,11 @@ class Connection:
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         conn_id: uuid.UUID | None = None,
     ) -> None:
-        if max_queue is not None and max_queue < 1:
-            raise ValueError(f"max_queue must be None or >= 1, got {max_queue}")
-        for name, value in (("close_timeout", close_timeout), ("ping_interval", ping_interval),
-                            ("ping_timeout", ping_timeout)):
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be None or >= 0, got {value}")
+        check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
+                      ping_timeout=ping_timeout, close_timeout=close_timeout)
         self.socket = sock
         self.protocol = protocol
+        self._duties = Duties(protocol)  # called with _proto_lock held
         self.id: uuid.UUID = conn_id if conn_id is not None else uuid.uuid4()
         self.logger: logging.LoggerAdapter[Any] = (
             logger if isinstance(logger, logging.LoggerAdapter)
@@ -126,8 +128,6 @@ class Connection:
         self.close_timeout = close_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.latency: float = 0.0
-        """Round-trip time of the last Ping answered by a Pong, in seconds."""
         self.request: Request | None = None
         """The opening handshake's request (the one sent by a client, received by a server)."""
         self.response: Response | None = None
@@ -152,12 +152,12 @@ class Connection:
         self._write_lock = threading.Lock()  # the writer token
         self._pending: list[bytes | None] = []
         self._messages: collections.deque[Data] = collections.deque()
-        # Guards _messages, _ended, _closing_local, _held and the waiter state
+        # Guards _messages, _ended, _closing_local, _holding and the waiter state
         # below. Hot paths use it directly: a recv() that finds a message
         # takes it without any wake-up; blocked recv() callers each wait on
         # their own lock (in _recv_waiters), the reader on _room.
         self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)  # only to wait for _held to be flushed
+        self._cond = threading.Condition(self._mutex)  # only to wait for a held Close to be released
         self._closing_local = False  # we started closing: stop limiting the queue
         self._ended = False  # the reader thread finished: no more messages
         self._received = 0  # messages queued so far
@@ -166,14 +166,12 @@ class Connection:
         self._room = threading.Lock()  # locked; released to wake the reader waiting for queue room
         self._room.acquire()
         self._reader_waiting = False  # the reader waits on _room (released at most once per wait)
-        # Builds our Close (the answer to the peer's, or our failure Close),
-        # held back until the app has taken the messages that came before it.
-        self._held: Callable[[], list[bytes | None]] | None = None
+        # Our Close (the answer to the peer's, or our failure Close) is held
+        # in _duties until the app has taken the messages that came before it.
+        self._holding = False
         self._ended_event = threading.Event()
         self._sock_closed = False
         self._closed_exc: WebSocketClosed | None = None
-        self._layer_failure: tuple[int, str] | None = None
-        self._pings: dict[bytes, tuple[threading.Event, float]] = {}
         self._keepalive_event: threading.Event | None = None
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
@@ -196,15 +194,23 @@ class Connection:
 
     @property
     def close_code(self) -> int | None:
-        """The close code once the connection is closed, else ``None``."""
+        """The close code: the peer's, ours when we failed the connection
+        (e.g. 1011 after a keepalive timeout), 1006 after an abrupt
+        disconnect; ``None`` while the connection is open."""
         exc = self._closed_exc
-        return None if exc is None else exc.code
+        return self._duties.close_code if exc is None else exc.code
 
     @property
     def close_reason(self) -> str | None:
-        """The close reason once the connection is closed, else ``None``."""
+        """The close reason going with :attr:`close_code`."""
         exc = self._closed_exc
-        return None if exc is None else exc.reason
+        return self._duties.close_reason if exc is None else exc.reason
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last Ping answered by a Pong, in seconds
+        (``0.0`` until one was answered)."""
+        return self._duties.latency
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.state.value}>"
@@ -240,7 +246,7 @@ class Connection:
             ConnectionClosedError: the connection was closed with an error
                 (1006 when it was lost without a closing handshake).
         """
-        if self._held is not None:
+        if self._holding:
             with self._mutex:
                 answered = not self._messages  # every earlier message was handed over
             if answered:
@@ -331,7 +337,9 @@ class Connection:
         Raises:
             ConnectionClosedOK: the connection is closed (or closing) cleanly.
             ConnectionClosedError: the connection is closed with an error.
-            TypeError: for another type, or an iterable mixing str and bytes.
+            TypeError: for another type, or an iterable mixing str and bytes
+                (see :data:`wskit.duties.FRAGMENT_FAILURE` for what happens
+                to the connection then).
         """
         build: Callable[[Any], list[bytes]]
         payload: Any = message  # matches build: checked just below
@@ -339,11 +347,11 @@ class Connection:
             build = self.protocol.send_text
         elif isinstance(message, (bytes, bytearray, memoryview)):
             build = self.protocol.send_binary
-        elif isinstance(message, Iterable) and not isinstance(message, dict):
-            self._send_fragments(message)
+        elif is_fragment_source(message):
+            self._send_fragments(message)  # type: ignore[arg-type]
             return
         else:
-            raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
+            raise send_type_error(message)
         # Wait for the writer token, build the frames, write them.
         write_lock = self._write_lock
         write_lock.acquire()
@@ -373,24 +381,12 @@ class Connection:
 
         Raises:
             ConnectionClosed: the connection is closed.
-            ValueError: a Ping with the same payload is already waiting.
+            ConcurrencyError: a Ping with the same payload is already waiting.
         """
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if data is None:
-            while True:
-                data = os.urandom(4)
-                if data not in self._pings:
-                    break
-        elif data in self._pings:
-            raise ValueError(f"a ping with payload {data!r} is already waiting for its pong")
         event = threading.Event()
-        payload = bytes(data)
 
         def build() -> list[bytes]:
-            frames = self.protocol.send_ping(payload)
-            self._pings[payload] = (event, time.monotonic())
-            return frames
+            return self._duties.send_ping(data, time.monotonic(), event)
 
         self._send_control_checked(build)
         return event
@@ -440,8 +436,8 @@ class Connection:
     def _closed(self) -> WebSocketClosed:
         exc = self._closed_exc
         if exc is None:  # still closing: report what we know so far
-            code = self.protocol.close_code or 1006
-            return ConnectionClosedError(code, self.protocol.close_reason or "", "connection is closing")
+            code = self._duties.close_code or 1006
+            return ConnectionClosedError(code, self._duties.close_reason or "", "connection is closing")
         return exc
 
     def _on_invalid_state(self, exc: InvalidState) -> WebSocketClosed:
@@ -466,41 +462,39 @@ class Connection:
             previous = next(iterator)
         except StopIteration:
             return  # nothing to send
-        text = _fragment_kind(previous, 0)
+        # The rule (wskit.duties.FRAGMENT_FAILURE): items are read one ahead.
+        text = fragment_kind(previous, 0)
         self._write_lock.acquire()
+        if self._sock_closed:
+            self._write_lock.release()
+            raise self._closed()
         held = True  # _write_holding_token gives the token back when a write fails
         started = False
+        error: BaseException | None = None
         try:
-            if self._sock_closed:
-                raise self._closed()
             index = 0
             for part in iterator:
                 index += 1
-                if _fragment_kind(part, index) is not text:
-                    raise TypeError(f"send(): fragment {index} mixes str and bytes in one message")
+                fragment_kind(part, index, text)
                 self._write_fragment(previous, text, started, fin=False)
                 started = True
                 previous = part
             self._write_fragment(previous, text, started, fin=True)
-            started = False
         except WebSocketClosed:
             held = False
             raise
-        except InvalidState as exc:
-            raise self._on_invalid_state(exc) from exc
+        except BaseException as exc:  # the iterable's, a wrong item, or InvalidState
+            error = exc
         finally:
             if held:
-                if started:
-                    # The iterable failed mid-message: end the message so the
-                    # connection stays usable; the caller gets the exception.
-                    try:
-                        self._write_fragment("" if text else b"", text, True, fin=True)
-                    except WebSocketClosed:
-                        held = False
-                    except ProtocolError:
-                        pass
-                if held:
-                    self._write_lock.release()
+                self._write_lock.release()
+        if error is None:
+            return
+        if isinstance(error, InvalidState):
+            raise self._on_invalid_state(error) from error
+        if started:
+            self._fail(*FRAGMENT_FAILURE)  # a fragment left: the message cannot be completed
+        raise error
 
     def _write_fragment(self, part: Any, text: bool, started: bool, fin: bool) -> None:
         with self._proto_lock:
@@ -580,30 +574,34 @@ class Connection:
             self._closing_local = True
             if self._reader_waiting:
                 self._wake_reader()  # stop limiting the queue
-        if self._held is not None:
+        if self._holding:
             self._flush_held()  # answer the peer's Close (or send our failure Close) now
+            return
 
-        def build() -> list[bytes]:
-            if self.protocol.state is not State.OPEN:
-                return []  # already closing or closed
-            return self.protocol.send_close(code, reason)
+        def build() -> list[bytes | None]:
+            release = self._duties.start_close(code, reason)
+            return [] if release is None else self._frames(release)
 
         try:
             self._send_control(build)
         except WebSocketClosed:
             pass
 
+    def _frames(self, release: Release) -> list[bytes | None]:
+        """What to write for a :class:`~wskit.duties.Release` (``_FIN``: half-close here)."""
+        data, after = release
+        if after is After.CLOSE or after is After.HALF_CLOSE:
+            # This side closes TCP first: FIN, then read until the peer's EOF.
+            return [*data, _FIN]
+        return list(data)
+
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection from the layer (keepalive timeout): Close, then abort."""
+        with self._cond:
+            self._holding = False
+            self._cond.notify_all()
         with self._proto_lock:
-            if self._layer_failure is None:
-                self._layer_failure = (code, reason)
-            frames: list[bytes] = []
-            if self.protocol.state is State.OPEN and not self._sock_closed:
-                try:
-                    frames = self.protocol.send_close(code, reason)
-                except ProtocolError:
-                    frames = []
+            frames = [] if self._sock_closed else self._duties.fail(code, reason)
             got_token = bool(frames) and self._write_lock.acquire(blocking=False)
         if got_token:
             try:
@@ -709,43 +707,27 @@ class Connection:
             if isinstance(event, Ping):
                 data = event.data
                 try:
-                    # RFC 6455 §5.5.2: answer a Ping with a Pong carrying its data.
-                    self._send_control(lambda data=data: self.protocol.send_pong(data))
-                except (InvalidState, WebSocketClosed):
+                    self._send_control(lambda data=data: self._duties.answer_ping(data))
+                except WebSocketClosed:
                     pass
             elif isinstance(event, Pong):
                 self._acknowledge(event.data)
             elif isinstance(event, Close):
-                deadline = self._handle_close(event)
+                deadline = self._handle_close()
         if batch:
             self._enqueue(batch)
         return deadline
 
-    def _handle_close(self, event: Close) -> float:
-        def build() -> list[bytes | None]:
-            out: list[bytes | None] = []
-            if not self.protocol.close_sent:
-                # RFC 6455 §5.5.1: answer a Close with a Close, echoing its code.
-                try:
-                    out.extend(self.protocol.send_close(event.code, event.reason))
-                except ProtocolError:
-                    out.extend(self.protocol.send_close(1000))
-            if self.protocol.side is Side.SERVER:
-                # RFC 6455 §7.1.1: the server closes the TCP connection first.
-                out.append(_FIN)
-            return out
-
-        with self._cond:
+    def _handle_close(self) -> float:
+        """The peer's Close arrived: answer it, maybe after the messages before it."""
+        with self._mutex:
             self._closing_local = True  # nothing more will arrive: release the queue limit
-            self._held = build
-            if self._messages and not self.protocol.close_sent:
-                # RFC 6455 §5.5.1: we may finish sending before answering. Let
-                # the application take (and answer) the messages that came
-                # before the Close; recv() sends the answer once they are
-                # handed over, close() at once, this thread after close_timeout.
-                # (Once our Close is sent, no answer can follow: nothing to wait for.)
-                self._cond.wait_for(lambda: self._held is None, self.close_timeout)
-        self._flush_held()
+            undelivered = bool(self._messages)
+        # RFC 6455 §5.5.1: we may finish sending before answering. The
+        # application takes (and answers) the messages that came before the
+        # Close; recv() sends the answer once they are handed over, close()
+        # at once, this thread after close_timeout.
+        self._answer(lambda: self._duties.close_received(undelivered), lambda: bool(self._messages))
         return time.monotonic() + (self.close_timeout if self.close_timeout is not None else 1e9)
 
     def _handle_failure(self, exc: ProtocolError) -> float:
@@ -755,31 +737,55 @@ class Connection:
         with self._mutex:  # the app may no longer read: do not limit the queue
             self._closing_local = True
         self._handle_events(exc.events)
-        to_send: list[bytes | None] = list(exc.to_send)
-        if self.protocol.side is Side.SERVER:
-            to_send.append(_FIN)
-        with self._cond:
-            self._held = lambda: to_send
-            if exc.to_send and self._received and (self._messages or not self._recv_waiting):
-                # The application has not answered every message received
-                # before the violation yet: let it (the order RFC-strict peers
-                # expect, API.md). The Close goes out when recv() has handed
-                # them over and is called again, or after close_timeout.
-                self._cond.wait_for(lambda: self._held is None, self.close_timeout)
-        self._flush_held()
+
+        def answering() -> bool:  # (_mutex held)
+            # Messages received before the violation that the application
+            # has not answered yet: queued, or taken by a thread not back in recv().
+            return bool(self._received) and bool(self._messages or not self._recv_waiting)
+
+        with self._mutex:
+            undelivered = answering()
+        self._answer(lambda: self._duties.failed(exc, undelivered), answering)
         return time.monotonic() + (self.close_timeout if self.close_timeout is not None else 1e9)
+
+    def _answer(self, decide: Callable[[], Release | None], still: Callable[[], bool]) -> None:
+        """Write our Close now, or hold it while ``still()`` (at most close_timeout)."""
+        holding = False
+
+        def build() -> list[bytes | None]:
+            nonlocal holding
+            release = decide()
+            if release is None:
+                holding = True
+                return []
+            return self._frames(release)
+
+        try:
+            self._send_control(build)
+        except WebSocketClosed:
+            return
+        if holding:
+            with self._cond:
+                self._holding = True
+                if still():  # else the application took them meanwhile
+                    self._cond.wait_for(lambda: not self._holding, self.close_timeout)
+            self._flush_held()
 
     def _flush_held(self) -> None:
         """Write the held-back Close, once (from the reader, recv() or close())."""
         with self._cond:
-            build = self._held
-            self._held = None
+            if not self._holding:
+                return
+            self._holding = False
             self._cond.notify_all()
-        if build is None:
-            return
+
+        def build() -> list[bytes | None]:
+            release = self._duties.release()
+            return [] if release is None else self._frames(release)
+
         try:
             self._send_control(build)
-        except (InvalidState, WebSocketClosed):
+        except WebSocketClosed:
             pass
 
     def _enqueue(self, batch: list[Data]) -> None:
@@ -815,17 +821,9 @@ class Connection:
 
     def _acknowledge(self, data: bytes) -> None:
         with self._proto_lock:
-            hit = self._pings.get(data)
-            if hit is None:
-                return  # unsolicited Pong
-            now = time.monotonic()
-            self.latency = now - hit[1]
-            # A Pong acknowledges its Ping and every Ping sent before it.
-            for key in list(self._pings):
-                event, _ = self._pings.pop(key)
-                event.set()
-                if key == data:
-                    break
+            done = self._duties.pong_received(data, time.monotonic())
+        for event, _ in done:
+            event.set()
 
     def _finish(self, cause: BaseException | None) -> None:
         """The reader is done: record how the connection ended, close the socket."""
@@ -859,21 +857,9 @@ class Connection:
         self._ended_event.set()
 
     def _closing_exception(self, cause: BaseException | None) -> WebSocketClosed:
-        protocol = self.protocol
-        failure = protocol.failure
-        if self._layer_failure is not None:
-            code, reason = self._layer_failure
-        else:
-            code = protocol.close_code if protocol.close_code is not None else 1006
-            reason = protocol.close_reason or ""
-        clean = (protocol.close_sent and protocol.close_received and failure is None
-                 and self._layer_failure is None)
-        exc: WebSocketClosed
-        if clean and code in (1000, 1001, 1005):
-            exc = ConnectionClosedOK(code, reason)
-        else:
-            exc = ConnectionClosedError(code, reason)
-        exc.__cause__ = failure or cause
+        exc = self._duties.closed_exception()
+        if exc.__cause__ is None:
+            exc.__cause__ = cause
         return exc
 
     def _run_keepalive(self) -> None:
@@ -890,22 +876,13 @@ class Connection:
             if self.ping_timeout is None:
                 continue
             if not event.wait(self.ping_timeout) and not self._stop.is_set():
-                self._fail(1011, "keepalive ping timeout")
+                self._fail(*KEEPALIVE_FAILURE)
                 return
 
 
 def make_logger(logger: logging.Logger | None, conn_id: uuid.UUID) -> logging.LoggerAdapter[Any]:
     """Return the per-connection logger adapter (it carries the connection id)."""
     return logging.LoggerAdapter(resolve_logger(logger, "wskit.sync"), {"connection_id": str(conn_id)})
-
-
-def _fragment_kind(part: Any, index: int) -> bool:
-    """Return True for a text fragment, False for a binary one."""
-    if isinstance(part, str):
-        return True
-    if isinstance(part, (bytes, bytearray, memoryview)):
-        return False
-    raise TypeError(f"send(): fragment {index} is a {type(part).__name__}; expected str or bytes-like")
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:

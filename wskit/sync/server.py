@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._io import ConnectionOptions, resolve_logger, with_config
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
+from ..duties import check_options
 from ..events import Event, Request, Response
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
 from ..headers import Headers
@@ -474,6 +475,8 @@ def serve(
         max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
         plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
         ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
+    check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
+                  ping_timeout=ping_timeout, close_timeout=close_timeout)
     if sock is not None and (host is not None or port is not None or unix is not None):
         raise TypeError("serve(): give host and port, unix=, or sock=, not several")
     if unix is not None and (host is not None or port is not None):
