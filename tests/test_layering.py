@@ -28,14 +28,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "wskit.extensions", "wskit.extensions.*",
     )),
     ("plugin machinery", ("wskit.hookspecs", "wskit.plugin", "wskit.plugins", "wskit.plugins.*")),
-    ("protocol objects", ("wskit", "wskit._protocol", "wskit.client", "wskit.server", "wskit.protocol")),
+    ("protocol objects", (
+        "wskit", "wskit._protocol", "wskit.client", "wskit.server", "wskit.protocol", "wskit.duties",
+    )),
     ("configuration", ("wskit.config",)),
     ("I/O layers", ("wskit._io", "wskit.asyncio", "wskit.asyncio.*", "wskit.sync", "wskit.sync.*")),
     ("command line", ("wskit.cli", "wskit.cli.*", "wskit.__main__", "wskit.diagram")),
 ]
 
 # The sans-I/O core: what it reaches, even indirectly, is never configuration, I/O or command line.
-CORE = ("wskit._headermap", "wskit._protocol", "wskit.client", "wskit.defaults", "wskit.events",
+CORE = ("wskit._headermap", "wskit._protocol", "wskit.client", "wskit.defaults", "wskit.duties", "wskit.events",
         "wskit.exceptions", "wskit.extensions.base", "wskit.extensions.permessage_deflate", "wskit.frames",
         "wskit.handshake", "wskit.headers", "wskit.http11", "wskit.mask", "wskit.protocol", "wskit.server",
         "wskit.statemachine")
