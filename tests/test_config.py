@@ -21,6 +21,7 @@ from wskit.config import (
     KINDS,
     SCHEMA,
     Config,
+    _catalog,
     accepts_config,
     from_dict,
     load,
@@ -157,7 +158,8 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_samples_cover_the_schema() -> None:
-    assert set(SAMPLES) == {k.path for k in SCHEMA}
+    builtin_sections = _catalog(entry_points=False).sections.values()
+    assert set(SAMPLES) == {k.path for k in SCHEMA} | {k.path for s in builtin_sections for k in s.keys}
 
 
 @pytest.mark.parametrize("path", sorted(SAMPLES))
@@ -184,7 +186,9 @@ def test_whole_file_round_trips_through_check_output() -> None:
 def test_compression_shorthand() -> None:
     assert loads("compression: false").compression.enabled is False
     assert loads("compression: true").compression.enabled is True
-    assert merge_options(loads("compression: false"), "client_protocol", {}) == {"extensions": []}
+    manager = merge_options(loads("compression: false"), "client_protocol", {})["plugin_manager"]
+    assert manager.options["compression"]["enabled"] is False
+    assert "permessage-deflate" not in [f.name for f in manager.extension_factories("client")]
 
 
 def test_config_is_read_only() -> None:
@@ -355,8 +359,8 @@ def test_from_dict_errors_have_no_line() -> None:
         from_dict({"max_size": "x", "compression": {"levle": 1}, 3: 4})  # type: ignore[dict-item]
     assert info.value.errors == [
         "<dict>: max_size: expected an integer >= 0 or null, got 'x'",
-        "<dict>: compression.levle: unknown key; did you mean 'level'?",
         "<dict>: <top>: keys must be strings, got 3",
+        "<dict>: compression.levle: unknown key; did you mean 'level'?",  # plugin sections come last
     ]
 
 
@@ -422,9 +426,14 @@ def test_explicit_arguments_override_the_file() -> None:
     config = from_dict({"max_size": 10, "compression": False, "handshake": {"max_line": 100}})
     limits = HTTPLimits(max_line=5)
     merged = merge_options(config, "server_protocol", {"max_size": None, "extensions": ["x"], "limits": limits})
-    assert merged == {"max_size": None, "extensions": ["x"], "limits": limits}
-    # `compression=` given in code wins over the file's compression section too.
-    assert "extensions" not in merge_options(config, "asyncio_server", {"compression": None})
+    assert merged == {"max_size": None, "extensions": ["x"], "limits": limits,
+                      "plugin_manager": config.plugin_manager()}
+    # `compression=` given in code turns the file's compression section on or off.
+    on = merge_options(config, "asyncio_server", {"compression": "deflate"})["plugin_manager"]
+    assert [f.name for f in on.extension_factories("server")] == ["permessage-deflate"]
+    assert on is not config.plugin_manager() and on.options["compression"]["enabled"] is True
+    off = merge_options(loads("compression: {level: 1}"), "asyncio_server", {"compression": None})["plugin_manager"]
+    assert off.options["compression"] == {**off.options["compression"], "enabled": False, "level": 1}
 
 
 def test_unknown_kind() -> None:
@@ -474,10 +483,10 @@ def test_compression_settings_are_negotiated() -> None:
 
 def test_compression_level_and_min_size_reach_the_extension() -> None:
     config = loads("compression: {level: 1, mem_level: 8, min_size: 0}")
-    (factory,) = merge_options(config, "client_protocol", {})["extensions"]
-    assert (factory.level, factory.mem_level, factory.min_size) == (1, 8, 0)
-    (factory,) = merge_options(config, "server_protocol", {})["extensions"]
-    assert (factory.level, factory.mem_level, factory.min_size) == (1, 8, 0)
+    for side, kind in (("client", "client_protocol"), ("server", "server_protocol")):
+        manager = merge_options(config, kind, {})["plugin_manager"]
+        (factory,) = [f for f in manager.extension_factories(side) if f.name == "permessage-deflate"]
+        assert (factory.level, factory.mem_level, factory.min_size) == (1, 8, 0)
 
 
 def test_compression_disabled_offers_nothing() -> None:

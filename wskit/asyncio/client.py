@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, with_config
+from .._io import ConnectionOptions, loop_keywords, resolve_manager, with_config
 from ..defaults import (
     CLOSE_TIMEOUT,
     MAX_QUEUE,
@@ -24,7 +24,8 @@ from ..events import Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
 from ..http11 import HTTPLimits
-from ..protocol import ClientProtocol, Side
+from ..plugins.deflate import io_extensions
+from ..protocol import ClientProtocol
 from .connection import Connection, LoggerLike, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,7 +151,8 @@ class connect:  # lowercase: used like a function, as in python-websockets
         OSError: the TCP connection failed.
     """
 
-    @with_config("asyncio_client")
+    @with_config("asyncio_client", passthrough=loop_keywords(
+        "create_connection", "create_unix_connection", internal=["_unix_path"]))
     def __init__(
         self,
         uri: str | None = None,
@@ -184,10 +186,11 @@ class connect:  # lowercase: used like a function, as in python-websockets
         self._uri = uri
         self._wsuri = parse_uri(uri)
         # Built now: a bad ``compression`` fails here, not at connection time.
+        manager = resolve_manager(plugins, plugin_manager)
         self._options = ConnectionOptions.build(
-            Side.CLIENT, compression=compression, extensions=extensions, subprotocols=subprotocols,
-            max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
-            plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+            extensions=io_extensions(compression, extensions, "client", manager), subprotocols=subprotocols,
+            max_size=max_size, max_fragment_size=max_fragment_size, limits=limits,
+            plugin_manager=manager, open_timeout=open_timeout, close_timeout=close_timeout,
             ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
         self._origin = origin
         self._extra_headers = extra_headers

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, with_config
+from .._io import ConnectionOptions, resolve_manager, with_config
 from ..client import ClientProtocol, HeadersLike
 from ..defaults import (
     CLOSE_TIMEOUT,
@@ -26,7 +26,7 @@ from ..events import Event, Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
 from ..http11 import HTTPLimits
-from ..protocol import Side
+from ..plugins.deflate import io_extensions
 from .connection import Connection, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,10 +143,11 @@ def connect(
         raise ValueError(f"ssl= was given for the non-TLS URI {uri!r}: use wss://")
     if wsuri.secure and ssl is None:
         ssl = ssl_module.create_default_context()
+    manager = resolve_manager(plugins, plugin_manager)
     options = ConnectionOptions.build(
-        Side.CLIENT, compression=compression, extensions=extensions, subprotocols=subprotocols,
-        max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
-        plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+        extensions=io_extensions(compression, extensions, "client", manager), subprotocols=subprotocols,
+        max_size=max_size, max_fragment_size=max_fragment_size, limits=limits,
+        plugin_manager=manager, open_timeout=open_timeout, close_timeout=close_timeout,
         ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
     conn_id = uuid.uuid4()
     adapter = make_logger(logger, conn_id)
