@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import sys
@@ -95,7 +96,12 @@ def test_plugins_argument_adds_to_the_default_set() -> None:
     request = handshake(client, server)
     assert request.headers["X-Plugin"] == "client"
     assert client.response is not None and client.response.headers["X-Plugin"] == "server saw client"
-    assert [e.name for e in client.extensions] == ["permessage-deflate"]
+    # The default set: the built-ins, and the plugins this environment installed through entry points.
+    default = PluginManager()
+    names = client.plugin_manager.names()
+    assert names[:-1] == default.names() and len(names) == len(default.names()) + 1
+    expected = [f.name for f in default.extension_factories("client")]
+    assert [e.name for e in client.extensions] == expected and "permessage-deflate" in expected
 
 
 class Veto:
@@ -421,8 +427,13 @@ def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def others() -> list[str]:
+    """Entry-point plugins this environment has installed besides the test's ``fake``."""
+    return [ep.name for ep in importlib.metadata.entry_points(group="wskit") if ep.name != "fake"]
+
+
 def test_entry_point_plugins_are_loaded(fake_distribution: Path) -> None:
-    pm = PluginManager()
+    pm = PluginManager(disable=others())
     assert pm.names() == ["permessage-deflate", "fake"]
     info = {i.name: i for i in pm.info()}
     assert info["fake"].origin == "entry point" and info["fake"].source == "fake-plugin 1.2"
@@ -450,7 +461,7 @@ def test_a_broken_entry_point_is_a_plugin_error(fake_distribution: Path, monkeyp
 
 
 def test_cli_lists_plugins_origin_and_hooks(capsys: pytest.CaptureFixture[str], fake_distribution: Path) -> None:
-    assert main(["plugins", "--enable", "logging"]) == 0
+    assert main(["plugins", "--enable", "logging", *(f"--disable={name}" for name in others())]) == 0
     out = capsys.readouterr().out
     assert "3 active plugins (entry-point autoload: on)" in out
     assert "permessage-deflate  built-in: wskit.plugins.deflate" in out
