@@ -713,3 +713,31 @@ def test_protocol_classes_take_config_and_explicit_arguments_win() -> None:
     assert "permessage-deflate" not in (request.headers.get("Sec-WebSocket-Extensions") or "")  # compression: false
     client.receive_data(b"".join(server.accept(request)))
     assert client.subprotocol == server.subprotocol == "chat"
+
+
+def test_disabling_permessage_deflate_and_configuring_it_is_refused() -> None:
+    errors = errors_of("""\
+        plugins:
+          disable: [permessage-deflate]
+        compression:
+          enabled: true
+          level: 9
+        """)
+    assert errors == ["test.yaml:3: compression: configures the plugin 'permessage-deflate', which plugins.disable "
+                      "(line 2) turns off: remove the section, or set 'compression: false'"]
+    (error,) = errors_of("plugins: {disable: [permessage-deflate]}\ncompression: {level: 9}\n")
+    assert error.startswith("test.yaml:2: compression: configures the plugin 'permessage-deflate'")
+    # Turning it off twice is consistent: accepted, and nothing offers compression.
+    for text in ("plugins: {disable: [permessage-deflate]}\ncompression: false\n",
+                 "plugins: {disable: [permessage-deflate]}\ncompression: {enabled: false}\n"):
+        config = loads(text)
+        assert "compression" not in config.as_dict()
+        client = ClientProtocol(**merge_options(config, "client_protocol", {}))
+        request, _ = handshake(client, ServerProtocol())
+        assert "permessage-deflate" not in (request.headers.get("Sec-WebSocket-Extensions") or "")
+
+
+def test_config_and_io_modules_special_case_no_plugin() -> None:
+    for module in ("config.py", "_io.py"):
+        text = (ROOT / "wskit" / module).read_text(encoding="utf-8")
+        assert "compression" not in text and "PerMessageDeflate" not in text, module

@@ -972,3 +972,42 @@ def test_an_unknown_compression_fails_at_the_call(layer: Any) -> None:
         layer.connect("ws://127.0.0.1:1/", compression="gzip")
     with pytest.raises(ValueError, match=r"compression must be 'deflate' or None, got 'gzip'"):
         layer.serve(sync_handler, HOST, 0, compression="gzip")
+
+
+# -- keywords and option types are checked when connect/serve is called ------------------------
+
+
+@pytest.mark.parametrize(("layer", "call"), [
+    (wa, lambda layer, **kw: layer.connect("ws://127.0.0.1:1/", **kw)),
+    (wa, lambda layer, **kw: layer.serve(sync_handler, HOST, 0, **kw)),
+    (ws_sync, lambda layer, **kw: layer.connect("ws://127.0.0.1:1/", **kw)),
+    (ws_sync, lambda layer, **kw: layer.serve(sync_handler, HOST, 0, **kw)),
+], ids=["asyncio-connect", "asyncio-serve", "sync-connect", "sync-serve"])
+def test_a_misspelled_keyword_fails_at_the_call_with_a_suggestion(layer: Any, call: Any) -> None:
+    # Port 1 on 127.0.0.1: nothing listens; the sync layer would fail to connect if the call got that far.
+    with pytest.raises(TypeError, match=r"\(\) got an unexpected keyword argument 'open_timout'; "
+                                        r"did you mean 'open_timeout'\?$"):
+        call(layer, open_timout=5)
+    with pytest.raises(TypeError, match=r"max_size must be an int \(bytes, the limit of a whole message\) or None, "
+                                        r"got tuple \(1048576, 65536\)"):
+        call(layer, max_size=(2**20, 2**16))  # python-websockets' (message, frame) pair
+    with pytest.raises(TypeError, match=r"ping_interval must be a number of seconds or None, got str '20'"):
+        call(layer, ping_interval="20")
+    with pytest.raises(TypeError, match=r"subprotocols must be a list of strings or None, got str 'chat'"):
+        call(layer, subprotocols="chat")
+
+
+def test_the_loop_keywords_still_pass_through() -> None:
+    async def echo_once(ws: Any) -> None:
+        await ws.send(await ws.recv())
+
+    async def main() -> None:
+        async with wa.serve(echo_once, HOST, 0, backlog=5, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with wa.connect(f"ws://{HOST}:{port}/", happy_eyeballs_delay=0.25) as ws:
+                await ws.send("through")
+                assert await ws.recv() == "through"
+
+    asyncio.run(main())
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'backlg'; did you mean 'backlog'\?"):
+        wa.serve(sync_handler, HOST, 0, backlg=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -489,3 +490,34 @@ def test_cli_reads_a_configuration(capsys: pytest.CaptureFixture[str], tmp_path:
 def test_cli_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--enable", "nope"]) == 1
     assert "cannot enable 'nope'" in capsys.readouterr().err
+
+
+# -- one rule for plugin names: the YAML loader and the command line ----------------------------------------
+
+
+def test_check_plugin_names_is_the_rule_the_yaml_loader_applies() -> None:
+    from wskit.config import loads
+    from wskit.exceptions import ConfigError
+    from wskit.plugin import check_plugin_names, known_plugin_names
+
+    check_plugin_names(["permessage-deflate", "logging"])
+    check_plugin_names(["logging"], builtin=True)
+    with pytest.raises(ConfigError) as info:
+        check_plugin_names(["zstd", "permessage-deflat"])
+    known = ", ".join(known_plugin_names())
+    assert info.value.errors == [
+        f"no installed plugin named 'zstd' (installed: {known})",
+        f"no installed plugin named 'permessage-deflat'; did you mean 'permessage-deflate'? (installed: {known})",
+    ]
+    with pytest.raises(ConfigError) as yaml_info:
+        loads("plugins:\n  disable: [zstd, permessage-deflat]\n", "ws.yaml")
+    assert yaml_info.value.errors == [f"ws.yaml:2: plugins.disable[{i}]: {message}"
+                                      for i, message in enumerate(info.value.errors)]
+    with pytest.raises(ConfigError, match=r"no built-in plugin named 'loging'; did you mean 'logging'\?"):
+        check_plugin_names(["loging"], builtin=True)
+
+
+def test_import_wskit_loads_no_difflib() -> None:
+    code = "import sys, wskit, wskit.plugin; assert 'difflib' not in sys.modules, 'difflib'; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr

@@ -1029,7 +1029,7 @@ class Config:
                 given in code); one manager per distinct list.
             switches: ``{section: on}``: replaces the ``enabled`` key of
                 these sections (a keyword argument named after a section,
-                such as ``compression=``, given in code).
+                given in code to ``connect``/``serve``).
         """
         from .plugin import PluginManager
 
@@ -1228,7 +1228,7 @@ def merge_options(config: Config, kind: str, explicit: Mapping[str, Any]) -> dic
         opts["limits"] = HTTPLimits(**config.handshake.as_dict())
     configures_plugins = config.is_set("plugins") or any(config.is_set(s) for s in config.plugin_sections)
     if configures_plugins and "plugin_manager" not in explicit:
-        # A keyword named after a plugin's section (the I/O layers' `compression=`) turns the section on or off.
+        # A keyword named after a plugin's section, given in code, turns the section on or off.
         switches = {s: explicit[s] is not None and explicit[s] is not False for s in config.plugin_sections
                     if s in explicit and f"{s}.enabled" in config._values}
         opts["plugin_manager"] = config.plugin_manager(explicit.get("plugins") or (), switches)
@@ -1404,8 +1404,8 @@ Only keys the file sets are passed: a file that sets neither `plugins` nor
 a plugin's section leaves the shared plugin manager (and so the extensions
 the plugins provide by default) in place. A keyword argument named after a
 plugin's section, given in code, turns that section on or off: the asyncio
-and sync layers' `compression=None` turns `compression` off, an explicit
-`compression="deflate"` turns it on with the file's settings.
+and sync layers' `{section}=None` turns `{section}` off, an explicit
+`{section}="deflate"` turns it on with the file's settings.
 """
 
 
@@ -1449,7 +1449,7 @@ def reference_markdown() -> str:
         for key in keys:
             out.append(f"| `{key.path}` | {key.expected()} | {_default_text(key)} | {_used_by(key)} | {key.doc} |")
         out.append("")
-    out.append(_PROSE_TAIL)
+    out.append(_PROSE_TAIL.format(section=example.name))
     return "\n".join(out)
 
 
