@@ -521,3 +521,31 @@ def test_import_wskit_loads_no_difflib() -> None:
     code = "import sys, wskit, wskit.plugin; assert 'difflib' not in sys.modules, 'difflib'; print('ok')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+# -- docs/plugins.md: "A plugin's configuration" runs as written ----------------------------------------------
+
+
+def test_plugins_page_configuration_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    section = page[page.index("## A plugin's configuration"):page.index("## Shipping a plugin on PyPI")]
+    plugin_block, use_block = re.findall(r"```python\n(.*?)```", section, re.S)
+    # Installed as the page says: a module, and an entry point in the `wskit` group naming the plugin object.
+    (tmp_path / "greeting_plugin.py").write_text(plugin_block + "\nplugin = GreetingPlugin()\n")
+    info = tmp_path / "greeting_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: greeting-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[wskit]\ngreeting = greeting_plugin:plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "greeting_plugin", raising=False)
+    import greeting_plugin
+
+    exec(compile(use_block, "docs/plugins.md", "exec"), dict(vars(greeting_plugin)))
+    expected = [line.removeprefix("# ") for line in use_block.splitlines() if line.startswith("# ")]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["['bonjour']", *expected]
+    assert expected[0].startswith("bad.yaml:2: greeting.word:")

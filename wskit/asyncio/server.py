@@ -325,7 +325,7 @@ class serve:  # lowercase: used like a function, as in python-websockets
         subprotocols: supported subprotocols in preference order.
         select_subprotocol: ``(connection, offered) -> str | None`` choosing one.
         compression: ``"deflate"`` (default) accepts permessage-deflate: a
-            default factory is added at the end of ``extensions`` unless one
+            permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
             what is accepted is what the plugins provide (permessage-deflate,
             unless the plugin manager disables that plugin). ``None`` adds

@@ -97,7 +97,7 @@ def connect(
         extra_headers: more request headers.
         user_agent: the ``User-Agent`` header (``None`` for none).
         compression: ``"deflate"`` (default) offers permessage-deflate: a
-            default factory is added at the end of ``extensions`` unless one
+            permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
             the offer is what the plugins provide (permessage-deflate,
             unless the plugin manager disables that plugin). ``None`` adds

@@ -438,7 +438,7 @@ def serve(
             Response (``connection.respond(status, text)``) to send it
             instead, e.g. a health check or a 401.
         compression: ``"deflate"`` (default) accepts permessage-deflate: a
-            default factory is added at the end of ``extensions`` unless one
+            permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
             what is accepted is what the plugins provide (permessage-deflate,
             unless the plugin manager disables that plugin). ``None`` adds
