@@ -21,6 +21,7 @@ from wskit.config import (
     KINDS,
     SCHEMA,
     Config,
+    _catalog,
     accepts_config,
     from_dict,
     load,
@@ -42,6 +43,12 @@ def errors_of(text: str, source: str = "test.yaml") -> list[str]:
     with pytest.raises(ConfigError) as info:
         loads(textwrap.dedent(text), source)
     return info.value.errors
+
+
+def deflate(items: Any) -> list[Any]:
+    """The permessage-deflate factories or extensions among ``items``; third-party plugins installed in
+    the environment may add their own (a configuration's plugin manager loads entry points)."""
+    return [item for item in items if item.name == "permessage-deflate"]
 
 
 def handshake(client: ClientProtocol, server: ServerProtocol) -> tuple[Request, Response]:
@@ -80,7 +87,7 @@ def test_examples_drive_a_real_handshake() -> None:
     assert request.headers["Origin"] == "https://example.com"
     assert request.path == "/chat"
     assert client.subprotocol == server.subprotocol == "chat"
-    assert [e.name for e in client.extensions] == ["permessage-deflate"]
+    assert [e.name for e in deflate(client.extensions)] == ["permessage-deflate"]
 
 
 def test_empty_file_gives_defaults() -> None:
@@ -157,7 +164,8 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_samples_cover_the_schema() -> None:
-    assert set(SAMPLES) == {k.path for k in SCHEMA}
+    builtin_sections = _catalog(entry_points=False).sections.values()
+    assert set(SAMPLES) == {k.path for k in SCHEMA} | {k.path for s in builtin_sections for k in s.keys}
 
 
 @pytest.mark.parametrize("path", sorted(SAMPLES))
@@ -184,7 +192,9 @@ def test_whole_file_round_trips_through_check_output() -> None:
 def test_compression_shorthand() -> None:
     assert loads("compression: false").compression.enabled is False
     assert loads("compression: true").compression.enabled is True
-    assert merge_options(loads("compression: false"), "client_protocol", {}) == {"extensions": []}
+    manager = merge_options(loads("compression: false"), "client_protocol", {})["plugin_manager"]
+    assert manager.options["compression"]["enabled"] is False
+    assert "permessage-deflate" not in [f.name for f in manager.extension_factories("client")]
 
 
 def test_config_is_read_only() -> None:
@@ -355,8 +365,8 @@ def test_from_dict_errors_have_no_line() -> None:
         from_dict({"max_size": "x", "compression": {"levle": 1}, 3: 4})  # type: ignore[dict-item]
     assert info.value.errors == [
         "<dict>: max_size: expected an integer >= 0 or null, got 'x'",
-        "<dict>: compression.levle: unknown key; did you mean 'level'?",
         "<dict>: <top>: keys must be strings, got 3",
+        "<dict>: compression.levle: unknown key; did you mean 'level'?",  # plugin sections come last
     ]
 
 
@@ -422,9 +432,14 @@ def test_explicit_arguments_override_the_file() -> None:
     config = from_dict({"max_size": 10, "compression": False, "handshake": {"max_line": 100}})
     limits = HTTPLimits(max_line=5)
     merged = merge_options(config, "server_protocol", {"max_size": None, "extensions": ["x"], "limits": limits})
-    assert merged == {"max_size": None, "extensions": ["x"], "limits": limits}
-    # `compression=` given in code wins over the file's compression section too.
-    assert "extensions" not in merge_options(config, "asyncio_server", {"compression": None})
+    assert merged == {"max_size": None, "extensions": ["x"], "limits": limits,
+                      "plugin_manager": config.plugin_manager()}
+    # `compression=` given in code turns the file's compression section on or off.
+    on = merge_options(config, "asyncio_server", {"compression": "deflate"})["plugin_manager"]
+    assert [f.name for f in deflate(on.extension_factories("server"))] == ["permessage-deflate"]
+    assert on is not config.plugin_manager() and on.options["compression"]["enabled"] is True
+    off = merge_options(loads("compression: {level: 1}"), "asyncio_server", {"compression": None})["plugin_manager"]
+    assert off.options["compression"] == {**off.options["compression"], "enabled": False, "level": 1}
 
 
 def test_unknown_kind() -> None:
@@ -463,7 +478,7 @@ def test_compression_settings_are_negotiated() -> None:
     for param in ("server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits=10",
                   "client_max_window_bits=9"):
         assert param in answer, answer
-    (ext,) = client.extensions
+    (ext,) = deflate(client.extensions)
     assert isinstance(ext, PerMessageDeflate)
     assert (ext.local_max_window_bits, ext.remote_max_window_bits) == (9, 10)
     assert ext.local_no_context_takeover and ext.remote_no_context_takeover
@@ -474,18 +489,18 @@ def test_compression_settings_are_negotiated() -> None:
 
 def test_compression_level_and_min_size_reach_the_extension() -> None:
     config = loads("compression: {level: 1, mem_level: 8, min_size: 0}")
-    (factory,) = merge_options(config, "client_protocol", {})["extensions"]
-    assert (factory.level, factory.mem_level, factory.min_size) == (1, 8, 0)
-    (factory,) = merge_options(config, "server_protocol", {})["extensions"]
-    assert (factory.level, factory.mem_level, factory.min_size) == (1, 8, 0)
+    for side, kind in (("client", "client_protocol"), ("server", "server_protocol")):
+        manager = merge_options(config, kind, {})["plugin_manager"]
+        (factory,) = [f for f in manager.extension_factories(side) if f.name == "permessage-deflate"]
+        assert (factory.level, factory.mem_level, factory.min_size) == (1, 8, 0)
 
 
 def test_compression_disabled_offers_nothing() -> None:
     client = ClientProtocol(**merge_options(loads("compression: false"), "client_protocol", {}))
     server = ServerProtocol()
     request, _ = handshake(client, server)
-    assert request.headers.get("Sec-WebSocket-Extensions") is None
-    assert client.extensions == []
+    assert "permessage-deflate" not in (request.headers.get("Sec-WebSocket-Extensions") or "")
+    assert deflate(client.extensions) == []
 
 
 def test_handshake_limits_reject_a_long_header() -> None:
@@ -695,6 +710,34 @@ def test_protocol_classes_take_config_and_explicit_arguments_win() -> None:
     assert ServerProtocol(config=cfg, max_size=99).max_size == 99
     (request,) = server.receive_data(b"".join(client.connect()))
     assert request.headers.get("Sec-WebSocket-Protocol") == "chat"
-    assert request.headers.get("Sec-WebSocket-Extensions") is None  # compression: false
+    assert "permessage-deflate" not in (request.headers.get("Sec-WebSocket-Extensions") or "")  # compression: false
     client.receive_data(b"".join(server.accept(request)))
     assert client.subprotocol == server.subprotocol == "chat"
+
+
+def test_disabling_permessage_deflate_and_configuring_it_is_refused() -> None:
+    errors = errors_of("""\
+        plugins:
+          disable: [permessage-deflate]
+        compression:
+          enabled: true
+          level: 9
+        """)
+    assert errors == ["test.yaml:3: compression: configures the plugin 'permessage-deflate', which plugins.disable "
+                      "(line 2) turns off: remove the section, or set 'compression: false'"]
+    (error,) = errors_of("plugins: {disable: [permessage-deflate]}\ncompression: {level: 9}\n")
+    assert error.startswith("test.yaml:2: compression: configures the plugin 'permessage-deflate'")
+    # Turning it off twice is consistent: accepted, and nothing offers compression.
+    for text in ("plugins: {disable: [permessage-deflate]}\ncompression: false\n",
+                 "plugins: {disable: [permessage-deflate]}\ncompression: {enabled: false}\n"):
+        config = loads(text)
+        assert "compression" not in config.as_dict()
+        client = ClientProtocol(**merge_options(config, "client_protocol", {}))
+        request, _ = handshake(client, ServerProtocol())
+        assert "permessage-deflate" not in (request.headers.get("Sec-WebSocket-Extensions") or "")
+
+
+def test_config_and_io_modules_special_case_no_plugin() -> None:
+    for module in ("config.py", "_io.py"):
+        text = (ROOT / "wskit" / module).read_text(encoding="utf-8")
+        assert "compression" not in text and "PerMessageDeflate" not in text, module

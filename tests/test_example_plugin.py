@@ -8,6 +8,7 @@ the project's own environment is never changed.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import importlib.util
 import os
@@ -23,7 +24,9 @@ from typing import Any
 import pytest
 
 import wskit
+import wskit.asyncio as wa
 from wskit import ClientProtocol, Protocol, ServerProtocol, Side, State, TextMessage, hookimpl
+from wskit.config import loads, merge_options
 from wskit.events import BinaryMessage, Close, Ping
 from wskit.exceptions import ConfigError, NegotiationError, ProtocolError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ServerExtensionFactory
@@ -46,6 +49,19 @@ def prefix() -> Iterator[ModuleType]:
         yield wskit_prefix
     finally:
         sys.path.remove(src)
+
+
+@pytest.fixture
+def installed(prefix: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The plugin as pip installs it, seen by this process: a distribution whose entry point
+    ``wskit-prefix`` (group ``wskit``) names the ``wskit_prefix`` module."""
+    info = tmp_path / "wskit_prefix-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: wskit-prefix\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[wskit]\nwskit-prefix = wskit_prefix\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+    return prefix
 
 
 def pair(client_pm: PluginManager, server_pm: PluginManager | None = None) -> tuple[ClientProtocol, ServerProtocol]:
@@ -166,6 +182,111 @@ def test_an_extension_failure_names_the_plugin(prefix: ModuleType, monkeypatch: 
     assert info.value.close_code == 1011 and client.close_code == 1011
 
 
+# -- its section of the YAML configuration --------------------------------------------------------------
+
+
+def prefix_extension(extensions: Sequence[Extension]) -> Any:
+    found = [e for e in extensions if e.name == "x-wskit-prefix"]
+    return found[0] if found else None
+
+
+def test_a_yaml_section_configures_a_real_connection(installed: ModuleType) -> None:
+    client_config = loads("prefix:\n  label: chat\n", "client.yaml")
+    server_config = loads("prefix:\n  labels: [chat, news]\n", "server.yaml")
+    assert server_config.prefix.labels == ("chat", "news") and client_config.prefix.label == "chat"
+    received: list[Any] = []
+
+    async def handler(ws: Any) -> None:
+        received.append((await ws.recv(), prefix_extension(ws.protocol.extensions)))
+        await ws.send("back")
+
+    async def main() -> tuple[Any, str, bytes]:
+        async with wa.serve(handler, "127.0.0.1", 0, config=server_config) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with wa.connect(f"ws://127.0.0.1:{port}/", config=client_config) as ws:
+                # What goes on the wire for a text message: the configured prefix.
+                wire = b"".join(Protocol(Side.SERVER, plugin_manager=only(),
+                                         extensions=list(ws.protocol.extensions)).send_text("x"))
+                await ws.send("hello")
+                return prefix_extension(ws.protocol.extensions), await ws.recv(), wire
+
+    client_ext, answer, wire = asyncio.run(main())
+    assert isinstance(client_ext, installed.PrefixExtension) and client_ext.label == "chat"
+    assert wire.endswith(b"[chat] x")
+    message, server_ext = received[0]
+    assert message == "hello" and answer == "back"
+    assert isinstance(server_ext, installed.PrefixExtension) and server_ext.label == "chat"
+
+
+def test_a_server_section_declines_other_labels(installed: ModuleType) -> None:
+    client = ClientProtocol(**merge_options(loads("prefix: {label: chat}"), "client_protocol", {}))
+    server = ServerProtocol(**merge_options(loads("prefix: {labels: [news]}"), "server_protocol", {}))
+    (request,) = server.receive_data(b"".join(client.connect()))
+    assert "x-wskit-prefix; label=chat" in request.headers["Sec-WebSocket-Extensions"]
+    client.receive_data(b"".join(server.accept(request)))
+    assert prefix_extension(client.extensions) is None and prefix_extension(server.extensions) is None
+    # `prefix: false` turns it off: not even offered.
+    off = ClientProtocol(**merge_options(loads("prefix: false"), "client_protocol", {}))
+    off.connect()
+    assert off.request is not None and "x-wskit-prefix" not in (off.request.get("Sec-WebSocket-Extensions") or "")
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        loads(textwrap.dedent(text), "ws.yaml")
+    return info.value.errors
+
+
+def test_section_errors_name_file_line_and_key(installed: ModuleType) -> None:
+    assert errors_of("""\
+        max_size: 10
+        prefix:
+          label: has space
+          lables: [a]
+          enabled: 1
+        """) == [
+        "ws.yaml:3: prefix.label: a label is 1-32 characters among A-Z a-z 0-9 _ . -, got 'has space'",
+        "ws.yaml:4: prefix.lables: unknown key; did you mean 'labels'?",
+        "ws.yaml:5: prefix.enabled: expected true or false, got 1",
+    ]
+    assert errors_of("prefx: {label: a}\n") == ["ws.yaml:1: prefx: unknown key; did you mean 'prefix'?"]
+    assert errors_of("prefix:\n  labels: []\n") == [
+        "ws.yaml:2: prefix.labels: an empty list accepts no label: set 'enabled: false' to turn the extension off"]
+    assert errors_of("prefix: 3\n") == ["ws.yaml:1: prefix: expected a mapping or true/false, got 3"]
+    # wskit_configure checks the section as a whole.
+    assert errors_of("prefix:\n  labels: [a, b]\n  label: c\n") == [
+        "ws.yaml:3: prefix.label: 'c' is not among prefix.labels (a, b): a client and a server configured by "
+        "this file would not agree"]
+
+
+def test_configuring_a_disabled_plugin_is_refused(installed: ModuleType) -> None:
+    assert errors_of("plugins:\n  disable: [wskit-prefix]\nprefix:\n  label: chat\n") == [
+        "ws.yaml:3: prefix: configures the plugin 'wskit-prefix', which plugins.disable (line 2) turns off: "
+        "remove the section, or set 'prefix: false'"]
+    assert errors_of("plugins: {entry_points: false}\nprefix: {label: chat}\n") == [
+        "ws.yaml:2: prefix: configures the plugin 'wskit-prefix', which plugins.entry_points (line 1) turns off "
+        "(false: no entry-point plugins): remove the section, or set 'prefix: false'"]
+    config = loads("plugins: {disable: [wskit-prefix]}\nprefix: false\n")
+    assert "prefix" not in config.as_dict() and "wskit-prefix" not in config.plugin_manager().names()
+
+
+def test_without_the_plugin_its_section_is_unknown(prefix: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")  # no entry-point plugin is loaded: nobody declares `prefix`
+    (error,) = errors_of("prefix: {label: chat}\n")
+    assert error.startswith("ws.yaml:1: prefix: unknown key")
+
+
+def test_plugins_argument_and_entry_point_register_it_once(installed: ModuleType) -> None:
+    manager = PluginManager([installed])  # also installed: its entry point loaded the same module
+    assert manager.names().count("wskit-prefix") == 1 and installed in [p for _, p in manager.pm.list_name_plugin()]
+    client = ClientProtocol(plugins=[installed])
+    client.connect()
+    assert client.request is not None
+    assert client.request["Sec-WebSocket-Extensions"].count("x-wskit-prefix") == 1
+    # Disabled by name, the object passed in code still registers: the explicit object wins.
+    assert "wskit_prefix" in PluginManager([installed], disable=["wskit-prefix"]).names()
+
+
 # -- the seed's SimpleExtension, as written, wrapped in a plugin ------------------------------------------
 
 
@@ -282,6 +403,21 @@ CHECK = textwrap.dedent("""
     assert [e.name for e in client.extensions] == ["x-wskit-prefix", "permessage-deflate"]
     assert server.receive_data(b"".join(client.send_text("hi " * 100))) == [TextMessage("hi " * 100)]
     assert "wskit-prefix" not in PluginManager(disable=["wskit-prefix"]).names()
+
+    # Its section of the YAML configuration reaches the extension it negotiates.
+    from wskit.config import loads, merge_options
+    client = ClientProtocol(**merge_options(loads("prefix: {label: chat}"), "client_protocol", {}))
+    server = ServerProtocol(**merge_options(loads("prefix: {labels: [chat]}"), "server_protocol", {}))
+    (request,) = server.receive_data(b"".join(client.connect()))
+    client.receive_data(b"".join(server.accept(request)))
+    assert [e.label for e in server.extensions if e.name == "x-wskit-prefix"] == ["chat"]
+    assert b"[chat] hi" in b"".join(server.send_text("hi"))
+    try:
+        loads("prefix:\\n  label: 'a b'\\n", "ws.yaml")
+    except Exception as exc:
+        assert str(exc).startswith("ws.yaml:2: prefix.label: a label is"), exc
+    else:
+        raise AssertionError("no error")
     print("ok")
 """)
 
@@ -289,6 +425,7 @@ CHECK = textwrap.dedent("""
 def test_installed_plugin_is_found_through_its_entry_point(tmp_path: Path) -> None:
     if not _can_build_without_isolation():
         pytest.skip("building the example plugin offline needs setuptools>=71, or wheel (make venv installs it)")
+    before = PluginManager().names()  # wskit-prefix is there if this environment has it installed too
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
@@ -317,5 +454,5 @@ def test_installed_plugin_is_found_through_its_entry_point(tmp_path: Path) -> No
     check = subprocess.run([str(python), "-c", CHECK], capture_output=True, text=True, env=env, timeout=60,
                            cwd=tmp_path)
     assert check.returncode == 0 and check.stdout.strip() == "ok", check.stdout + check.stderr
-    # This process (the project's environment) was not changed.
-    assert "wskit-prefix" not in PluginManager().names()
+    # This process (the project's environment) was not changed: the same plugins as before.
+    assert PluginManager().names() == before

@@ -23,11 +23,11 @@ PACKAGE = ROOT / "wskit"
 # below, never one above. docs/architecture.md draws the same table.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("wire format and events", (
-        "wskit.defaults", "wskit.exceptions", "wskit._headermap", "wskit.events", "wskit.headers",
+        "wskit.defaults", "wskit._suggest", "wskit.exceptions", "wskit._headermap", "wskit.events", "wskit.headers",
         "wskit._speedups", "wskit.mask", "wskit.frames", "wskit.http11", "wskit.handshake", "wskit.statemachine",
         "wskit.extensions", "wskit.extensions.*",
     )),
-    ("plugin machinery", ("wskit.hookspecs", "wskit.plugin", "wskit.plugins", "wskit.plugins.*")),
+    ("plugin machinery", ("wskit.configschema", "wskit.hookspecs", "wskit.plugin", "wskit.plugins", "wskit.plugins.*")),
     ("protocol objects", (
         "wskit", "wskit._protocol", "wskit.client", "wskit.server", "wskit.protocol", "wskit.duties",
     )),

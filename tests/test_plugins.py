@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -95,7 +97,12 @@ def test_plugins_argument_adds_to_the_default_set() -> None:
     request = handshake(client, server)
     assert request.headers["X-Plugin"] == "client"
     assert client.response is not None and client.response.headers["X-Plugin"] == "server saw client"
-    assert [e.name for e in client.extensions] == ["permessage-deflate"]
+    # The default set: the built-ins, and the plugins this environment installed through entry points.
+    default = PluginManager()
+    names = client.plugin_manager.names()
+    assert names[:-1] == default.names() and len(names) == len(default.names()) + 1
+    expected = [f.name for f in default.extension_factories("client")]
+    assert [e.name for e in client.extensions] == expected and "permessage-deflate" in expected
 
 
 class Veto:
@@ -421,8 +428,13 @@ def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def others() -> list[str]:
+    """Entry-point plugins this environment has installed besides the test's ``fake``."""
+    return [ep.name for ep in importlib.metadata.entry_points(group="wskit") if ep.name != "fake"]
+
+
 def test_entry_point_plugins_are_loaded(fake_distribution: Path) -> None:
-    pm = PluginManager()
+    pm = PluginManager(disable=others())
     assert pm.names() == ["permessage-deflate", "fake"]
     info = {i.name: i for i in pm.info()}
     assert info["fake"].origin == "entry point" and info["fake"].source == "fake-plugin 1.2"
@@ -450,7 +462,7 @@ def test_a_broken_entry_point_is_a_plugin_error(fake_distribution: Path, monkeyp
 
 
 def test_cli_lists_plugins_origin_and_hooks(capsys: pytest.CaptureFixture[str], fake_distribution: Path) -> None:
-    assert main(["plugins", "--enable", "logging"]) == 0
+    assert main(["plugins", "--enable", "logging", *(f"--disable={name}" for name in others())]) == 0
     out = capsys.readouterr().out
     assert "3 active plugins (entry-point autoload: on)" in out
     assert "permessage-deflate  built-in: wskit.plugins.deflate" in out
@@ -477,4 +489,63 @@ def test_cli_reads_a_configuration(capsys: pytest.CaptureFixture[str], tmp_path:
 
 def test_cli_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--enable", "nope"]) == 1
-    assert "cannot enable 'nope'" in capsys.readouterr().err
+    assert "no built-in plugin named 'nope'" in capsys.readouterr().err
+
+
+# -- one rule for plugin names: the YAML loader and the command line ----------------------------------------
+
+
+def test_check_plugin_names_is_the_rule_the_yaml_loader_applies() -> None:
+    from wskit.config import loads
+    from wskit.exceptions import ConfigError
+    from wskit.plugin import check_plugin_names, known_plugin_names
+
+    check_plugin_names(["permessage-deflate", "logging"])
+    check_plugin_names(["logging"], builtin=True)
+    with pytest.raises(ConfigError) as info:
+        check_plugin_names(["zstd", "permessage-deflat"])
+    known = ", ".join(known_plugin_names())
+    assert info.value.errors == [
+        f"no installed plugin named 'zstd' (installed: {known})",
+        f"no installed plugin named 'permessage-deflat'; did you mean 'permessage-deflate'? (installed: {known})",
+    ]
+    with pytest.raises(ConfigError) as yaml_info:
+        loads("plugins:\n  disable: [zstd, permessage-deflat]\n", "ws.yaml")
+    assert yaml_info.value.errors == [f"ws.yaml:2: plugins.disable[{i}]: {message}"
+                                      for i, message in enumerate(info.value.errors)]
+    with pytest.raises(ConfigError, match=r"no built-in plugin named 'loging'; did you mean 'logging'\?"):
+        check_plugin_names(["loging"], builtin=True)
+
+
+def test_import_wskit_loads_no_difflib() -> None:
+    code = "import sys, wskit, wskit.plugin; assert 'difflib' not in sys.modules, 'difflib'; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+# -- docs/plugins.md: "A plugin's configuration" runs as written ----------------------------------------------
+
+
+def test_plugins_page_configuration_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    section = page[page.index("## A plugin's configuration"):page.index("## Shipping a plugin on PyPI")]
+    plugin_block, use_block = re.findall(r"```python\n(.*?)```", section, re.S)
+    # Installed as the page says: a module, and an entry point in the `wskit` group naming the plugin object.
+    (tmp_path / "greeting_plugin.py").write_text(plugin_block + "\nplugin = GreetingPlugin()\n")
+    info = tmp_path / "greeting_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: greeting-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[wskit]\ngreeting = greeting_plugin:plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "greeting_plugin", raising=False)
+    import greeting_plugin
+
+    exec(compile(use_block, "docs/plugins.md", "exec"), dict(vars(greeting_plugin)))
+    expected = [line.removeprefix("# ") for line in use_block.splitlines() if line.startswith("# ")]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["['bonjour']", *expected]
+    assert expected[0].startswith("bad.yaml:2: greeting.word:")

@@ -2,58 +2,187 @@
 
 Both layers take the same options with the same meaning; what they share
 beyond the signatures (which stay explicit in each ``connect``/``serve``,
-for users and type checkers) lives here: how ``config=`` combines with the
-call (:func:`with_config`), how ``compression`` and ``extensions`` become
-the core's factory list (:func:`extension_factories`), and the options each
-connection passes to its sans-I/O protocol and to its I/O object
+for users and type checkers) lives here: the check of the keywords and of
+the main options' types when ``connect``/``serve`` is called, how
+``config=`` combines with the call (:func:`with_config`), which plugin
+manager the connections use (:func:`resolve_manager`), and the options
+each connection passes to its sans-I/O protocol and to its I/O object
 (:class:`ConnectionOptions`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from ._suggest import did_you_mean
 from .config import accepts_config
-from .protocol import Side
+from .http11 import HTTPLimits
+from .plugin import PluginManager, default_manager
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
-    from .http11 import HTTPLimits
-    from .plugin import PluginManager
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["ConnectionOptions", "adjust_config", "extension_factories", "resolve_logger", "with_config"]
+__all__ = ["ConnectionOptions", "adjust_config", "check_call", "loop_keywords", "resolve_logger", "resolve_manager",
+           "with_config"]
 
 # Arguments that say where a server listens (or which socket a client uses) in code.
 _LOCATION_IN_CODE = frozenset({"sock", "unix", "_unix", "_unix_path"})
 
 
-def with_config(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate an I/O consumer (``connect``, ``serve``) so that it takes ``config=``.
+def with_config(
+    kind: str, *, passthrough: Callable[[], Iterable[str]] | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate an I/O consumer (``connect``, ``serve``) so that it takes ``config=`` and checks its call.
 
     :func:`wskit.config.accepts_config` with the I/O layers' rules
     (:func:`adjust_config`): the arguments actually passed in the call,
     positionally or by keyword, win over the file even when equal to their
-    default; every other key the file sets fills in.
+    default; every other key the file sets fills in. Before anything else
+    (no I/O has started), the call's keywords are checked
+    (:func:`check_call`).
 
     Args:
         kind: ``"asyncio_client"``, ``"asyncio_server"``, ``"sync_client"``
             or ``"sync_server"`` (a :data:`wskit.config.KINDS` value).
+        passthrough: for a consumer with ``**kwargs``, returns the names it
+            passes on (to :meth:`asyncio.loop.create_connection`, ...);
+            called once, at the first call.
     """
-    return accepts_config(kind, adjust=adjust_config)
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        configured = accepts_config(kind, adjust=adjust_config)(func)
+        name = func.__qualname__.removesuffix(".__init__")
+        params = inspect.signature(func).parameters.values()
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+
+        @functools.cache
+        def accepted() -> frozenset[str]:
+            return frozenset(named).union(passthrough() if passthrough is not None else ())
+
+        @functools.wraps(configured)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            check_call(name, kwargs, accepted())
+            return configured(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def loop_keywords(*methods: str, internal: Iterable[str] = ()) -> Callable[[], frozenset[str]]:
+    """Return a ``passthrough`` for :func:`with_config`: the keyword-only
+    parameters of these :class:`asyncio.AbstractEventLoop` methods (as this
+    Python version has them), plus ``internal`` names.
+
+    Args:
+        methods: method names (``"create_connection"``, ...).
+        internal: private keywords the layer passes itself (``"_unix_path"``).
+    """
+    def names() -> frozenset[str]:
+        import asyncio
+
+        out = set(internal)
+        for method in methods:
+            params = inspect.signature(getattr(asyncio.AbstractEventLoop, method)).parameters.values()
+            out.update(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+        return frozenset(out)
+
+    return names
+
+
+def _int_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _seconds(value: object) -> bool:
+    return value is None or (isinstance(value, Real) and not isinstance(value, bool))
+
+
+def _names(value: object) -> bool:
+    return value is None or (isinstance(value, Sequence) and not isinstance(value, str | bytes)
+                             and all(isinstance(v, str) for v in value))
+
+
+def _sequence(value: object) -> bool:
+    return value is None or (isinstance(value, Sequence) and not isinstance(value, str | bytes))
+
+
+# The options both layers take, what each accepts, and how to say it.
+_OPTION_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "max_size": (_int_or_none, "an int (bytes, the limit of a whole message) or None"),
+    "max_fragment_size": (_int_or_none, "an int (bytes) or None"),
+    "max_queue": (_int_or_none, "an int (messages) or None"),
+    "write_limit": (lambda v: _int_or_none(v) and v is not None, "an int (bytes)"),
+    "open_timeout": (_seconds, "a number of seconds or None"),
+    "close_timeout": (_seconds, "a number of seconds or None"),
+    "ping_interval": (_seconds, "a number of seconds or None"),
+    "ping_timeout": (_seconds, "a number of seconds or None"),
+    "subprotocols": (_names, "a list of strings or None"),
+    "extensions": (_sequence, "a list of extension factories or None"),
+    "plugins": (_sequence, "a list of plugin objects or None"),
+    "limits": (lambda v: v is None or isinstance(v, HTTPLimits), "a wskit.http11.HTTPLimits or None"),
+    "plugin_manager": (lambda v: v is None or isinstance(v, PluginManager), "a wskit.plugin.PluginManager or None"),
+}
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def check_call(name: str, kwargs: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """Check the keyword arguments of a ``connect``/``serve`` call before it does anything.
+
+    Args:
+        name: the function's name, for messages (``"connect"``).
+        kwargs: the keyword arguments of the call.
+        accepted: every keyword the function takes (its own and those it
+            passes on).
+
+    Raises:
+        TypeError: for an unknown keyword (``connect() got an unexpected
+            keyword argument 'open_timout'; did you mean 'open_timeout'?``,
+            the suggestion the configuration loader makes for a misspelled
+            key), or a main option of the wrong type (``max_size must be an
+            int ... or None, got tuple (1048576, 65536)``).
+    """
+    names = set(accepted)
+    for key, value in kwargs.items():
+        if key not in names:
+            public = sorted(n for n in names if not n.startswith("_"))
+            raise TypeError(f"{name}() got an unexpected keyword argument {key!r}{did_you_mean(key, public)}")
+        rule = _OPTION_TYPES.get(key)
+        if rule is not None and not rule[0](value):
+            raise TypeError(f"{name}(): {key} must be {rule[1]}, got {_show(value)}")
+
+
+def resolve_manager(plugins: Sequence[object] | None, plugin_manager: PluginManager | None) -> PluginManager:
+    """Return the plugin manager the connections of a ``connect``/``serve`` call use.
+
+    ``plugin_manager`` if given; else a manager with the default set plus
+    ``plugins`` (one per distinct list, shared with the sans-I/O protocols
+    given the same list); else the process-wide default.
+    """
+    if plugin_manager is not None:
+        return plugin_manager
+    if plugins:
+        from ._protocol import _manager_for
+
+        return _manager_for(plugins)
+    return default_manager()
 
 
 def adjust_config(config: Config, kind: str, given: Mapping[str, Any], merged: dict[str, Any]) -> None:
     """Apply the I/O layers' rules to the keyword arguments ``config`` gives a consumer.
 
-    * the file's ``compression`` section is the complete extension list
-      (``compression`` is set to ``None`` so the layer adds nothing), unless
-      ``compression`` or ``extensions`` was given in code;
     * on clients, the file's ``tls`` section applies to ``wss://`` URIs only;
     * for servers, a location given in code (``host``/``port``, or a socket
       or Unix path) wins over the file's; a file's ``server.unix`` wins over
@@ -66,8 +195,6 @@ def adjust_config(config: Config, kind: str, given: Mapping[str, Any], merged: d
         given: the arguments passed in the call, by name.
         merged: the keyword arguments the consumer will get; edited in place.
     """
-    if "extensions" in merged and "extensions" not in given and "compression" not in given:
-        merged["compression"] = None  # the file's factories are the complete list
     uri = merged.get("uri", given.get("uri"))
     if "ssl" in merged and "ssl" not in given and isinstance(uri, str) and not uri.lower().startswith("wss:"):
         del merged["ssl"]  # the file's TLS settings apply to wss:// URIs only
@@ -100,44 +227,6 @@ def _adjust_location(config: Config, given: Mapping[str, Any], merged: dict[str,
                 merged.setdefault(key, config.get(f"server.{key}"))
 
 
-def extension_factories(compression: str | None, extensions: Sequence[Any] | None, side: Side) -> list[Any] | None:
-    """Map the ``compression`` and ``extensions`` options to the core's ``extensions`` argument.
-
-    The rules of both layers (those of python-websockets):
-
-    * ``compression="deflate"`` adds a permessage-deflate factory (RFC 7692,
-      default settings) at the end of ``extensions``, unless a factory of
-      that name is already there;
-    * ``compression="deflate"`` with ``extensions=None`` gives ``None``:
-      "what the plugins provide" (permessage-deflate by default; a plugin
-      manager that disables the ``permessage-deflate`` plugin turns it off);
-    * ``compression=None`` adds nothing: ``extensions`` as given (``None``
-      and ``[]`` both negotiate no extension).
-
-    Args:
-        compression: ``"deflate"`` or ``None``.
-        extensions: extension factories, in preference order.
-        side: which permessage-deflate factory to add.
-
-    Returns:
-        A new list of factories, or ``None`` for the plugins' factories.
-
-    Raises:
-        ValueError: for an unknown ``compression`` value.
-    """
-    if compression is not None and compression != "deflate":
-        raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
-    if compression is None or extensions is None:
-        return None if compression is not None else list(extensions or ())
-    factories = list(extensions)
-    if not any(getattr(f, "name", None) == "permessage-deflate" for f in factories):
-        from .extensions import permessage_deflate as pmd
-
-        factories.append(pmd.ClientPerMessageDeflateFactory() if side is Side.CLIENT
-                         else pmd.ServerPerMessageDeflateFactory())
-    return factories
-
-
 def resolve_logger(
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None, default: str
 ) -> logging.Logger | logging.LoggerAdapter[Any]:
@@ -160,13 +249,14 @@ def resolve_logger(
 class ConnectionOptions:
     """The options every connection of a consumer gets, for its protocol and its I/O object.
 
-    Built once per ``connect`` or ``serve`` call (so a bad ``compression``
-    fails there, not at connection time); each connection then builds its
-    own protocol from :meth:`protocol_kwargs` and its I/O object from
-    :meth:`connection_kwargs`.
+    Built once per ``connect`` or ``serve`` call; each connection then
+    builds its own protocol from :meth:`protocol_kwargs` and its I/O object
+    from :meth:`connection_kwargs`.
 
     Attributes:
-        extensions: the factories (see :func:`extension_factories`).
+        extensions: the extension factories, or ``None`` for those the
+            plugins of :attr:`plugin_manager` provide.
+        plugin_manager: the connections' plugin manager (:func:`resolve_manager`).
     """
 
     extensions: list[Any] | None
@@ -174,8 +264,7 @@ class ConnectionOptions:
     max_size: int | None
     max_fragment_size: int | None
     limits: HTTPLimits | None
-    plugins: Sequence[object] | None
-    plugin_manager: PluginManager | None
+    plugin_manager: PluginManager
     open_timeout: float | None
     close_timeout: float | None
     ping_interval: float | None
@@ -186,16 +275,13 @@ class ConnectionOptions:
     @classmethod
     def build(
         cls,
-        side: Side,
         *,
-        compression: str | None,
         extensions: Sequence[Any] | None,
         subprotocols: Sequence[str] | None,
         max_size: int | None,
         max_fragment_size: int | None,
         limits: HTTPLimits | None,
-        plugins: Sequence[object] | None,
-        plugin_manager: PluginManager | None,
+        plugin_manager: PluginManager,
         open_timeout: float | None,
         close_timeout: float | None,
         ping_interval: float | None,
@@ -203,32 +289,26 @@ class ConnectionOptions:
         max_queue: int | None,
         write_limit: int,
     ) -> ConnectionOptions:
-        """Check the options and build the extension factories once.
+        """Gather the options of a ``connect``/``serve`` call.
 
         Args:
-            side: the consumer's side.
-            compression: see :func:`extension_factories`.
-            extensions: see :func:`extension_factories`.
+            extensions: the extension factories (after the layer applied its
+                own rules to them), or ``None`` for the plugins'.
             subprotocols: as for ``connect``/``serve``.
             max_size: as for ``connect``/``serve``.
             max_fragment_size: as for ``connect``/``serve``.
             limits: as for ``connect``/``serve``.
-            plugins: as for ``connect``/``serve``.
-            plugin_manager: as for ``connect``/``serve``.
+            plugin_manager: the manager :func:`resolve_manager` chose.
             open_timeout: as for ``connect``/``serve``.
             close_timeout: as for ``connect``/``serve``.
             ping_interval: as for ``connect``/``serve``.
             ping_timeout: as for ``connect``/``serve``.
             max_queue: as for ``connect``/``serve``.
             write_limit: as for ``connect``/``serve``.
-
-        Raises:
-            ValueError: for an unknown ``compression`` value.
         """
         return cls(
-            extension_factories(compression, extensions, side), subprotocols, max_size, max_fragment_size,
-            limits, plugins, plugin_manager, open_timeout, close_timeout, ping_interval, ping_timeout,
-            max_queue, write_limit,
+            None if extensions is None else list(extensions), subprotocols, max_size, max_fragment_size, limits,
+            plugin_manager, open_timeout, close_timeout, ping_interval, ping_timeout, max_queue, write_limit,
         )
 
     def protocol_kwargs(self, logger: Any) -> dict[str, Any]:
@@ -243,7 +323,7 @@ class ConnectionOptions:
             # A fresh list per connection: a protocol may keep it.
             "extensions": None if self.extensions is None else list(self.extensions),
             "subprotocols": self.subprotocols, "max_fragment_size": self.max_fragment_size,
-            "limits": self.limits, "plugins": self.plugins, "plugin_manager": self.plugin_manager,
+            "limits": self.limits, "plugin_manager": self.plugin_manager,
         }
 
     def connection_kwargs(self) -> dict[str, Any]:

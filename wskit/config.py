@@ -1,12 +1,17 @@
 """YAML configuration for clients and servers.
 
 One YAML file configures a client or a server: size limits, HTTP limits of
-the opening handshake, permessage-deflate and its parameters, plugins,
-timeouts, where to listen or connect, TLS files. The schema is one table,
-:data:`SCHEMA`, from which everything else derives: validation, the effective
-settings that ``wskit config check`` prints, the keyword arguments of each
-consumer (:func:`merge_options`) and the reference page
-``docs/configuration.md`` (:func:`reference_markdown`).
+the opening handshake, plugins, timeouts, where to listen or connect, TLS
+files, and the sections plugins declare. wskit's own keys are one table, :data:`SCHEMA`; each
+plugin adds its section through the ``wskit_add_config`` hook
+(:class:`ConfigSchema`). Everything else derives from these declarations:
+validation, the effective settings that ``wskit config check`` prints, the
+keyword arguments of each consumer (:func:`merge_options`) and the
+reference page ``docs/configuration.md`` (:func:`reference_markdown`). The
+values of a plugin's section reach the plugin through the
+:class:`~wskit.plugin.PluginManager` the file describes
+(:meth:`Config.plugin_manager`): its extension factory hooks receive them
+as ``options[section]``.
 
 Loading is ``yaml.safe_load``-safe and stricter: the file is *composed*
 with PyYAML's ``SafeLoader`` (which builds no objects) so that every key
@@ -19,27 +24,28 @@ Every problem found is reported, not just the first, in one
 
 Example:
     >>> from wskit.config import loads, merge_options
-    >>> config = loads("max_size: 65536\\ncompression: false\\n")
+    >>> config = loads("max_size: 65536\\nsubprotocols: [chat]\\n")
     >>> merge_options(config, "server_protocol", {})
-    {'max_size': 65536, 'extensions': []}
+    {'max_size': 65536, 'subprotocols': ['chat']}
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
 import yaml
 
+from ._suggest import closest
+from .configschema import KINDS, ConfigSchema, Key, PluginConfig, SectionSchema
 from .defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
-from .exceptions import ConfigError, InvalidURI
+from .exceptions import ConfigError, InvalidURI, PluginError
 
 if TYPE_CHECKING:  # pragma: no cover
     import ssl
@@ -50,6 +56,9 @@ __all__ = [
     "Config",
     "Section",
     "Key",
+    "ConfigSchema",
+    "SectionSchema",
+    "PluginConfig",
     "SCHEMA",
     "KINDS",
     "load",
@@ -65,7 +74,6 @@ R = TypeVar("R")
 
 # -- consumers -----------------------------------------------------------------
 
-KINDS = ("client_protocol", "server_protocol", "asyncio_client", "asyncio_server", "sync_client", "sync_server")
 """The consumers :func:`merge_options` builds keyword arguments for."""
 
 _CLIENTS = frozenset({"client_protocol", "asyncio_client", "sync_client"})
@@ -79,78 +87,9 @@ _IO_SERVERS = _IO & _SERVERS
 # -- the schema ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Key:
-    """One configuration key.
-
-    Attributes:
-        path: dotted path (``"compression.level"``).
-        kind: value type: ``int``, ``number``, ``bool``, ``str``, ``strlist``
-            (list of strings), ``tokens`` (list of HTTP tokens), ``origins``
-            (list of origins or null), ``plugins`` (list of installed plugin
-            names), ``path`` (a file path), ``file`` (an existing file),
-            ``uri`` (a ``ws://``/``wss://`` URI).
-        default: value when the file does not set the key.
-        doc: one or two sentences for the reference page.
-        used_by: the consumers (:data:`KINDS`) that read the key.
-        nullable: whether ``null`` is accepted.
-        min: smallest value accepted (numbers).
-        max: largest value accepted (numbers).
-        exclusive_min: ``min`` itself is not accepted.
-    """
-
-    path: str
-    kind: str
-    default: Any
-    doc: str
-    used_by: frozenset[str]
-    nullable: bool = False
-    min: float | None = None
-    max: float | None = None
-    exclusive_min: bool = False
-
-    @property
-    def name(self) -> str:
-        """The last component of :attr:`path`."""
-        return self.path.rpartition(".")[2]
-
-    def expected(self) -> str:
-        """Describe the accepted values, as in ``"an integer 8..15 or null"``."""
-        if self.kind in ("int", "number"):
-            noun = "an integer" if self.kind == "int" else "a number"
-            if self.min is not None and self.max is not None:
-                text = f"{noun} {_num(self.min)}..{_num(self.max)}"
-            elif self.min is not None:
-                text = f"{noun} {'>' if self.exclusive_min else '>='} {_num(self.min)}"
-            else:
-                text = noun
-        else:
-            text = {
-                "bool": "true or false",
-                "str": "a string",
-                "strlist": "a list of strings",
-                "tokens": "a list of tokens (RFC 7230 §3.2.6)",
-                "origins": "a list of origins (a string, or null for requests without Origin)",
-                "plugins": "a list of installed plugin names",
-                "builtin_plugins": "a list of built-in plugin names",
-                "path": "a path",
-                "file": "the path of an existing file",
-                "uri": "a ws:// or wss:// URI",
-            }[self.kind]
-        return text + (" or null" if self.nullable else "")
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
 SECTIONS: dict[str, str] = {
     "handshake": "Limits on the HTTP/1.1 opening handshake (requests a server parses, responses a client parses). "
     "A request over a limit is answered with 431 (or 400).",
-    "compression": "permessage-deflate (RFC 7692). `compression: false` disables it, `compression: true` uses "
-    "the defaults. A window-bits key left null uses wskit's default for the side (client: offer "
-    "`client_max_window_bits` without a value and ask nothing of the server; server: 12 bits both "
-    "ways).",
     "plugins": "Which pluggy plugins the protocols use. Built-in plugins are registered by name; third-party "
     "plugins come from the `wskit` entry-point group. Names are checked against what is installed.",
     "timeouts": "Timeouts of the asyncio and sync layers, in seconds; null disables one.",
@@ -166,7 +105,7 @@ SECTIONS: dict[str, str] = {
 _F = frozenset
 
 SCHEMA: tuple[Key, ...] = (
-    Key("max_size", "int", MAX_SIZE, "Largest message received, in bytes, after decompression "
+    Key("max_size", "int", MAX_SIZE, "Largest message received, in bytes, after extensions decoded it "
         "(a larger one fails the connection with 1009). null: no limit.", _ALL, nullable=True, min=0),
     Key("max_fragment_size", "int", None, "Split outgoing messages into frames of at most this many "
         "payload bytes. null: one frame per message.", _ALL, nullable=True, min=1),
@@ -184,21 +123,6 @@ SCHEMA: tuple[Key, ...] = (
         _ALL, min=1),
     Key("handshake.max_body", "int", 65536, "Largest body of an HTTP error response a client keeps, in bytes.",
         _ALL, min=1),
-    Key("compression.enabled", "bool", True, "Offer (client) or accept (server) permessage-deflate.", _ALL),
-    Key("compression.server_no_context_takeover", "bool", False, "The server resets its compressor after "
-        "every message (RFC 7692 §7.1.1.1): less memory, worse ratio.", _ALL),
-    Key("compression.client_no_context_takeover", "bool", False, "The client resets its compressor after "
-        "every message (RFC 7692 §7.1.1.2).", _ALL),
-    Key("compression.server_max_window_bits", "int", None, "LZ77 window of the server's compressor, as a "
-        "power of two (RFC 7692 §7.1.2.1).", _ALL, nullable=True, min=8, max=15),
-    Key("compression.client_max_window_bits", "int", None, "LZ77 window of the client's compressor, as a "
-        "power of two (RFC 7692 §7.1.2.2).", _ALL, nullable=True, min=8, max=15),
-    Key("compression.level", "int", 6, "zlib compression level (-1 is zlib's default, 0 stores).", _ALL,
-        min=-1, max=9),
-    Key("compression.mem_level", "int", 5, "zlib memLevel: memory for the compressor's hash tables.", _ALL,
-        min=1, max=9),
-    Key("compression.min_size", "int", 32, "Messages shorter than this many bytes are sent uncompressed.",
-        _ALL, min=0),
     Key("plugins.enable", "builtin_plugins", (), "Optional built-in plugins to turn on (`logging`: frame "
         "logging). Built-ins that are on by default (`permessage-deflate`) need no entry.", _ALL),
     Key("plugins.disable", "plugins", (), "Plugins (built-in or from entry points) to leave out.", _ALL),
@@ -229,6 +153,78 @@ SCHEMA: tuple[Key, ...] = (
 _BY_PATH: dict[str, Key] = {k.path: k for k in SCHEMA}
 _TOP_KEYS = [k.path for k in SCHEMA if "." not in k.path] + list(SECTIONS)
 _SECTION_KEYS: dict[str, list[str]] = {s: [k.name for k in SCHEMA if k.path.startswith(s + ".")] for s in SECTIONS}
+
+
+# -- plugin sections: declared through the wskit_add_config hook ------------------
+
+
+class _Catalog(NamedTuple):
+    """Every plugin section that can be configured, and where each plugin comes from."""
+
+    sections: dict[str, SectionSchema]
+    origins: dict[str, str]  # plugin name -> "default", "optional" or "entry point"
+    configure: list[tuple[str, Callable[..., object], tuple[str, ...]]]  # wskit_configure implementations
+
+
+_catalogs: dict[tuple[object, ...], _Catalog] = {}
+_catalog_lock = threading.Lock()
+
+
+def _catalog(*, entry_points: bool = True) -> _Catalog:
+    """Ask every built-in plugin and (with ``entry_points``) every entry-point plugin for its sections.
+
+    Cached per set of installed entry points. A plugin whose entry point
+    cannot be loaded declares nothing here; building a plugin manager that
+    uses it reports the error.
+
+    Raises:
+        PluginError: if a plugin's declaration is invalid or two plugins
+            declare the same section.
+    """
+    from importlib.metadata import entry_points as metadata_entry_points
+
+    from .hookspecs import PROJECT
+    from .plugin import AUTOLOAD_ENV, PluginManager
+    from .plugins import BUILTIN_MODULES, OPTIONAL_MODULES
+
+    eps = []
+    if entry_points and not os.environ.get(AUTOLOAD_ENV):
+        eps = [ep for ep in metadata_entry_points(group=PROJECT) if ep.name not in BUILTIN_MODULES
+               and ep.name not in OPTIONAL_MODULES]
+    cache_key = tuple((ep.name, ep.value) for ep in eps)
+    with _catalog_lock:
+        if cache_key in _catalogs:
+            return _catalogs[cache_key]
+        manager = PluginManager(enable=list(OPTIONAL_MODULES), entry_points=False)
+        origins = {name: "default" for name in BUILTIN_MODULES}
+        origins.update((name, "optional") for name in OPTIONAL_MODULES)
+        for ep in eps:
+            try:
+                manager.register(ep.load(), name=ep.name)
+            except Exception:  # a broken plugin: the manager that loads it for real says why
+                continue
+            origins[ep.name] = "entry point"
+        sections: dict[str, SectionSchema] = {}
+        for impl in reversed(manager.pm.hook.wskit_add_config.get_hookimpls()):
+            schema = ConfigSchema(impl.plugin_name, reserved=set(_BY_PATH) | set(SECTIONS))
+            try:
+                impl.function(*[{"schema": schema}[a] for a in impl.argnames])
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin {impl.plugin_name!r} raised {type(exc).__name__} in "
+                                  f"wskit_add_config: {exc}") from exc
+            for section in schema.sections:
+                other = sections.get(section.name)
+                if other is not None:
+                    raise PluginError(f"plugins {other.plugin!r} and {section.plugin!r} both declare the "
+                                      f"configuration section {section.name!r}")
+                sections[section.name] = section
+        configure = [(impl.plugin_name, impl.function, tuple(impl.argnames))
+                     for impl in reversed(manager.pm.hook.wskit_configure.get_hookimpls())]
+        catalog = _Catalog(sections, origins, configure)
+        _catalogs[cache_key] = catalog
+        return catalog
 
 # RFC 7230 §3.2.6: token = 1*tchar
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -361,17 +357,27 @@ class _Validator:
         self.values: dict[str, Any] = {k.path: k.default for k in SCHEMA}
         self.explicit: set[str] = set()
         self.lines: dict[str, int | None] = {}
-        self._installed: list[str] | None = None
+        self.keys: list[Key] = list(SCHEMA)
+        self.by_path: dict[str, Key] = dict(_BY_PATH)
+        self.active: list[str] = []  # the plugin sections this configuration has
+        self._catalog: _Catalog | None = None
+
+    @property
+    def catalog(self) -> _Catalog:
+        if self._catalog is None:
+            self._catalog = _catalog()
+        return self._catalog
 
     def err(self, line: int | None, path: str, message: str) -> None:
         self.errors.append(_fmt(self.source, line, path, message))
 
     def unknown(self, line: int | None, path: str, name: str, siblings: list[str]) -> None:
-        close = difflib.get_close_matches(name, siblings, n=1)
-        if close:
-            self.err(line, path, f"unknown key; did you mean '{close[0]}'?")
+        close = closest(name, siblings)
+        if close is not None:
+            self.err(line, path, f"unknown key; did you mean '{close}'?")
             return
-        elsewhere = [k.path for k in SCHEMA if k.name == name and k.path != path]
+        every = [*SCHEMA, *(k for section in self.catalog.sections.values() for k in section.keys)]
+        elsewhere = [k.path for k in every if k.name == name and k.path != path]
         if elsewhere:
             self.err(line, path, f"unknown key; did you mean '{elsewhere[0]}'?")
             return
@@ -379,40 +385,106 @@ class _Validator:
 
     def run(self, root: _Item) -> None:
         if root.value is None:  # an empty file: every default
+            self.plugin_sections([])
             return
         if not isinstance(root.value, dict):
             self.err(root.line, "<top>", f"expected a mapping of configuration keys, got {_show(root.value)}")
             return
+        deferred: list[tuple[str, int | None, _Item]] = []
         for name, (kline, item) in root.value.items():
             if isinstance(item.value, _BadKey):
                 self.err(kline, "<top>", f"keys must be strings, got {_show(item.value.key)}")
             elif name in SECTIONS:
-                self.section(name, kline, item)
+                self.section(name, kline, item, _SECTION_KEYS[name])
             elif name in _BY_PATH:
                 self.key(_BY_PATH[name], kline, item)
-            else:
-                self.unknown(kline, name, name, _TOP_KEYS)
+            else:  # a plugin's section: once `plugins` says which plugins are on
+                deferred.append((name, kline, item))
+        self.plugin_sections(deferred)
         self.cross_checks()
+        if not self.errors:
+            self.configure_plugins()
 
-    def section(self, section: str, kline: int | None, item: _Item) -> None:
+    def plugin_sections(self, items: list[tuple[str, int | None, _Item]]) -> None:
+        sections = self.catalog.sections
+        for declared in sections.values():
+            if self.inactive(declared.plugin) is None:
+                self.active.append(declared.name)
+                self.keys += declared.keys
+                for key in declared.keys:
+                    self.by_path[key.path] = key
+                    self.values[key.path] = key.default
+        for name, kline, item in items:
+            section = sections.get(name)
+            if section is None:
+                self.unknown(kline, name, name, _TOP_KEYS + list(sections))
+            elif name in self.active:
+                self.section(name, kline, item, [k.name for k in section.keys])
+            else:
+                self.contradiction(section, kline, item)
+
+    def inactive(self, plugin: str) -> tuple[str, str] | None:
+        """Why the configuration leaves ``plugin`` out (and which key says so), or ``None``."""
+        if plugin in self.values["plugins.disable"]:
+            return "turns off", "plugins.disable"
+        origin = self.catalog.origins.get(plugin)
+        if origin == "optional" and plugin not in self.values["plugins.enable"]:
+            return "does not turn on (an optional plugin)", "plugins.enable"
+        if origin == "entry point" and not self.values["plugins.entry_points"]:
+            return "turns off (false: no entry-point plugins)", "plugins.entry_points"
+        return None
+
+    def contradiction(self, section: SectionSchema, kline: int | None, item: _Item) -> None:
+        """A section of a plugin the file leaves out: fine if it turns the plugin off too, else an error."""
+        has_switch = any(k.name == "enabled" and k.kind == "bool" for k in section.keys)
         value = item.value
-        if section == "compression" and isinstance(value, bool):  # `compression: false`
-            self.set("compression.enabled", value, item.line)
+        if has_switch:
+            if value is False:
+                return
+            if isinstance(value, dict) and "enabled" in value and value["enabled"][1].value is False:
+                return
+        verb, key = self.inactive(section.plugin) or ("turns off", "plugins")
+        said = self.lines.get(key)
+        where = f" (line {said})" if said is not None else ""
+        fix = f"remove the section, or set '{section.name}: false'" if has_switch else "remove the section"
+        self.err(kline, section.name, f"configures the plugin {section.plugin!r}, which {key}{where} {verb}: "
+                 f"{fix}")
+
+    def section(self, section: str, kline: int | None, item: _Item, names: list[str]) -> None:
+        value = item.value
+        self.lines[section] = kline
+        switch = self.by_path.get(f"{section}.enabled")
+        if isinstance(value, bool) and switch is not None and switch.kind == "bool":  # `section: false`
+            self.set(switch.path, value, item.line)
             return
         if value is None:  # `tls:` with nothing under it
             return
         if not isinstance(value, dict):
-            extra = " or true/false" if section == "compression" else ""
+            extra = " or true/false" if switch is not None else ""
             self.err(item.line, section, f"expected a mapping{extra}, got {_show(value)}")
             return
         for name, (line, sub) in value.items():
             path = f"{section}.{name}"
             if isinstance(sub.value, _BadKey):
                 self.err(line, section, f"keys must be strings, got {_show(sub.value.key)}")
-            elif path in _BY_PATH:
-                self.key(_BY_PATH[path], line, sub)
+            elif path in self.by_path:
+                self.key(self.by_path[path], line, sub)
             else:
-                self.unknown(line, path, name, _SECTION_KEYS[section])
+                self.unknown(line, path, name, names)
+
+    def configure_plugins(self) -> None:
+        """Call ``wskit_configure`` of the plugins whose sections this configuration has."""
+        plugins = {self.catalog.sections[name].plugin for name in self.active}
+        for plugin, function, argnames in self.catalog.configure:
+            if plugin not in plugins:
+                continue
+            view = PluginConfig(plugin, self.source, self.values, self.explicit, self.lines, self.err)
+            try:
+                function(*[{"config": view}[a] for a in argnames])
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin {plugin!r} raised {type(exc).__name__} in wskit_configure: {exc}") from exc
 
     def set(self, path: str, value: Any, line: int | None) -> None:
         self.values[path] = value
@@ -431,6 +503,12 @@ class _Validator:
                 self.bad(key, line, value)
             return
         checked = getattr(self, f"check_{key.kind}")(key, line, item)
+        if checked is not _INVALID and key.check is not None:
+            try:
+                key.check(checked)
+            except ValueError as exc:
+                self.err(line, key.path, str(exc))
+                return
         if checked is not _INVALID:
             self.set(key.path, checked, line)
 
@@ -542,30 +620,25 @@ class _Validator:
         return tuple(v for _, v in items) if ok else _INVALID
 
     def check_plugins(self, key: Key, line: int | None, item: _Item) -> object:
-        return self._names(key, line, item, self.installed(), "installed")
+        return self._names(key, line, item, builtin=False)
 
     def check_builtin_plugins(self, key: Key, line: int | None, item: _Item) -> object:
-        return self._names(key, line, item, builtin_plugins(), "built-in")
+        return self._names(key, line, item, builtin=True)
 
-    def _names(self, key: Key, line: int | None, item: _Item, known: list[str], what: str) -> object:
+    def _names(self, key: Key, line: int | None, item: _Item, *, builtin: bool) -> object:
+        from .plugin import check_plugin_names  # the rule the command line applies too
+
         values = self.check_strlist(key, line, item)
         if values is _INVALID:
             return values
         ok = True
         for i, (sub, name) in enumerate(zip(item.value, values)):  # type: ignore[call-overload]
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                names = ", ".join(known) or "none"
-                self.err(sub.line if sub.line is not None else line, f"{key.path}[{i}]",
-                         f"no {what} plugin named {name!r}{hint} ({what}: {names})")
+            try:
+                check_plugin_names([name], builtin=builtin)
+            except ConfigError as exc:
+                self.err(sub.line if sub.line is not None else line, f"{key.path}[{i}]", exc.errors[0])
                 ok = False
         return values if ok else _INVALID
-
-    def installed(self) -> list[str]:
-        if self._installed is None:
-            self._installed = installed_plugins()
-        return self._installed
 
     def cross_checks(self) -> None:
         v, e = self.values, self.explicit
@@ -582,40 +655,26 @@ def _header_safe(value: str) -> bool:
 
 def builtin_plugins() -> list[str]:
     """Return the names of wskit's built-in plugins (on by default, then optional)."""
-    from . import plugins
+    from .plugin import known_plugin_names
 
-    names = list(getattr(plugins, "BUILTIN_MODULES", {}))
-    names += [n for n in getattr(plugins, "OPTIONAL_MODULES", {}) if n not in names]
-    return names
+    return known_plugin_names(builtin=True)
 
 
 def installed_plugins() -> list[str]:
-    """Return the names of the plugins a configuration may name.
+    """Return the names of the plugins a configuration may name (:func:`wskit.plugin.known_plugin_names`)."""
+    from .plugin import known_plugin_names
 
-    These are the built-in plugins (:func:`builtin_plugins`) and the entry
-    points of the ``wskit`` group, the names under which
-    :class:`wskit.plugin.PluginManager` registers them. Entry points are
-    listed, not imported.
-    """
-    from importlib.metadata import entry_points
-
-    from .hookspecs import PROJECT
-
-    names = builtin_plugins()
-    for ep in entry_points(group=PROJECT):
-        if ep.name not in names:
-            names.append(ep.name)
-    return names
+    return known_plugin_names()
 
 
 # -- the Config object ----------------------------------------------------------
 
 
 class Section:
-    """A read-only view of one section of a :class:`Config` (``config.compression``).
+    """A read-only view of one section of a :class:`Config` (``config.timeouts``).
 
-    Keys are attributes (``config.compression.level``) and items
-    (``config.compression["level"]``).
+    Keys are attributes (``config.timeouts.open``) and items
+    (``config.timeouts["open"]``).
     """
 
     __slots__ = ("_name", "_values")
@@ -663,20 +722,26 @@ class Config:
     """A validated configuration (immutable).
 
     Top-level keys and sections are attributes: ``config.max_size``,
-    ``config.compression.level``, ``config.timeouts.open``. Every key has a
-    value (the file's, or the default).
+    ``config.timeouts.open``, and the sections of the plugins the file
+    leaves on (``config.<section>.<key>``). Every key has a value (the
+    file's, or the default).
 
     Attributes:
         source: where the configuration came from (a path, ``"<string>"``,
             ``"<dict>"``).
+        plugin_sections: the plugins' sections this configuration has
+            (those of the plugins it leaves on), in reference-page order.
     """
 
-    __slots__ = ("source", "_values", "_explicit", "_cache", "_lock")
+    __slots__ = ("source", "plugin_sections", "_values", "_explicit", "_cache", "_lock")
 
     source: str
+    plugin_sections: tuple[str, ...]
 
-    def __init__(self, values: Mapping[str, Any], explicit: Iterable[str], source: str) -> None:
+    def __init__(self, values: Mapping[str, Any], explicit: Iterable[str], source: str,
+                 plugin_sections: Iterable[str] = ()) -> None:
         object.__setattr__(self, "source", source)
+        object.__setattr__(self, "plugin_sections", tuple(plugin_sections))
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "_explicit", frozenset(explicit))
         object.__setattr__(self, "_cache", {})
@@ -685,7 +750,7 @@ class Config:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in SECTIONS:
+        if name in SECTIONS or name in self.plugin_sections:
             prefix = name + "."
             return Section(name, {p[len(prefix):]: v for p, v in self._values.items() if p.startswith(prefix)})
         try:
@@ -706,7 +771,7 @@ class Config:
         return f"<Config from {self.source}: {len(self._explicit)} keys set>"
 
     def get(self, path: str) -> Any:
-        """Return the value of a dotted key path (``"compression.level"``).
+        """Return the value of a dotted key path (``"timeouts.open"``).
 
         Raises:
             KeyError: if ``path`` is not a configuration key.
@@ -737,59 +802,57 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         """Return the effective settings as plain data, in the file layout."""
         out: dict[str, Any] = {}
-        for key in SCHEMA:
-            section, _, name = key.path.rpartition(".")
+        for path, value in self._values.items():
+            section, _, name = path.rpartition(".")
             target = out.setdefault(section, {}) if section else out
-            target[name] = _plain(self._values[key.path])
+            target[name] = _plain(value)
         return out
 
-    def _cached(self, key: str, build: Callable[[], Any]) -> Any:
+    def plugin_options(self) -> dict[str, dict[str, Any]]:
+        """Return the values of the plugins' sections, by section: what the plugins receive as ``options``."""
+        return {name: getattr(self, name).as_dict() for name in self.plugin_sections}
+
+    def _cached(self, key: Any, build: Callable[[], Any]) -> Any:
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = build()
             return self._cache[key]
 
-    def plugin_manager(self) -> PluginManager:
-        """Return the :class:`~wskit.plugin.PluginManager` the ``plugins``
-        section describes, built once per configuration."""
+    def plugin_manager(self, plugins: Iterable[object] = (),
+                       switches: Mapping[str, bool] | None = None) -> PluginManager:
+        """Return the :class:`~wskit.plugin.PluginManager` the file describes, built once per configuration.
+
+        The ``plugins`` section says which plugins it registers; the values
+        of the plugins' sections (:meth:`plugin_options`) are its
+        ``options``, which the extension factory hooks receive.
+
+        Args:
+            plugins: plugin objects to register too (``plugins=[...]``
+                given in code); one manager per distinct list.
+            switches: ``{section: on}``: replaces the ``enabled`` key of
+                these sections (a keyword argument named after a section,
+                given in code to ``connect``/``serve``).
+        """
         from .plugin import PluginManager
 
+        extra = tuple(plugins)
+        switched = tuple(sorted((switches or {}).items()))
+
         def build() -> PluginManager:
+            options = self.plugin_options()
+            for section, on in switched:
+                options[section] = {**options[section], "enabled": on}
             return PluginManager(
+                extra,
                 enable=self._values["plugins.enable"],
                 entry_points=self._values["plugins.entry_points"],
                 disable=self._values["plugins.disable"],
+                options=options,
             )
 
-        manager: PluginManager = self._cached("plugin_manager", build)
+        # The key holds the objects themselves: an id is not reused while they live here.
+        manager: PluginManager = self._cached(("plugin_manager", switched, *extra), build)
         return manager
-
-    def extension_factories(self, side: str) -> list[Any]:
-        """Return the extension factories the ``compression`` section describes.
-
-        Args:
-            side: ``"client"`` or ``"server"``.
-
-        Returns:
-            ``[ClientPerMessageDeflateFactory(...)]`` /
-            ``[ServerPerMessageDeflateFactory(...)]``, or ``[]`` when
-            compression is disabled. A new list on every call; the factories
-            are shared (they hold settings only).
-        """
-        if side not in ("client", "server"):
-            raise ValueError(f"side must be 'client' or 'server', got {side!r}")
-        if not self._values["compression.enabled"]:
-            return []
-
-        def build() -> Any:
-            from .extensions import permessage_deflate as pmd
-
-            settings = {name: self._values[f"compression.{name}"] for name in _SECTION_KEYS["compression"]
-                        if name != "enabled" and self._values[f"compression.{name}"] is not None}
-            cls = pmd.ClientPerMessageDeflateFactory if side == "client" else pmd.ServerPerMessageDeflateFactory
-            return cls(**settings)
-
-        return [self._cached(f"factory:{side}", build)]
 
     def ssl_context(self, side: str) -> ssl.SSLContext | None:
         """Return an :class:`ssl.SSLContext` built from the ``tls`` section,
@@ -908,7 +971,7 @@ def _build(root: _Item, source: str, base: Path, errors: list[str]) -> Config:
     validator.run(root)
     if validator.errors:
         raise ConfigError(_sort_errors(validator.errors))
-    return Config(validator.values, validator.explicit, source)
+    return Config(validator.values, validator.explicit, source, validator.active)
 
 
 def _sort_errors(errors: list[str]) -> list[str]:
@@ -926,12 +989,16 @@ def merge_options(config: Config, kind: str, explicit: Mapping[str, Any]) -> dic
     """Return the keyword arguments ``config`` gives one consumer, updated by ``explicit``.
 
     Only what the file sets is returned (the consumer's own defaults apply
-    to the rest), so a file that says nothing about compression leaves the
-    plugins' default extensions in place. Derived objects:
+    to the rest), so a file that says nothing about plugins leaves the
+    shared plugin manager in place. Derived objects:
 
     * ``handshake`` → ``limits`` (an :class:`~wskit.http11.HTTPLimits`);
-    * ``compression`` → ``extensions`` (permessage-deflate factories, or ``[]``);
-    * ``plugins`` → ``plugin_manager`` (built once per configuration);
+    * ``plugins`` and the plugins' sections →
+      ``plugin_manager`` (built once per configuration, with the sections'
+      values as its ``options``; with ``plugins=[...]`` given in code, a
+      manager that registers them too; a keyword argument named after a
+      section with an ``enabled`` key, given in code, sets that key: ``None``
+      or ``False`` turns the plugin's section off, anything else on);
     * ``tls`` → ``ssl`` (an :class:`ssl.SSLContext`, I/O kinds only);
     * ``timeouts.X`` → ``X_timeout`` / ``ping_interval`` / ``ping_timeout``;
     * ``server.*`` → ``host``, ``port``, ``unix``, ``reuse_port``; ``client.uri`` → ``uri``.
@@ -961,10 +1028,12 @@ def merge_options(config: Config, kind: str, explicit: Mapping[str, Any]) -> dic
         from .http11 import HTTPLimits
 
         opts["limits"] = HTTPLimits(**config.handshake.as_dict())
-    if config.is_set("compression") and "extensions" not in explicit and "compression" not in explicit:
-        opts["extensions"] = config.extension_factories(side)
-    if config.is_set("plugins") and "plugin_manager" not in explicit:
-        opts["plugin_manager"] = config.plugin_manager()
+    configures_plugins = config.is_set("plugins") or any(config.is_set(s) for s in config.plugin_sections)
+    if configures_plugins and "plugin_manager" not in explicit:
+        # A keyword named after a plugin's section, given in code, turns the section on or off.
+        switches = {s: explicit[s] is not None and explicit[s] is not False for s in config.plugin_sections
+                    if s in explicit and f"{s}.enabled" in config._values}
+        opts["plugin_manager"] = config.plugin_manager(explicit.get("plugins") or (), switches)
     if side == "client":
         copy("origin", "origin")
         copy("client.uri", "uri")
@@ -1067,7 +1136,8 @@ _PROSE_HEAD = """\
 # Configuration reference
 
 <!-- Generated by `wskit config docs -o docs/configuration.md` from the schema in
-wskit/config.py; do not edit by hand (a test fails when this page is stale). -->
+wskit/config.py and the sections the built-in plugins declare; do not edit by
+hand (a test fails when this page is stale). -->
 
 One YAML file configures a client or a server. Load it with
 `wskit.config.load(path)` and pass it as `config=` to a protocol or an
@@ -1079,7 +1149,7 @@ exits with status 1.
 ```python
 from wskit.config import load, merge_options
 config = load("server.yaml")
-kwargs = merge_options(config, "server_protocol", {"max_size": None})  # explicit wins
+kwargs = merge_options(config, "server_protocol", {{"max_size": None}})  # explicit wins
 ```
 
 A file sets only the keys it needs; every other key keeps its default (the
@@ -1096,8 +1166,23 @@ that are not installed are all errors, each reported with its line:
 
 ```text
 server.yaml:3: max_sise: unknown key; did you mean 'max_size'?
-server.yaml:7: compression.client_max_window_bits: expected an integer 8..15 or null, got 20
+server.yaml:7: timeouts.open: expected a number > 0 or null, got -1
 server.yaml:9: plugins.disable[0]: no installed plugin named 'zstd' (installed: ...)
+```
+
+Plugins own their sections: each declares its section and keys through the
+`wskit_add_config` hook (see docs/plugins.md), and the loader checks them as
+it checks wskit's own keys. An installed third-party plugin adds its own
+section (`wskit config check` prints every section the file has); the
+built-in plugins' sections are listed below:
+{sections}.
+
+A section configures its plugin only if the file leaves the plugin on. A
+file that turns a plugin off and still configures it (a section that does
+not say `false`) is refused:
+
+```text
+{contradiction}
 ```
 """
 
@@ -1109,8 +1194,7 @@ _PROSE_TAIL = """\
 | `max_size`, `max_fragment_size`, `subprotocols` | same name | all |
 | `origin` / `origins` | same name | clients / servers |
 | `handshake.*` | `limits` (`wskit.http11.HTTPLimits`) | all |
-| `compression.*` | `extensions` (`[Client/ServerPerMessageDeflateFactory(...)]`, or `[]`) | all |
-| `plugins.*` | `plugin_manager` (`wskit.plugin.PluginManager`, one per loaded file) | all |
+| `plugins.*`, plugin sections | `plugin_manager` (one per file; a section is `options[section]`) | all |
 | `client.uri` | `uri` | clients |
 | `max_queue`, `write_limit` | same name | asyncio, sync |
 | `timeouts.open`, `timeouts.close` | `open_timeout`, `close_timeout` | asyncio, sync |
@@ -1118,8 +1202,12 @@ _PROSE_TAIL = """\
 | `server.*` | `host`, `port`, `unix`, `reuse_port` | asyncio/sync servers |
 | `tls.*` | `ssl` (`ssl.SSLContext`) | asyncio, sync |
 
-Only keys the file sets are passed: a file without a `compression` section
-leaves the extensions the plugins provide by default.
+Only keys the file sets are passed: a file that sets neither `plugins` nor
+a plugin's section leaves the shared plugin manager (and so the extensions
+the plugins provide by default) in place. A keyword argument named after a
+plugin's section, given in code, turns that section on or off: the asyncio
+and sync layers' `{section}=None` turns `{section}` off, an explicit
+`{section}="deflate"` turns it on with the file's settings.
 """
 
 
@@ -1136,11 +1224,25 @@ def _default_text(key: Key) -> str:
 
 
 def reference_markdown() -> str:
-    """Return ``docs/configuration.md``: prose plus a table of every key, from :data:`SCHEMA`."""
-    out = [_PROSE_HEAD]
-    out.append("## Example\n\n```yaml\n" + _example_yaml() + "```\n")
+    """Return ``docs/configuration.md``: prose plus a table of every key.
+
+    wskit's keys come from :data:`SCHEMA`, the plugin sections from what the
+    built-in plugins declare (``wskit_add_config``); third-party plugins
+    document their own sections, so the page does not depend on what is
+    installed.
+    """
+    plugin_sections = list(_catalog(entry_points=False).sections.values())
+    example = plugin_sections[0] if plugin_sections else SectionSchema("name", "", "plugin")
+    listed = ", ".join(f"`{s.name}`: plugin `{s.plugin}`" for s in plugin_sections) or "none"
+    contradiction = (f"server.yaml:4: {example.name}: configures the plugin '{example.plugin}', which plugins.disable "
+                     f"(line 2) turns off: remove the section, or set '{example.name}: false'")
+    out = [_PROSE_HEAD.format(sections=listed, section=example.name, plugin=example.plugin,
+                              contradiction=contradiction)]
+    out.append("## Example\n\n```yaml\n" + _example_yaml(plugin_sections) + "```\n")
     groups: list[tuple[str, str, list[Key]]] = [("Top-level keys", "", [k for k in SCHEMA if "." not in k.path])]
     groups += [(f"`{s}`", doc, [k for k in SCHEMA if k.path.startswith(s + ".")]) for s, doc in SECTIONS.items()]
+    groups += [(f"`{section.name}` (plugin `{section.plugin}`)", section.doc, section.keys)
+               for section in plugin_sections]
     for title, doc, keys in groups:
         out.append(f"## {title}\n")
         if doc:
@@ -1149,11 +1251,12 @@ def reference_markdown() -> str:
         for key in keys:
             out.append(f"| `{key.path}` | {key.expected()} | {_default_text(key)} | {_used_by(key)} | {key.doc} |")
         out.append("")
-    out.append(_PROSE_TAIL)
+    out.append(_PROSE_TAIL.format(section=example.name))
     return "\n".join(out)
 
 
-def _example_yaml() -> str:
+def _example_yaml(plugin_sections: list[SectionSchema]) -> str:
     """The defaults, in the file layout."""
-    defaults = Config({k.path: k.default for k in SCHEMA}, (), "<defaults>").as_dict()
+    keys = [*SCHEMA, *(k for section in plugin_sections for k in section.keys)]
+    defaults = Config({k.path: k.default for k in keys}, (), "<defaults>").as_dict()
     return yaml.safe_dump(defaults, sort_keys=False, default_flow_style=False)

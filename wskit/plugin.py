@@ -24,13 +24,16 @@ from typing import Any, NamedTuple
 import pluggy
 
 from . import hookspecs
-from .exceptions import PluginError, ProtocolError, WSKitError
+from ._suggest import did_you_mean
+from .exceptions import ConfigError, PluginError, ProtocolError, WSKitError
 
 __all__ = [
     "PluginManager",
     "PluginHookError",
     "PluginInfo",
     "default_manager",
+    "known_plugin_names",
+    "check_plugin_names",
     "AUTOLOAD_ENV",
 ]
 
@@ -213,6 +216,14 @@ class PluginManager:
             group (unless ``WSKIT_DISABLE_PLUGIN_AUTOLOAD`` is set).
         disable: names of plugins (built-in or from entry points) to leave out.
         enable: names of optional built-in plugins to register (``"logging"``).
+        options: the plugins' settings, by configuration section
+            (``{"compression": {"level": 9}, ...}``): what a configuration
+            file gives them (:meth:`wskit.config.Config.plugin_manager`). The
+            extension factory hooks receive them as ``options``.
+
+    A plugin object in ``plugins`` that is already registered (the same
+    module, installed through its entry point too) is not registered twice:
+    it keeps its entry-point name.
 
     Raises:
         PluginError: for an unknown name in ``enable``, a plugin that
@@ -227,7 +238,9 @@ class PluginManager:
         entry_points: bool = True,
         disable: Iterable[str] = (),
         enable: Iterable[str] = (),
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        self.options: Mapping[str, Any] = dict(options or {})
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self._relay = _HookRelay(self.pm)
@@ -261,7 +274,8 @@ class PluginManager:
                 raise PluginError(f"loading plugins from the {hookspecs.PROJECT!r} entry-point group failed: "
                                   f"{type(exc).__name__}: {exc}") from exc
         for plugin in plugins:
-            self.register(plugin, _resolve=False)
+            if not self.pm.is_registered(plugin):  # also installed through its entry point: once is enough
+                self.register(plugin, _resolve=False)
         self._resolve()
 
     def register(self, plugin: object, name: str | None = None, *, _resolve: bool = True) -> None:
@@ -373,7 +387,8 @@ class PluginManager:
 
         Args:
             side: ``"client"`` or ``"server"``.
-            options: passed to the hook as ``options``.
+            options: passed to the hook as ``options``, on top of the
+                manager's own :attr:`options` (a key given here wins).
 
         Returns:
             The factories, flattened: the first plugin called comes first.
@@ -386,7 +401,7 @@ class PluginManager:
         if side not in _SIDES:
             raise ValueError(f"side must be 'client' or 'server', got {side!r}")
         hook_name = f"wskit_{side}_extension_factories"
-        kwargs = {"options": dict(options or {})}
+        kwargs = {"options": {**self.options, **(options or {})}}
         impls = getattr(self.pm.hook, hook_name).get_hookimpls()
         out: list[Any] = []
         if any(impl.hookwrapper or impl.wrapper for impl in impls):
@@ -425,6 +440,52 @@ class PluginManager:
                 except Exception:  # a failure path already: never raise here
                     pass
         return self._token_owner.get(token)
+
+
+def known_plugin_names(*, builtin: bool = False) -> list[str]:
+    """Return the plugin names that ``disable`` (or, with ``builtin``, ``enable``) may name.
+
+    These are the built-in plugins (on by default, then optional) and, unless
+    ``builtin`` is true, the entry points of the ``wskit`` group, under the
+    names :class:`PluginManager` registers them with. Entry points are
+    listed, not imported.
+
+    Args:
+        builtin: only the built-in plugins (what ``enable`` takes).
+    """
+    from .plugins import BUILTIN_MODULES, OPTIONAL_MODULES
+
+    names = list(BUILTIN_MODULES) + [n for n in OPTIONAL_MODULES if n not in BUILTIN_MODULES]
+    if not builtin:
+        from importlib.metadata import entry_points
+
+        names += [ep.name for ep in entry_points(group=hookspecs.PROJECT) if ep.name not in names]
+    return names
+
+
+def check_plugin_names(names: Iterable[str], *, builtin: bool = False) -> None:
+    """Check plugin names given by a user: the one rule for ``disable`` and ``enable`` names.
+
+    The YAML loader (``plugins.disable``, ``plugins.enable``) and the
+    command line (``wskit plugins --disable/--enable``) both use it, so a
+    name one accepts the other accepts.
+
+    Args:
+        names: the names to check.
+        builtin: check against the built-in plugins only (``enable``
+            names); otherwise built-in and entry-point plugins (``disable``).
+
+    Raises:
+        ConfigError: one error per unknown name, as ``no installed plugin
+            named 'zstd'; did you mean '...'? (installed: permessage-deflate,
+            logging)``.
+    """
+    what = "built-in" if builtin else "installed"
+    known = known_plugin_names(builtin=builtin)
+    errors = [f"no {what} plugin named {name!r}{did_you_mean(name, known)} ({what}: {', '.join(known) or 'none'})"
+              for name in names if name not in known]
+    if errors:
+        raise ConfigError(errors)
 
 
 _default: PluginManager | None = None

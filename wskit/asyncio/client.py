@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, with_config
+from .._io import ConnectionOptions, loop_keywords, resolve_manager, with_config
 from ..defaults import (
     CLOSE_TIMEOUT,
     MAX_QUEUE,
@@ -25,7 +25,8 @@ from ..events import Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
 from ..http11 import HTTPLimits
-from ..protocol import ClientProtocol, Side
+from ..plugins.deflate import io_extensions
+from ..protocol import ClientProtocol
 from .connection import Connection, LoggerLike, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,7 +113,7 @@ class connect:  # lowercase: used like a function, as in python-websockets
         extra_headers: more request headers.
         user_agent: the ``User-Agent`` header (``None`` for none).
         compression: ``"deflate"`` (default) offers permessage-deflate: a
-            default factory is added at the end of ``extensions`` unless one
+            permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
             the offer is what the plugins provide (permessage-deflate,
             unless the plugin manager disables that plugin). ``None`` adds
@@ -151,7 +152,8 @@ class connect:  # lowercase: used like a function, as in python-websockets
         OSError: the TCP connection failed.
     """
 
-    @with_config("asyncio_client")
+    @with_config("asyncio_client", passthrough=loop_keywords(
+        "create_connection", "create_unix_connection", internal=["_unix_path"]))
     def __init__(
         self,
         uri: str | None = None,
@@ -185,10 +187,11 @@ class connect:  # lowercase: used like a function, as in python-websockets
         self._uri = uri
         self._wsuri = parse_uri(uri)
         # Built now: a bad ``compression`` fails here, not at connection time.
+        manager = resolve_manager(plugins, plugin_manager)
         self._options = ConnectionOptions.build(
-            Side.CLIENT, compression=compression, extensions=extensions, subprotocols=subprotocols,
-            max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
-            plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+            extensions=io_extensions(compression, extensions, "client", manager), subprotocols=subprotocols,
+            max_size=max_size, max_fragment_size=max_fragment_size, limits=limits,
+            plugin_manager=manager, open_timeout=open_timeout, close_timeout=close_timeout,
             ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
         check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
                       ping_timeout=ping_timeout, close_timeout=close_timeout)

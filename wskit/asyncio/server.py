@@ -10,14 +10,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, resolve_logger, with_config
+from .._io import ConnectionOptions, loop_keywords, resolve_logger, resolve_manager, with_config
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from ..duties import check_options
 from ..events import Request, Response
 from ..exceptions import InvalidHandshake, WebSocketClosed
 from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
-from ..protocol import ServerProtocol, Side, State
+from ..plugins.deflate import io_extensions
+from ..protocol import ServerProtocol, State
 from .connection import Connection, LoggerLike, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -325,7 +326,7 @@ class serve:  # lowercase: used like a function, as in python-websockets
         subprotocols: supported subprotocols in preference order.
         select_subprotocol: ``(connection, offered) -> str | None`` choosing one.
         compression: ``"deflate"`` (default) accepts permessage-deflate: a
-            default factory is added at the end of ``extensions`` unless one
+            permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
             what is accepted is what the plugins provide (permessage-deflate,
             unless the plugin manager disables that plugin). ``None`` adds
@@ -352,7 +353,8 @@ class serve:  # lowercase: used like a function, as in python-websockets
         **kwargs: passed to :meth:`asyncio.loop.create_server` (e.g. ``reuse_port=True``, ``sock=``).
     """
 
-    @with_config("asyncio_server")
+    @with_config("asyncio_server", passthrough=loop_keywords(
+        "create_server", "create_unix_server", internal=["_unix", "_unix_path"]))
     def __init__(
         self,
         handler: Handler,
@@ -395,10 +397,11 @@ class serve:  # lowercase: used like a function, as in python-websockets
                              close_timeout=close_timeout)
         # Built once (this validates ``compression`` now); each connection
         # negotiates its own extensions from the factories.
+        manager = resolve_manager(plugins, plugin_manager)
         self._options = ConnectionOptions.build(
-            Side.SERVER, compression=compression, extensions=extensions, subprotocols=subprotocols,
-            max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
-            plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+            extensions=io_extensions(compression, extensions, "server", manager), subprotocols=subprotocols,
+            max_size=max_size, max_fragment_size=max_fragment_size, limits=limits,
+            plugin_manager=manager, open_timeout=open_timeout, close_timeout=close_timeout,
             ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
         check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
                       ping_timeout=ping_timeout, close_timeout=close_timeout)

@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
-from collections.abc import Callable, Iterable
 
 from .. import hookspecs
-from .. import plugin as plugin_module
-from ..config import installed_plugins, load
-from ..exceptions import PluginError, WSKitError
-from ..plugin import PluginManager
+from ..config import load
+from ..exceptions import WSKitError
+from ..plugin import PluginManager, check_plugin_names
 from ..plugins import OPTIONAL_MODULES
 
 __all__ = ["add_arguments", "run"]
-
-
-def _check_plugin_names(names: Iterable[str], manager: PluginManager) -> None:
-    """Refuse a name no installed plugin has, as the YAML ``plugins.disable`` does.
-
-    Stand-in for ``wskit.plugin.check_plugin_names``, used only while
-    :mod:`wskit.plugin` does not provide it: once it does, import it from
-    there and delete this function.
-    """
-    known = installed_plugins()
-    for name in names:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise PluginError(f"no installed plugin named {name!r}{hint} (installed: {', '.join(known) or 'none'})")
-
-
-check_plugin_names: Callable[[Iterable[str], PluginManager], object] = getattr(
-    plugin_module, "check_plugin_names", _check_plugin_names)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +31,10 @@ def _manager_from_args(args: argparse.Namespace) -> PluginManager:
     if args.config:
         manager: PluginManager = load(args.config).plugin_manager()
         return manager
-    manager = PluginManager(enable=args.enable, disable=args.disable, entry_points=not args.no_entry_points)
-    check_plugin_names(args.disable, manager)
-    return manager
+    # The same rule as the YAML plugins.enable / plugins.disable lists.
+    check_plugin_names(args.enable, builtin=True)
+    check_plugin_names(args.disable)
+    return PluginManager(enable=args.enable, disable=args.disable, entry_points=not args.no_entry_points)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, with_config
+from .._io import ConnectionOptions, resolve_manager, with_config
 from ..client import ClientProtocol, HeadersLike
 from ..defaults import (
     CLOSE_TIMEOUT,
@@ -27,7 +27,7 @@ from ..events import Event, Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
 from ..handshake import parse_uri
 from ..http11 import HTTPLimits
-from ..protocol import Side
+from ..plugins.deflate import io_extensions
 from .connection import Connection, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,7 +98,7 @@ def connect(
         extra_headers: more request headers.
         user_agent: the ``User-Agent`` header (``None`` for none).
         compression: ``"deflate"`` (default) offers permessage-deflate: a
-            default factory is added at the end of ``extensions`` unless one
+            permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
             the offer is what the plugins provide (permessage-deflate,
             unless the plugin manager disables that plugin). ``None`` adds
@@ -144,10 +144,11 @@ def connect(
         raise ValueError(f"ssl= was given for the non-TLS URI {uri!r}: use wss://")
     if wsuri.secure and ssl is None:
         ssl = ssl_module.create_default_context()
+    manager = resolve_manager(plugins, plugin_manager)
     options = ConnectionOptions.build(
-        Side.CLIENT, compression=compression, extensions=extensions, subprotocols=subprotocols,
-        max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
-        plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+        extensions=io_extensions(compression, extensions, "client", manager), subprotocols=subprotocols,
+        max_size=max_size, max_fragment_size=max_fragment_size, limits=limits,
+        plugin_manager=manager, open_timeout=open_timeout, close_timeout=close_timeout,
         ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
     check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
                   ping_timeout=ping_timeout, close_timeout=close_timeout)

@@ -20,14 +20,14 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, resolve_logger, with_config
+from .._io import ConnectionOptions, resolve_logger, resolve_manager, with_config
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from ..duties import check_options
 from ..events import Event, Request, Response
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
 from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
-from ..protocol import Side
+from ..plugins.deflate import io_extensions
 from ..server import ServerProtocol
 from .connection import Connection, _shutdown, make_logger
 
@@ -439,7 +439,7 @@ def serve(
             Response (``connection.respond(status, text)``) to send it
             instead, e.g. a health check or a 401.
         compression: ``"deflate"`` (default) accepts permessage-deflate: a
-            default factory is added at the end of ``extensions`` unless one
+            permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
             what is accepted is what the plugins provide (permessage-deflate,
             unless the plugin manager disables that plugin). ``None`` adds
@@ -470,10 +470,11 @@ def serve(
     Returns:
         The :class:`Server` (not yet accepting: call :meth:`Server.serve_forever`).
     """
+    manager = resolve_manager(plugins, plugin_manager)
     options = ConnectionOptions.build(
-        Side.SERVER, compression=compression, extensions=extensions, subprotocols=subprotocols,
-        max_size=max_size, max_fragment_size=max_fragment_size, limits=limits, plugins=plugins,
-        plugin_manager=plugin_manager, open_timeout=open_timeout, close_timeout=close_timeout,
+        extensions=io_extensions(compression, extensions, "server", manager), subprotocols=subprotocols,
+        max_size=max_size, max_fragment_size=max_fragment_size, limits=limits,
+        plugin_manager=manager, open_timeout=open_timeout, close_timeout=close_timeout,
         ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
     check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
                   ping_timeout=ping_timeout, close_timeout=close_timeout)

@@ -26,21 +26,35 @@ something two peers negotiate:
 The plugin provides the factories through the two public hooks
 ``wskit_client_extension_factories`` / ``wskit_server_extension_factories``
 and is found through the ``wskit`` entry-point group (see ``pyproject.toml``).
-Options (the ``options`` mapping passed to those hooks), key ``"prefix"``:
-``False``/``None`` turns it off; a mapping sets ``label`` (client) or
-``labels`` (server: the labels it accepts; default: any).
+
+Configuration: the plugin declares the ``prefix`` section of wskit's YAML
+configuration (``wskit_add_config``) and checks it as a whole
+(``wskit_configure``)::
+
+    prefix:
+      enabled: true        # offer (client) / accept (server) x-wskit-prefix
+      label: chat          # the label a client asks for
+      labels: [chat, v2]   # the labels a server accepts (null: any)
+
+The loader reports a bad value as ``FILE:LINE: prefix.label: message``, like
+every wskit key. The validated section reaches the factory hooks as
+``options["prefix"]``; in code, ``options["prefix"]`` may also be
+``False``/``None`` (off) or ``True`` (defaults).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wskit import hookimpl
 from wskit.exceptions import ConfigError, NegotiationError, ProtocolError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
 from wskit.frames import Frame, Opcode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from wskit.configschema import ConfigSchema, PluginConfig
 
 __all__ = [
     "EXTENSION_NAME",
@@ -48,6 +62,9 @@ __all__ = [
     "PrefixExtension",
     "ClientPrefixFactory",
     "ServerPrefixFactory",
+    "SECTION",
+    "wskit_add_config",
+    "wskit_configure",
     "wskit_client_extension_factories",
     "wskit_server_extension_factories",
 ]
@@ -59,15 +76,35 @@ EXTENSION_NAME = "x-wskit-prefix"
 
 DEFAULT_LABEL = "wskit"
 
+SECTION = "prefix"
+"""The plugin's section of wskit's YAML configuration."""
+
 # A label travels as a header parameter value: keep it a short token
 # (RFC 7230 §3.2.6) so that it never needs quoting.
 _LABEL = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
+_LABEL_RULE = "a label is 1-32 characters among A-Z a-z 0-9 _ . -"
+
+
 def _check_label(label: object, where: str) -> str:
     if not isinstance(label, str) or not _LABEL.fullmatch(label):
-        raise ConfigError(f"{where}: label must be 1-32 characters among A-Z a-z 0-9 _ . -, got {label!r}")
+        raise ConfigError(f"{where}: {_LABEL_RULE}, got {label!r}")
     return label
+
+
+def _label_value(label: str) -> None:
+    """The YAML check of ``prefix.label``: the loader adds the file, line and key."""
+    if not _LABEL.fullmatch(label):
+        raise ValueError(f"{_LABEL_RULE}, got {label!r}")
+
+
+def _labels_value(labels: Sequence[str]) -> None:
+    """The YAML check of ``prefix.labels``."""
+    if not labels:
+        raise ValueError("an empty list accepts no label: set 'enabled: false' to turn the extension off")
+    for label in labels:
+        _label_value(label)
 
 
 class PrefixExtension(Extension):
@@ -192,29 +229,52 @@ class ServerPrefixFactory(ServerExtensionFactory):
         return [("label", label)], PrefixExtension(label)
 
 
+@hookimpl
+def wskit_add_config(schema: ConfigSchema) -> None:
+    """Declare the ``prefix`` section of wskit's YAML configuration."""
+    section = schema.section(SECTION, f"The `{EXTENSION_NAME}` extension of the example plugin `wskit-prefix`. "
+                             "`prefix: false` turns it off.")
+    section.add("enabled", "bool", True, f"Offer (client) or accept (server) `{EXTENSION_NAME}`.")
+    section.add("label", "str", DEFAULT_LABEL, "The label a client asks for (the prefix is `[label] `).",
+                check=_label_value)
+    section.add("labels", "strlist", None, "The labels a server accepts. null: any.", nullable=True,
+                check=_labels_value)
+
+
+@hookimpl
+def wskit_configure(config: PluginConfig) -> None:
+    """Refuse a file whose client ``label`` its own server ``labels`` would decline."""
+    labels = config.get("prefix.labels")
+    label = config.get("prefix.label")
+    if config.is_set("prefix.label") and labels is not None and label not in labels:
+        config.error("prefix.label", f"{label!r} is not among prefix.labels ({', '.join(labels)}): a client and "
+                     "a server configured by this file would not agree")
+
+
 def _settings(options: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    value = options.get("prefix", True)
+    value = options.get(SECTION, True)
     if value is None or value is False:
         return None
     if value is True:
         return {}
     if isinstance(value, Mapping):
-        return value
+        return value if value.get("enabled", True) else None
     raise ConfigError(f"prefix: expected true, false or a mapping of settings, got {value!r}")
 
 
 @hookimpl
 def wskit_client_extension_factories(options: dict[str, Any]) -> list[ClientExtensionFactory] | None:
-    """Offer ``x-wskit-prefix`` unless ``options["prefix"]`` is false."""
+    """Offer ``x-wskit-prefix`` (``options["prefix"]["label"]``) unless ``options["prefix"]`` turns it off."""
     settings = _settings(options)
     if settings is None:
         return None
-    return [ClientPrefixFactory(settings.get("label", DEFAULT_LABEL))]
+    return [ClientPrefixFactory(settings.get("label") or DEFAULT_LABEL)]
 
 
 @hookimpl
 def wskit_server_extension_factories(options: dict[str, Any]) -> list[ServerExtensionFactory] | None:
-    """Accept ``x-wskit-prefix`` unless ``options["prefix"]`` is false."""
+    """Accept ``x-wskit-prefix`` (the labels ``options["prefix"]["labels"]``) unless ``options["prefix"]`` turns
+    it off."""
     settings = _settings(options)
     if settings is None:
         return None
