@@ -13,7 +13,7 @@ import yaml
 from wskit import ClientProtocol, Close, Protocol, ServerProtocol, Side, State, TextMessage
 from wskit.exceptions import ConfigError, InvalidState
 from wskit.frames import Opcode
-from wskit.statemachine import OPERATIONS, TRIGGERS, StateSpec, default_spec, load_spec, spec_path
+from wskit.statemachine import FACTS, OPERATIONS, TRIGGERS, StateSpec, Trigger, default_spec, load_spec, spec_path
 
 from helpers import client_frame, close_payload, make_pair, state_of
 
@@ -70,7 +70,11 @@ def test_shipped_spec_uses_only_known_triggers_and_operations() -> None:
     data = spec_data()
     assert {t["trigger"] for t in data["transitions"]} <= TRIGGERS
     for props in data["states"].values():
-        assert set(props.get("allow", [])) <= OPERATIONS
+        assert set(props.get("allow", [])) <= set(OPERATIONS)
+        assert set(props.get("facts", [])) <= set(FACTS)
+    # One vocabulary: the trigger names are the Trigger members, each documented.
+    assert TRIGGERS == {t.value for t in Trigger}
+    assert all(t.doc for t in Trigger)
 
 
 # -- one Machine, no transitions call per frame ---------------------------------------------------
@@ -136,7 +140,7 @@ def test_per_frame_path_does_not_call_transitions(monkeypatch: pytest.MonkeyPatc
 
 def test_removing_send_data_from_closing_received_forbids_sending(tmp_path: Path) -> None:
     data = spec_data()
-    data["states"]["closing_received"]["allow"] = []
+    data["states"]["closing_received"]["allow"] = ["send_close"]
     path = write_spec(tmp_path, data)
     s = Protocol(Side.SERVER, spec=path)
     assert s.receive_data(client_frame(Opcode.CLOSE, close_payload(1000))) == [Close(1000, "")]
@@ -153,42 +157,21 @@ def test_removing_send_data_from_closing_received_forbids_sending(tmp_path: Path
     assert t.send_text("finishing")
 
 
-def test_receive_close_to_a_state_without_sending(tmp_path: Path) -> None:
+def test_receive_close_to_a_state_that_cannot_answer_is_refused(tmp_path: Path) -> None:
     data = spec_data()
-    # The peer's Close now leads to "failed" (nothing allowed); "closing_received" goes away.
-    del data["states"]["closing_received"]
-    kept = []
-    for t in data["transitions"]:
-        if isinstance(t["source"], list):
-            t["source"] = [src for src in t["source"] if src != "closing_received"]
-        if t["source"] not in ("closing_received", []):
-            kept.append(t)
-    data["transitions"] = kept
+    # The peer's Close would lead to "failed": its facts do not say a Close was
+    # received, and they say one was sent, which receive_close cannot do.
     for t in data["transitions"]:
         if t["trigger"] == "receive_close" and t["source"] == "open":
             t["dest"] = "failed"
-    path = write_spec(tmp_path, data)
-    s = Protocol(Side.SERVER, spec=path)
-    s.receive_data(client_frame(Opcode.CLOSE, close_payload(1000)))
-    assert s.state is State.CLOSING
-    with pytest.raises(InvalidState):
-        s.send_text("x")
-    with pytest.raises(InvalidState):
-        s.send_close(1000)
-
-
-def test_allowing_data_after_sending_close(tmp_path: Path) -> None:
-    data = spec_data()
-    data["states"]["closing_sent"]["allow"] = ["receive", "send_data"]
-    s = Protocol(Side.SERVER, spec=write_spec(tmp_path, data))
-    s.send_close()
-    assert s.state is State.CLOSING
-    assert s.send_text("allowed by this spec") == [b"\x81\x14allowed by this spec"]
+    message = config_error(tmp_path, data)
+    assert "states.failed.facts: receive_close from 'open' leads here, so it must declare close_received" in message
+    assert "states.failed.facts: declares close_sent but is reached from 'open' by receive_close" in message
 
 
 def test_spec_without_receive_in_open_reads_nothing(tmp_path: Path) -> None:
     data = spec_data()
-    data["states"]["open"]["allow"] = ["send_data"]
+    data["states"]["open"]["allow"] = ["send_data", "send_close"]
     s = Protocol(Side.SERVER, spec=write_spec(tmp_path, data))
     assert s.receive_data(client_frame(Opcode.TEXT, b"x")) == []
 
@@ -219,20 +202,28 @@ def test_unknown_state_in_transition(tmp_path: Path) -> None:
 def test_unreachable_state(tmp_path: Path) -> None:
     data = spec_data()
     data["states"]["island"] = {"public": "closing", "allow": []}
-    data["transitions"].append({"trigger": "eof", "source": "island", "dest": "closed"})
+    data["transitions"].append({"trigger": "eof", "source": "island", "dest": "lost"})
     # "island" is not the first CLOSING state, so nothing starts there or leads to it.
     message = config_error(tmp_path, data)
     assert "island" in message and "unreachable" in message
 
 
-def test_missing_closed_state(tmp_path: Path) -> None:
+def test_spec_without_a_terminal_state(tmp_path: Path) -> None:
     data = spec_data()
-    del data["states"]["closed"]
+    # eof from a closed state back to itself: no state is ever final.
+    for t in data["transitions"]:
+        if t["trigger"] == "eof":
+            t["dest"] = "closed" if t["source"] != "rejected" else "rejected"
+    data["states"] = {n: p for n, p in data["states"].items()
+                      if n not in ("ended", "lost", "lost_sent", "lost_received", "failed_closed",
+                                   "failed_received_closed", "rejected_closed")}
+    data["transitions"].append({"trigger": "eof", "source": "closed", "dest": "closed"})
     message = config_error(tmp_path, data)
-    assert "closed" in message
+    assert "no terminal state" in message
+    assert "states.closing_sent: dead end" in message
 
 
-@pytest.mark.parametrize("operation", ["send", "fly", "send_close"])
+@pytest.mark.parametrize("operation", ["send", "fly", "close"])
 def test_unknown_operation(tmp_path: Path, operation: str) -> None:
     data = spec_data()
     data["states"]["open"]["allow"].append(operation)
@@ -316,7 +307,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_spec_error_raised_by_protocol_constructor(tmp_path: Path) -> None:
     data = spec_data()
-    del data["states"]["closed"]
+    del data["states"]["ended"]
     with pytest.raises(ConfigError):
         Protocol(Side.SERVER, spec=write_spec(tmp_path, data))
 
