@@ -561,6 +561,8 @@ class Protocol:
                 return []
             data = b""
         frames, error = reader.read(data)
+        if error is not None and self._decoders is not None:
+            error = self._user_limit(error)
         events: list[Event] = []
         if frames:
             try:
@@ -646,6 +648,10 @@ class Protocol:
         for i, decode in enumerate(self._decoders or ()):
             try:
                 frame = decode(frame, max_size=budget)
+            except PayloadTooBig as exc:
+                # The extension names the budget it was given: report the user's limit.
+                raise PayloadTooBig(f"message exceeds max_size={max_size} once decoded: {exc}",
+                                    close_code=1009) from exc
             except ProtocolError:
                 raise
             except Exception as exc:
@@ -660,6 +666,20 @@ class Protocol:
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             raise ProtocolError("a frame still has RSV bits set after every extension decoded it", close_code=1002)
         return frame
+
+    def _user_limit(self, error: ProtocolError) -> ProtocolError:
+        """Return the reader's ``error`` as the user sees it.
+
+        With extensions, the reader checks the wire size against a limit with
+        slack (see :meth:`_set_extensions`): when that limit is passed, the
+        message exceeds the user's ``max_size`` too, and the 1009 names it.
+        """
+        if type(error) is PayloadTooBig:
+            too_big = PayloadTooBig(f"message exceeds max_size={self._max_size}: its frames are larger than that "
+                                    "before decoding", close_code=1009)
+            too_big.__cause__ = error
+            return too_big
+        return error
 
     def _fail(self, exc: ProtocolError, events: list[Event], *, raise_: bool = True) -> None:
         """Fail the connection (RFC 6455 §7.1.7) and raise ``exc``."""
