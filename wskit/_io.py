@@ -12,12 +12,14 @@ connection passes to its sans-I/O protocol and to its I/O object
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .config import accepts_config
 from .protocol import Side
+from .statemachine import StateSpec, load_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
@@ -182,6 +184,7 @@ class ConnectionOptions:
     ping_timeout: float | None
     max_queue: int | None
     write_limit: int
+    spec: StateSpec | None = None
 
     @classmethod
     def build(
@@ -202,6 +205,7 @@ class ConnectionOptions:
         ping_timeout: float | None,
         max_queue: int | None,
         write_limit: int,
+        spec: str | os.PathLike[str] | StateSpec | None = None,
     ) -> ConnectionOptions:
         """Check the options and build the extension factories once.
 
@@ -221,14 +225,17 @@ class ConnectionOptions:
             ping_timeout: as for ``connect``/``serve``.
             max_queue: as for ``connect``/``serve``.
             write_limit: as for ``connect``/``serve``.
+            spec: as for ``connect``/``serve``; a path is loaded (and
+                validated) here, once.
 
         Raises:
             ValueError: for an unknown ``compression`` value.
+            ConfigError: for an invalid ``spec``.
         """
         return cls(
             extension_factories(compression, extensions, side), subprotocols, max_size, max_fragment_size,
             limits, plugins, plugin_manager, open_timeout, close_timeout, ping_interval, ping_timeout,
-            max_queue, write_limit,
+            max_queue, write_limit, spec if spec is None or isinstance(spec, StateSpec) else load_spec(spec),
         )
 
     def protocol_kwargs(self, logger: Any) -> dict[str, Any]:
@@ -244,6 +251,7 @@ class ConnectionOptions:
             "extensions": None if self.extensions is None else list(self.extensions),
             "subprotocols": self.subprotocols, "max_fragment_size": self.max_fragment_size,
             "limits": self.limits, "plugins": self.plugins, "plugin_manager": self.plugin_manager,
+            "spec": self.spec,
         }
 
     def connection_kwargs(self) -> dict[str, Any]:

@@ -18,8 +18,8 @@ import enum
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .defaults import MAX_SIZE
@@ -137,7 +137,7 @@ class Protocol:
         max_fragment_size: int | None = None,
         plugins: Sequence[object] | None = None,
         plugin_manager: PluginManager | None = None,
-        spec: str | Path | StateSpec | None = None,
+        spec: str | os.PathLike[str] | StateSpec | None = None,
     ) -> None:
         if not isinstance(side, Side):
             side = Side(side)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -466,7 +467,7 @@ def _check_rules(data: Mapping[str, Any], err: Any) -> None:
                 err(key, f"{trigger} from {src!r} leads here, so it must declare {fact}")
 
 
-def load_spec(path: str | Path | None = None) -> StateSpec:
+def load_spec(path: str | os.PathLike[str] | None = None) -> StateSpec:
     """Load and validate a state-machine spec.
 
     Args:
