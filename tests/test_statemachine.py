@@ -343,7 +343,7 @@ def test_shipped_facts() -> None:
     assert facts["ended"] == (True, True, False, True, False, True)
     assert default_spec().closes_transport_first == "server"
     # Every state the transport can close in reports ConnectionClosed once: eof leads to a terminal state.
-    for name, info in states.items():
+    for info in states.values():
         assert info.terminal == (not info.triggers)
         assert info.terminal or "eof" in info.triggers
 
