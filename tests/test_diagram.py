@@ -60,10 +60,11 @@ def test_mermaid_has_every_state_and_transition() -> None:
 
 def test_labels_show_public_state_and_operations() -> None:
     states = default_spec().states
-    assert state_label(states["open"]) == "open (open) receive, send_data"
-    assert state_label(states["closing_sent"]) == "closing_sent (closing) receive"
-    assert state_label(states["closed"]) == "closed (closed) no operations"
+    assert state_label(states["open"]) == "open (open) receive, send_data, send_close"
+    assert state_label(states["closing_sent"]) == "closing_sent (closing) receive [close_sent]"
+    assert state_label(states["closed"]) == "closed (closed) no operations [close_sent, close_received, clean]"
     assert state_label(states["connecting"], "graphviz") == r"connecting\lstate: connecting\lhandshake"
+    assert state_label(states["failed"], "graphviz") == r"failed\lstate: closing\lno operations\lclose_sent, failed"
 
 
 def test_dot_has_every_state_and_transition() -> None:
@@ -90,15 +91,17 @@ def test_cli_writes_output_file(tmp_path: Path) -> None:
 
 def test_spec_option_shows_the_change(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = yaml.safe_load(SPEC_TEXT)
-    data["states"]["draining"] = {"public": "closing", "allow": ["send_data"], "description": "draining"}
-    data["transitions"].append({"trigger": "fail", "source": "closing_received", "dest": "draining"})
+    # "failing_received" becomes "draining", which declares the same facts.
+    data["states"]["draining"] = dict(data["states"].pop("failing_received"), description="draining")
+    for t in data["transitions"]:
+        t.update({k: "draining" for k in ("source", "dest") if t[k] == "failing_received"})
     path = write_spec(tmp_path, data)
     assert cli_main(["diagram", "--spec", str(path)]) == 0
     text = capsys.readouterr().out
-    assert 'state "draining (closing) send_data" as draining' in text
+    assert 'state "draining (closing) send_data [close_sent, close_received, failed]" as draining' in text
     found = mermaid_edges(text)
     assert found[("closing_received", "draining")] == {"fail"}
-    assert found[("draining", "closed")] == {"eof"}  # the "*" source covers the new state
+    assert found[("draining", "failed_received_closed")] == {"eof"}
     assert "draining" not in str(render(None, "mermaid"))
 
 
@@ -107,20 +110,21 @@ def test_spec_option_for_docs(tmp_path: Path) -> None:
     data["states"]["open"]["description"] = "changed description"
     path = write_spec(tmp_path, data)
     page = markdown(path)
-    assert "| `open` | `open` | `receive`, `send_data` |" in page and "changed description" in page
+    assert "| `open` | `open` | `receive`, `send_data`, `send_close` |" in page and "changed description" in page
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda d: d["transitions"].append({"trigger": "eof", "source": "open", "dest": "nowhere"}),
-         "transitions[9].dest: unknown state 'nowhere'"),
-        (lambda d: d["states"].pop("closed"), "states: a state named 'closed' is required"),
+         "transitions[16].dest: unknown state 'nowhere'"),
+        (lambda d: d["states"]["closing_sent"]["allow"].append("send_data"),
+         "states.closing_sent.allow: send_data after our Close was sent (RFC 6455 §5.5.1"),
         (lambda d: d["states"].update(limbo={"public": "closing", "allow": []}),
          "states.limbo: unreachable: no transition leads to it"),
         (lambda d: d["transitions"].append({"trigger": "accept", "source": "open", "dest": "open",
                                             "after": "os.system"}),
-         "transitions[9].after: unknown key (callbacks and conditions are not allowed in a spec)"),
+         "transitions[16].after: unknown key (callbacks and conditions are not allowed in a spec)"),
         (lambda d: d["states"]["open"].update(public="half-open"),
          "states.open.public: expected one of closed, closing, connecting, open, got 'half-open'"),
     ],
@@ -141,12 +145,16 @@ def test_invalid_spec_exits_1_with_the_error(
 
 def test_dead_end_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = yaml.safe_load(SPEC_TEXT)
-    data["states"]["stuck"] = {"public": "closing", "allow": []}
-    data["transitions"] = [t for t in data["transitions"] if t["source"] != "*"]
-    data["transitions"].append({"trigger": "fail", "source": "closing_received", "dest": "stuck"})
+    data["states"]["stuck"] = {"public": "closing", "allow": [], "facts": ["close_sent", "close_received", "failed"]}
+    for t in data["transitions"]:
+        if t["trigger"] == "fail" and t["source"] == "closing_received":
+            t["dest"] = "stuck"
+    data["transitions"].append({"trigger": "eof", "source": "stuck", "dest": "stuck"})  # a loop, never an end
     path = write_spec(tmp_path, data)
     assert cli_main(["diagram", "--spec", str(path), "--docs"]) == 1
-    assert "states.stuck: dead end" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "states.stuck: dead end: no path leads from it to a terminal (closed) state" in err
+    assert "states.stuck: eof leads to 'stuck', which is not terminal" in err
 
 
 def test_spec_yaml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

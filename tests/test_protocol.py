@@ -888,3 +888,62 @@ def test_plugin_managers_for_new_plugin_lists_are_bounded() -> None:
     for _ in range(protocol_module._MAX_MANAGERS + 8):
         Protocol(Side.SERVER, plugins=[Plugin()])
     assert len(protocol_module._managers) <= protocol_module._MAX_MANAGERS
+
+
+# -- 1009 names the user's max_size, with and without compression --------------------------------
+
+_USER_LIMIT = 1_000_000
+
+
+def _deflate_pair() -> tuple[Protocol, Protocol]:
+    from wskit.extensions.permessage_deflate import ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory
+
+    client_factory, server_factory = ClientPerMessageDeflateFactory(), ServerPerMessageDeflateFactory()
+    response, server_ext = server_factory.process_request_params(client_factory.get_request_params(), [])
+    client_ext = client_factory.process_response_params(response, [])
+    return (Protocol(Side.CLIENT, extensions=[client_ext]),
+            Protocol(Side.SERVER, extensions=[server_ext], max_size=_USER_LIMIT))
+
+
+def _assert_names_user_limit(server: Protocol, data: bytes) -> None:
+    exc = assert_failed(server, data, 1009)
+    assert isinstance(exc, PayloadTooBig)
+    _, reason = parse_close_frame(exc.to_send, masked=False)
+    for text in (str(exc), reason, server.close_reason or ""):
+        assert f"max_size={_USER_LIMIT}" in text, text
+        # The reader's internal wire limit (max_size plus slack for extensions) is never shown.
+        assert str(_USER_LIMIT + _USER_LIMIT // 8 + 4096) not in text, text
+
+
+def test_too_big_without_compression_names_max_size() -> None:
+    client = Protocol(Side.CLIENT)
+    server = Protocol(Side.SERVER, max_size=_USER_LIMIT)
+    _assert_names_user_limit(server, b"".join(client.send_binary(b"x" * (_USER_LIMIT + 1))))
+
+
+def test_too_big_once_decompressed_names_max_size() -> None:
+    client, server = _deflate_pair()
+    wire = b"".join(client.send_binary(b"x" * (_USER_LIMIT + 1)))
+    assert len(wire) < _USER_LIMIT // 100  # compressible: the wire size is far below the limit
+    _assert_names_user_limit(server, wire)
+
+
+def test_too_big_on_the_wire_with_compression_names_max_size() -> None:
+    import os
+
+    client, server = _deflate_pair()
+    wire = b"".join(client.send_binary(os.urandom(_USER_LIMIT + _USER_LIMIT // 4)))  # incompressible
+    assert len(wire) > _USER_LIMIT + _USER_LIMIT // 8 + 4096  # the reader's own limit is passed
+    _assert_names_user_limit(server, wire)
+
+
+def test_too_big_uncompressed_frame_with_compression_negotiated_names_max_size() -> None:
+    _, server = _deflate_pair()
+    # RSV1 clear: this message is not compressed; its size is still checked exactly.
+    _assert_names_user_limit(server, client_frame(Opcode.BINARY, b"x" * (_USER_LIMIT + 1)))
+
+
+def test_message_of_exactly_max_size_passes_with_compression() -> None:
+    client, server = _deflate_pair()
+    events = server.receive_data(b"".join(client.send_binary(b"y" * _USER_LIMIT)))
+    assert events == [BinaryMessage(b"y" * _USER_LIMIT)]

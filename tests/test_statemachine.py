@@ -10,10 +10,10 @@ import pytest
 import transitions.core
 import yaml
 
-from wskit import ClientProtocol, Close, Protocol, ServerProtocol, Side, State, TextMessage
-from wskit.exceptions import ConfigError, InvalidState
+from wskit import ClientProtocol, Close, ConnectionClosed, Protocol, ServerProtocol, Side, State, TextMessage
+from wskit.exceptions import ConfigError, InvalidState, ProtocolError
 from wskit.frames import Opcode
-from wskit.statemachine import OPERATIONS, TRIGGERS, StateSpec, default_spec, load_spec, spec_path
+from wskit.statemachine import FACTS, OPERATIONS, TRIGGERS, StateSpec, Trigger, default_spec, load_spec, spec_path
 
 from helpers import client_frame, close_payload, make_pair, state_of
 
@@ -70,7 +70,11 @@ def test_shipped_spec_uses_only_known_triggers_and_operations() -> None:
     data = spec_data()
     assert {t["trigger"] for t in data["transitions"]} <= TRIGGERS
     for props in data["states"].values():
-        assert set(props.get("allow", [])) <= OPERATIONS
+        assert set(props.get("allow", [])) <= set(OPERATIONS)
+        assert set(props.get("facts", [])) <= set(FACTS)
+    # One vocabulary: the trigger names are the Trigger members, each documented.
+    assert TRIGGERS == {t.value for t in Trigger}
+    assert all(t.doc for t in Trigger)
 
 
 # -- one Machine, no transitions call per frame ---------------------------------------------------
@@ -136,7 +140,7 @@ def test_per_frame_path_does_not_call_transitions(monkeypatch: pytest.MonkeyPatc
 
 def test_removing_send_data_from_closing_received_forbids_sending(tmp_path: Path) -> None:
     data = spec_data()
-    data["states"]["closing_received"]["allow"] = []
+    data["states"]["closing_received"]["allow"] = ["send_close"]
     path = write_spec(tmp_path, data)
     s = Protocol(Side.SERVER, spec=path)
     assert s.receive_data(client_frame(Opcode.CLOSE, close_payload(1000))) == [Close(1000, "")]
@@ -153,42 +157,21 @@ def test_removing_send_data_from_closing_received_forbids_sending(tmp_path: Path
     assert t.send_text("finishing")
 
 
-def test_receive_close_to_a_state_without_sending(tmp_path: Path) -> None:
+def test_receive_close_to_a_state_that_cannot_answer_is_refused(tmp_path: Path) -> None:
     data = spec_data()
-    # The peer's Close now leads to "failed" (nothing allowed); "closing_received" goes away.
-    del data["states"]["closing_received"]
-    kept = []
-    for t in data["transitions"]:
-        if isinstance(t["source"], list):
-            t["source"] = [src for src in t["source"] if src != "closing_received"]
-        if t["source"] not in ("closing_received", []):
-            kept.append(t)
-    data["transitions"] = kept
+    # The peer's Close would lead to "failed": its facts do not say a Close was
+    # received, and they say one was sent, which receive_close cannot do.
     for t in data["transitions"]:
         if t["trigger"] == "receive_close" and t["source"] == "open":
             t["dest"] = "failed"
-    path = write_spec(tmp_path, data)
-    s = Protocol(Side.SERVER, spec=path)
-    s.receive_data(client_frame(Opcode.CLOSE, close_payload(1000)))
-    assert s.state is State.CLOSING
-    with pytest.raises(InvalidState):
-        s.send_text("x")
-    with pytest.raises(InvalidState):
-        s.send_close(1000)
-
-
-def test_allowing_data_after_sending_close(tmp_path: Path) -> None:
-    data = spec_data()
-    data["states"]["closing_sent"]["allow"] = ["receive", "send_data"]
-    s = Protocol(Side.SERVER, spec=write_spec(tmp_path, data))
-    s.send_close()
-    assert s.state is State.CLOSING
-    assert s.send_text("allowed by this spec") == [b"\x81\x14allowed by this spec"]
+    message = config_error(tmp_path, data)
+    assert "states.failed.facts: receive_close from 'open' leads here, so it must declare close_received" in message
+    assert "states.failed.facts: declares close_sent but is reached from 'open' by receive_close" in message
 
 
 def test_spec_without_receive_in_open_reads_nothing(tmp_path: Path) -> None:
     data = spec_data()
-    data["states"]["open"]["allow"] = ["send_data"]
+    data["states"]["open"]["allow"] = ["send_data", "send_close"]
     s = Protocol(Side.SERVER, spec=write_spec(tmp_path, data))
     assert s.receive_data(client_frame(Opcode.TEXT, b"x")) == []
 
@@ -219,20 +202,28 @@ def test_unknown_state_in_transition(tmp_path: Path) -> None:
 def test_unreachable_state(tmp_path: Path) -> None:
     data = spec_data()
     data["states"]["island"] = {"public": "closing", "allow": []}
-    data["transitions"].append({"trigger": "eof", "source": "island", "dest": "closed"})
+    data["transitions"].append({"trigger": "eof", "source": "island", "dest": "lost"})
     # "island" is not the first CLOSING state, so nothing starts there or leads to it.
     message = config_error(tmp_path, data)
     assert "island" in message and "unreachable" in message
 
 
-def test_missing_closed_state(tmp_path: Path) -> None:
+def test_spec_without_a_terminal_state(tmp_path: Path) -> None:
     data = spec_data()
-    del data["states"]["closed"]
+    # eof from a closed state back to itself: no state is ever final.
+    for t in data["transitions"]:
+        if t["trigger"] == "eof":
+            t["dest"] = "closed" if t["source"] != "rejected" else "rejected"
+    data["states"] = {n: p for n, p in data["states"].items()
+                      if n not in ("ended", "lost", "lost_sent", "lost_received", "failed_closed",
+                                   "failed_received_closed", "rejected_closed")}
+    data["transitions"].append({"trigger": "eof", "source": "closed", "dest": "closed"})
     message = config_error(tmp_path, data)
-    assert "closed" in message
+    assert "no terminal state" in message
+    assert "states.closing_sent: dead end" in message
 
 
-@pytest.mark.parametrize("operation", ["send", "fly", "send_close"])
+@pytest.mark.parametrize("operation", ["send", "fly", "close"])
 def test_unknown_operation(tmp_path: Path, operation: str) -> None:
     data = spec_data()
     data["states"]["open"]["allow"].append(operation)
@@ -316,7 +307,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_spec_error_raised_by_protocol_constructor(tmp_path: Path) -> None:
     data = spec_data()
-    del data["states"]["closed"]
+    del data["states"]["ended"]
     with pytest.raises(ConfigError):
         Protocol(Side.SERVER, spec=write_spec(tmp_path, data))
 
@@ -335,3 +326,171 @@ def test_fast_fire_matches_transitions_event_trigger_for_every_transition() -> N
         assert spec.fire(fast, trigger).name == dest
         assert spec.fire(full, trigger, full=True).name == dest
         assert fast._sm_state == full._sm_state == dest
+
+
+# -- the closing-handshake facts --------------------------------------------------------------------
+
+
+def test_shipped_facts() -> None:
+    states = default_spec().states
+    facts = {name: (i.close_sent, i.close_received, i.failed, i.clean, i.answer_may_wait, i.terminal)
+             for name, i in states.items()}
+    assert facts["open"] == (False, False, False, False, False, False)
+    assert facts["closing_sent"] == (True, False, False, False, False, False)
+    assert facts["closing_received"] == (False, True, False, False, True, False)
+    assert facts["failing"] == (True, False, True, False, False, False)
+    assert facts["closed"] == (True, True, False, True, False, False)
+    assert facts["ended"] == (True, True, False, True, False, True)
+    assert default_spec().closes_transport_first == "server"
+    # Every state the transport can close in reports ConnectionClosed once: eof leads to a terminal state.
+    for info in states.values():
+        assert info.terminal == (not info.triggers)
+        assert info.terminal or "eof" in info.triggers
+
+
+def test_protocol_properties_follow_the_facts() -> None:
+    s = Protocol(Side.SERVER)
+    assert (s.close_sent, s.close_received, s.may_send_close, s.close_answer_may_wait, s.closed_cleanly) == (
+        False, False, True, False, False)
+    s.receive_data(client_frame(Opcode.CLOSE, close_payload(1000)))
+    assert (s.close_sent, s.close_received, s.may_send_close, s.close_answer_may_wait, s.closed_cleanly) == (
+        False, True, True, True, False)
+    s.send_close(1000)
+    assert (s.close_sent, s.close_received, s.may_send_close, s.close_answer_may_wait, s.closed_cleanly) == (
+        True, True, False, False, True)
+    assert s.receive_eof() == [ConnectionClosed(None)]
+    assert s.closed_cleanly and s.receive_eof() == []
+    assert s.closes_transport_first and not Protocol(Side.CLIENT).closes_transport_first
+
+
+def test_closes_transport_first_comes_from_the_spec(tmp_path: Path) -> None:
+    data = spec_data()
+    data["closes_transport_first"] = "client"
+    path = write_spec(tmp_path, data)
+    assert Protocol(Side.CLIENT, spec=path).closes_transport_first
+    assert not Protocol(Side.SERVER, spec=path).closes_transport_first
+
+
+def test_failure_is_reported_only_in_a_failed_state() -> None:
+    s = Protocol(Side.SERVER)
+    with pytest.raises(ProtocolError) as info:
+        s.receive_data(client_frame(0x3))
+    assert s.failure is info.value and not s.closed_cleanly
+    [closed] = s.receive_eof()
+    assert isinstance(closed, ConnectionClosed) and closed.exception is info.value
+    assert s.failure is info.value and s.close_code == 1002
+
+
+def rule_error(tmp_path: Path, change: Any) -> str:
+    data = spec_data()
+    change(data)
+    return config_error(tmp_path, data)
+
+
+def transition(data: dict[str, Any], trigger: str, source: str) -> dict[str, Any]:
+    return next(t for t in data["transitions"] if t["trigger"] == trigger and t["source"] == source)
+
+
+def test_refuses_data_after_our_close(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["closing_sent"]["allow"].append("send_data"))
+    assert "states.closing_sent.allow: send_data after our Close was sent (RFC 6455 §5.5.1" in message
+
+
+def test_refuses_data_in_a_failed_state_entered_after_our_close(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["failed"]["allow"].append("send_data"))
+    assert "states.failed.allow: send_data after our Close was sent" in message
+
+
+def test_refuses_a_second_close(tmp_path: Path) -> None:
+    def change(d: dict[str, Any]) -> None:
+        d["states"]["closing_sent"]["allow"].append("send_close")
+        d["transitions"].append({"trigger": "send_close", "source": "closing_sent", "dest": "closed"})
+
+    message = rule_error(tmp_path, change)
+    assert "states.closing_sent.allow: send_close after our Close was sent: a second Close" in message
+
+
+def test_refuses_an_unanswered_close(tmp_path: Path) -> None:
+    def change(d: dict[str, Any]) -> None:
+        d["states"]["closing_received"]["allow"].remove("send_close")
+        d["states"]["closing_received"]["facts"].remove("answer_may_wait")
+        d["transitions"].remove(transition(d, "send_close", "closing_received"))
+
+    message = rule_error(tmp_path, change)
+    assert "states.closing_received.allow: the peer's Close was received and ours not sent" in message
+    assert "a Close frame is answered with a Close frame" in message
+
+
+def test_refuses_send_close_permission_without_transition(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["failing"]["allow"].append("send_close"))
+    assert "states.failing.allow: send_close is allowed if and only if a send_close transition leaves" in message
+
+
+def test_refuses_a_fact_no_trigger_explains(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["closing_sent"]["facts"].append("close_received"))
+    assert ("states.closing_sent.facts: declares close_received but is reached from 'open' by send_close, "
+            "which cannot make it true (only receive_close)") in message
+
+
+def test_refuses_a_trigger_without_its_fact(tmp_path: Path) -> None:
+    def change(d: dict[str, Any]) -> None:
+        d["states"]["closing_received"]["facts"] = []
+
+    message = rule_error(tmp_path, change)
+    assert "states.closing_received.facts: receive_close from 'open' leads here, so it must declare close_received" \
+        in message
+
+
+def test_refuses_a_fact_that_is_lost(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["lost_sent"].pop("facts"))
+    assert "states.lost_sent.facts: lacks close_sent, which holds in 'closing_sent' before eof" in message
+
+
+def test_refuses_clean_that_does_not_follow_from_the_facts(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["failed_closed"]["facts"].append("clean"))
+    assert "states.failed_closed.facts: clean must be declared exactly when" in message
+    message = rule_error(tmp_path, lambda d: d["states"]["closed"]["facts"].remove("clean"))
+    assert "states.closed.facts: clean must be declared exactly when" in message
+
+
+def test_refuses_answer_may_wait_without_an_answer(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["open"].update(facts=["answer_may_wait"]))
+    assert "states.open.facts: answer_may_wait needs close_received" in message
+
+
+@pytest.mark.parametrize("value", [None, "nobody", "SERVER"])
+def test_refuses_a_bad_closes_transport_first(tmp_path: Path, value: Any) -> None:
+    def change(d: dict[str, Any]) -> None:
+        if value is None:
+            del d["closes_transport_first"]
+        else:
+            d["closes_transport_first"] = value
+
+    message = rule_error(tmp_path, change)
+    assert "closes_transport_first: expected the side that closes the TCP connection first" in message
+
+
+def test_refuses_terminal_rules(tmp_path: Path) -> None:
+    # eof into a state that is not terminal, and a terminal state entered by another trigger.
+    def change(d: dict[str, Any]) -> None:
+        transition(d, "eof", "closed")["dest"] = "rejected"
+        transition(d, "receive_close", "closing_sent")["dest"] = "ended"
+
+    message = rule_error(tmp_path, change)
+    assert "states.closed: eof leads to 'rejected', which is not terminal" in message
+    assert "states.ended: receive_close from 'closing_sent' enters this terminal state: only eof ends" in message
+
+
+def test_refuses_a_terminal_state_that_is_not_closed(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["lost"].update(public="closing"))
+    assert "states.lost: a terminal state (no transition leaves it) must be public: closed" in message
+
+
+def test_refuses_operations_in_a_closed_state(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["ended"].update(allow=["send_data"]))
+    assert "states.ended.allow: a closed state allows no operation" in message
+
+
+def test_unknown_fact(tmp_path: Path) -> None:
+    message = rule_error(tmp_path, lambda d: d["states"]["open"].update(facts=["half_closed"]))
+    assert "states.open.facts: unknown fact 'half_closed'" in message

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -24,6 +25,7 @@ from ._suggest import did_you_mean
 from .config import accepts_config
 from .http11 import HTTPLimits
 from .plugin import PluginManager, default_manager
+from .statemachine import StateSpec, load_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
@@ -271,6 +273,7 @@ class ConnectionOptions:
     ping_timeout: float | None
     max_queue: int | None
     write_limit: int
+    spec: StateSpec | None = None
 
     @classmethod
     def build(
@@ -288,6 +291,7 @@ class ConnectionOptions:
         ping_timeout: float | None,
         max_queue: int | None,
         write_limit: int,
+        spec: str | os.PathLike[str] | StateSpec | None = None,
     ) -> ConnectionOptions:
         """Gather the options of a ``connect``/``serve`` call.
 
@@ -305,10 +309,16 @@ class ConnectionOptions:
             ping_timeout: as for ``connect``/``serve``.
             max_queue: as for ``connect``/``serve``.
             write_limit: as for ``connect``/``serve``.
+            spec: as for ``connect``/``serve``; a path is loaded (and
+                validated) here, once.
+
+        Raises:
+            ConfigError: for an invalid ``spec``.
         """
         return cls(
             None if extensions is None else list(extensions), subprotocols, max_size, max_fragment_size, limits,
             plugin_manager, open_timeout, close_timeout, ping_interval, ping_timeout, max_queue, write_limit,
+            spec if spec is None or isinstance(spec, StateSpec) else load_spec(spec),
         )
 
     def protocol_kwargs(self, logger: Any) -> dict[str, Any]:
@@ -323,7 +333,7 @@ class ConnectionOptions:
             # A fresh list per connection: a protocol may keep it.
             "extensions": None if self.extensions is None else list(self.extensions),
             "subprotocols": self.subprotocols, "max_fragment_size": self.max_fragment_size,
-            "limits": self.limits, "plugin_manager": self.plugin_manager,
+            "limits": self.limits, "plugin_manager": self.plugin_manager, "spec": self.spec,
         }
 
     def connection_kwargs(self) -> dict[str, Any]:

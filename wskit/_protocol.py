@@ -18,8 +18,8 @@ import enum
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .defaults import MAX_SIZE
@@ -35,7 +35,7 @@ from .events import (
 from .exceptions import ConnectionClosedError, InvalidState, PayloadTooBig, PluginError, ProtocolError
 from .frames import Frame, FrameReader, Opcode, encode_frame, parse_close, serialize_close, serialize_frame
 from .plugin import PluginManager, default_manager
-from .statemachine import State, StateInfo, StateSpec, load_spec
+from .statemachine import State, StateInfo, StateSpec, Trigger, load_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extensions.base import Extension
@@ -116,10 +116,7 @@ class Protocol:
         "_on_rx",
         "_close_code",
         "_close_reason",
-        "_close_sent",
-        "_close_received",
         "_failure",
-        "_eof",
         "_msg_text",
         "_msg_parts",
         "_msg_decoder",
@@ -140,7 +137,7 @@ class Protocol:
         max_fragment_size: int | None = None,
         plugins: Sequence[object] | None = None,
         plugin_manager: PluginManager | None = None,
-        spec: str | Path | StateSpec | None = None,
+        spec: str | os.PathLike[str] | StateSpec | None = None,
     ) -> None:
         if not isinstance(side, Side):
             side = Side(side)
@@ -172,12 +169,9 @@ class Protocol:
         self._decoders: list[Any] | None = None
         self._close_code: int | None = None
         self._close_reason: str | None = None
-        # A protocol created past the closing handshake's first step (state=)
-        # has sent (and, when CLOSED, received) its Close.
-        self._close_sent = self._sm_state in ("closing_sent", "failed", "closed")
-        self._close_received = self._sm_state == "closed"
+        # The exception that failed the connection, for reporting; whether the
+        # connection failed is the state's fact (StateInfo.failed).
         self._failure: ProtocolError | None = None
-        self._eof = False
         self._msg_text = False
         self._msg_parts: list[Any] = _NO_PARTS  # replaced when a fragmented message starts
         self._msg_decoder: Any = None
@@ -236,48 +230,49 @@ class Protocol:
         """The plugin manager this protocol uses."""
         return self._plugins
 
+    # -- the closing handshake's facts, read by the I/O layers ----------------
+    # Each is a fact the spec declares for the current state (StateInfo).
+
     @property
     def close_sent(self) -> bool:
         """Whether we wrote a Close frame (or one is in a failure's ``to_send``)."""
-        return self._close_sent
+        return self._si.close_sent
 
     @property
     def close_received(self) -> bool:
         """Whether the peer's Close frame was received."""
-        return self._close_received
+        return self._si.close_received
 
     @property
     def failure(self) -> ProtocolError | None:
         """The protocol violation that failed the connection, if any."""
-        return self._failure
-
-    # -- the closing handshake's facts, read by the I/O layers ----------------
+        return self._failure if self._si.failed else None
 
     @property
     def may_send_close(self) -> bool:
         """Whether :meth:`send_close` is allowed now: to start the closing
         handshake, or to answer the peer's Close."""
-        return "send_close" in self._si.triggers
+        return self._si.send_close
 
     @property
     def close_answer_may_wait(self) -> bool:
         """Whether the peer's Close was received and ours is still unsent, so
         that our answer may wait until the application has taken the messages
         that arrived before the peer's Close (RFC 6455 §5.5.1)."""
-        return self._close_received and not self._close_sent and self._failure is None
+        return self._si.answer_may_wait
 
     @property
     def closed_cleanly(self) -> bool:
         """Whether the closing handshake completed: a Close sent and one
         received, without a protocol failure (RFC 6455 §7.1.4)."""
-        return self._close_sent and self._close_received and self._failure is None
+        return self._si.clean
 
     @property
     def closes_transport_first(self) -> bool:
         """Whether this side closes the TCP connection once the closing
         handshake is over or the connection failed; the other side waits for
         it (RFC 6455 §7.1.1: the server closes first)."""
-        return self._side is Side.SERVER
+        return self._spec.closes_transport_first == self._side.value
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._side.value} {self._si.public.value} ({self._sm_state})>"
@@ -435,12 +430,11 @@ class Protocol:
             ProtocolError: if the code may not be sent or the reason is too long.
         """
         si = self._si
-        if "send_close" not in si.triggers:
+        if not si.send_close:
             raise InvalidState(f"cannot send a Close in state {si.public.name} ({si.description})")
         payload = serialize_close(code, reason)
         out = self._send_control(Opcode.CLOSE, payload)
-        self._close_sent = True
-        self._fire("send_close")
+        self._fire(Trigger.SEND_CLOSE)
         return out
 
     def _send_control(self, opcode: Opcode, data: bytes | bytearray | memoryview | str) -> list[bytes]:
@@ -511,7 +505,7 @@ class Protocol:
                 error.__cause__ = exc
             failure = ProtocolError(f"internal error: {error}", close_code=1011)
             failure.__cause__ = error
-        if "fail" in self._si.triggers:
+        if Trigger.FAIL in self._si.triggers:
             self._fail(failure, [], raise_=False)
         return failure
 
@@ -567,6 +561,8 @@ class Protocol:
                 return []
             data = b""
         frames, error = reader.read(data)
+        if error is not None and self._decoders is not None:
+            error = self._user_limit(error)
         events: list[Event] = []
         if frames:
             try:
@@ -574,7 +570,7 @@ class Protocol:
             except ProtocolError as exc:
                 error = exc
             else:
-                if self._close_received:
+                if self._si.close_received:
                     error = None  # RFC 6455 §5.5.1: nothing after the Close counts
         if error is not None:
             if error is self._failure:  # already failed (an extension or plugin raised)
@@ -636,8 +632,7 @@ class Protocol:
                 code, reason = parse_close(frame.data)
                 self._close_code = code
                 self._close_reason = reason
-                self._close_received = True
-                self._fire("receive_close")
+                self._fire(Trigger.RECEIVE_CLOSE)
                 append(Close(code, reason))
                 # RFC 6455 §5.5.1: nothing follows a Close frame.
                 self._reader.take_buffer()
@@ -653,6 +648,10 @@ class Protocol:
         for i, decode in enumerate(self._decoders or ()):
             try:
                 frame = decode(frame, max_size=budget)
+            except PayloadTooBig as exc:
+                # The extension names the budget it was given: report the user's limit.
+                raise PayloadTooBig(f"message exceeds max_size={max_size} once decoded: {exc}",
+                                    close_code=1009) from exc
             except ProtocolError:
                 raise
             except Exception as exc:
@@ -668,6 +667,20 @@ class Protocol:
             raise ProtocolError("a frame still has RSV bits set after every extension decoded it", close_code=1002)
         return frame
 
+    def _user_limit(self, error: ProtocolError) -> ProtocolError:
+        """Return the reader's ``error`` as the user sees it.
+
+        With extensions, the reader checks the wire size against a limit with
+        slack (see :meth:`_set_extensions`): when that limit is passed, the
+        message exceeds the user's ``max_size`` too, and the 1009 names it.
+        """
+        if type(error) is PayloadTooBig:
+            too_big = PayloadTooBig(f"message exceeds max_size={self._max_size}: its frames are larger than that "
+                                    "before decoding", close_code=1009)
+            too_big.__cause__ = error
+            return too_big
+        return error
+
     def _fail(self, exc: ProtocolError, events: list[Event], *, raise_: bool = True) -> None:
         """Fail the connection (RFC 6455 §7.1.7) and raise ``exc``."""
         exc.events = events
@@ -675,16 +688,15 @@ class Protocol:
         exc.close_code = code
         self._failure = exc
         si = self._si
-        if "fail" in si.triggers:
+        if Trigger.FAIL in si.triggers:
             reason = _truncate_utf8(str(exc))
-            if self._close_sent:
+            if si.close_sent:
                 exc.to_send = []  # our Close is already out: no second one
             else:
                 exc.to_send = [self._close_frame(code, reason)]
-                self._close_sent = True
             self._close_code = code
             self._close_reason = reason
-            self._fire("fail")
+            self._fire(Trigger.FAIL)
         if self._debug:
             self.logger.debug("! failing the connection with %d: %s", code, exc)
         if raise_:
@@ -719,20 +731,18 @@ class Protocol:
             protocol failure if there was one, otherwise a
             :class:`~wskit.exceptions.ConnectionClosedError` with code 1006.
         """
-        if self._eof:
+        si = self._si
+        if si.terminal:  # the transport already closed: reported once
             return []
-        self._eof = True
-        clean = self._close_sent and self._close_received and self._failure is None
-        exception: BaseException | None = self._failure
+        exception: BaseException | None = self._failure if si.failed else None
         if self._close_code is None:
             # RFC 6455 §7.1.5: no Close frame received: the close code is 1006.
             self._close_code = 1006
             self._close_reason = ""
-        if exception is None and not clean:
+        if exception is None and not si.clean:
             exception = ConnectionClosedError(self._close_code, self._close_reason,
                                               "connection closed without a complete closing handshake")
-        if self._si.name != "closed":
-            self._fire("eof")
+        self._fire(Trigger.EOF)
         return [ConnectionClosed(exception)]
 
 

@@ -21,7 +21,7 @@ from .exceptions import InvalidHandshake, InvalidState, NegotiationError, Protoc
 from .handshake import build_request, check_response, generate_key, parse_uri
 from .headers import Headers, parse_extension_header, serialize_extension_header
 from .http11 import _DEFAULT_LIMITS, HTTPLimits, ResponseParser, serialize_request
-from .statemachine import State, StateSpec
+from .statemachine import State, StateSpec, Trigger
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extensions.base import ClientExtensionFactory, Extension
@@ -252,7 +252,7 @@ class ClientProtocol(Protocol):
             raise
         self._subprotocol = subprotocol
         self._set_extensions(extensions)
-        self._fire("accept")
+        self._fire(Trigger.ACCEPT)
         # The handshake is over: drop the parser and the headers' lookup index
         # (rebuilt if the application reads them), keep request and response.
         self._parser = None
@@ -298,8 +298,8 @@ class ClientProtocol(Protocol):
             self._close_code = 1006
             self._close_reason = ""
         self._failure = exc
-        if "handshake_failed" in self._si.triggers:
-            self._fire("handshake_failed")
+        if Trigger.HANDSHAKE_FAILED in self._si.triggers:
+            self._fire(Trigger.HANDSHAKE_FAILED)
         if self._debug:
             self.logger.debug("! opening handshake failed: %s", exc)
 

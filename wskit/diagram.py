@@ -10,10 +10,12 @@ is built once per call (diagrams are not on the hot path) and renders
   (``pip install 'wskit[diagrams]'``), not the Graphviz binaries;
 * ``svg`` / ``png``: images; need the package and Graphviz's ``dot`` program.
 
-Each state is labelled with its name, its public state and the operations
-it allows; each edge with the triggers that take it. :func:`markdown`
-produces ``docs/state-machine.md`` (the mermaid diagram and tables of
-states and transitions), so the documentation cannot drift from the spec.
+Each state is labelled with its name, its public state, the operations it
+allows and the closing-handshake facts that hold in it; each edge with the
+triggers that take it. :func:`markdown` produces ``docs/state-machine.md``
+(the mermaid diagram, tables of the states, their facts and the
+transitions, and the vocabulary from :mod:`wskit.statemachine`), so the
+documentation cannot drift from the spec.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from transitions import State as _TState
 from transitions.extensions.diagrams import GraphMachine
 
 from .exceptions import ConfigError, WSKitError
-from .statemachine import StateInfo, StateSpec, load_spec
+from .statemachine import FACTS, OPERATIONS, StateInfo, StateSpec, Trigger, load_spec
 
 __all__ = [
     "FORMATS",
     "DiagramUnavailable",
     "render",
     "markdown",
+    "facts",
+    "operations",
     "state_label",
     "add_diagram_arguments",
     "run_diagram",
@@ -46,16 +50,6 @@ FORMATS = ("mermaid", "dot", "svg", "png")
 """Output formats of :func:`render`."""
 
 TITLE = "wskit connection state machine"
-
-TRIGGER_DOCS: dict[str, str] = {
-    "accept": "the opening handshake succeeded (client: a valid 101; server: `accept()`)",
-    "handshake_failed": "the opening handshake failed or was rejected",
-    "send_close": "we write a Close frame (`send_close()`)",
-    "receive_close": "we read the peer's Close frame",
-    "fail": "the peer violated the protocol; our Close is in `exc.to_send`",
-    "eof": "the transport was closed (`receive_eof()`)",
-}
-"""What fires each trigger, for the documentation page."""
 
 _NEED_DOT = "install Graphviz (apt-get install graphviz) for svg/png, or use --format mermaid/dot"
 _NEED_PACKAGE = ("the {fmt} format needs the graphviz Python package: pip install 'wskit[diagrams]' "
@@ -83,22 +77,28 @@ class _Model:
 
 
 def operations(info: StateInfo) -> list[str]:
-    """Return the operations ``info`` allows, in the spec's vocabulary."""
-    return [op for op in ("handshake", "receive", "send_data") if getattr(info, op)]
+    """Return the operations ``info`` allows, in the spec's vocabulary (:data:`~wskit.statemachine.OPERATIONS`)."""
+    return [op for op in OPERATIONS if getattr(info, op)]
+
+
+def facts(info: StateInfo) -> list[str]:
+    """Return the closing-handshake facts that hold in ``info`` (:data:`~wskit.statemachine.FACTS`)."""
+    return [fact for fact in FACTS if getattr(info, fact)]
 
 
 def state_label(info: StateInfo, engine: str = "mermaid") -> str:
-    """Return the diagram label of a state: name, public state, allowed operations.
+    """Return the diagram label of a state: name, public state, allowed operations, facts.
 
     Args:
         info: the state.
-        engine: ``"mermaid"`` (one line) or ``"graphviz"`` (three
-            left-aligned lines).
+        engine: ``"mermaid"`` (one line) or ``"graphviz"`` (left-aligned
+            lines; the facts on a fourth line when there are any).
     """
     ops = ", ".join(operations(info)) or "no operations"
+    held = ", ".join(facts(info))
     if engine == "graphviz":
-        return rf"{info.name}\lstate: {info.public.value}\l{ops}"
-    return f"{info.name} ({info.public.value}) {ops}"
+        return rf"{info.name}\lstate: {info.public.value}\l{ops}" + (rf"\l{held}" if held else "")
+    return f"{info.name} ({info.public.value}) {ops}" + (f" [{held}]" if held else "")
 
 
 def _graph(spec: StateSpec, engine: Literal["mermaid", "graphviz"]) -> Any:
@@ -164,8 +164,9 @@ def markdown(spec: StateSpec | str | Path | None = None) -> str:
     """Return the documentation page of a spec (``docs/state-machine.md``).
 
     The page holds the mermaid diagram, a table of the states (public
-    state, allowed operations, triggers accepted, description) and a table
-    of the transitions.
+    state, allowed operations, triggers accepted, description), a table of
+    the closing-handshake facts per state, a table of the transitions and
+    the vocabulary (operations, facts, triggers) with what each means.
     """
     loaded = _spec(spec)
     source = "specs/connection.yaml" if spec is None else loaded.source
@@ -176,12 +177,12 @@ def markdown(spec: StateSpec | str | Path | None = None) -> str:
         f"{source}; do not edit by hand (a test fails when this page is stale). -->",
         "",
         "Every connection moves through the states declared in `specs/connection.yaml`. Each",
-        "internal state maps to one public `State` (what `protocol.state` reports) and allows",
-        "a set of operations: `handshake` (parse the opening handshake), `receive` (parse",
-        "frames), `send_data` (`send_text`, `send_binary`, `send_ping`, `send_pong`). The",
-        "protocol reads these permissions on every call; the spec is the only place they are",
-        "written. Render the diagram in other formats with",
-        "`wskit diagram --format mermaid|dot|svg|png [-o FILE] [--spec FILE]`.",
+        "internal state maps to one public `State` (what `protocol.state` reports), allows a",
+        "set of operations and declares the facts of the closing handshake that hold in it",
+        "(a Close sent, a Close received, failed, clean, ...). The protocol reads these",
+        "permissions and facts from its current state; the spec is the only place they are",
+        "written, and no state name appears in the code. Render the diagram in other formats",
+        "with `wskit diagram --format mermaid|dot|svg|png [-o FILE] [--spec FILE]`.",
         "",
         "```mermaid",
         str(render(loaded, "mermaid")).rstrip("\n"),
@@ -189,7 +190,8 @@ def markdown(spec: StateSpec | str | Path | None = None) -> str:
         "",
         "## States",
         "",
-        f"The initial state is `{loaded.initial}`.",
+        f"The initial state is `{loaded.initial}`. A terminal state (no transition leaves it) is",
+        "where a connection ends once the transport closed.",
         "",
         "| state | public state | allowed operations | triggers accepted | description |",
         "|---|---|---|---|---|",
@@ -198,6 +200,24 @@ def markdown(spec: StateSpec | str | Path | None = None) -> str:
         ops = ", ".join(f"`{op}`" for op in operations(info)) or "none"
         triggers = ", ".join(f"`{t}`" for t in sorted(info.triggers)) or "none"
         out.append(f"| `{name}` | `{info.public.value}` | {ops} | {triggers} | {info.description} |")
+    side = loaded.closes_transport_first
+    out += [
+        "",
+        "## Closing-handshake facts",
+        "",
+        "What the protocol reports in each state (`Protocol.close_sent`, `.close_received`,",
+        "`.close_answer_may_wait`, `.failure`, `.closed_cleanly`, `.may_send_close`), read from",
+        "the spec. Once the closing handshake is over or the connection failed, the side named",
+        f"by `closes_transport_first` (here: `{side}`, RFC 6455 §7.1.1) closes the TCP connection",
+        "first and the other side waits for it (`Protocol.closes_transport_first`).",
+        "",
+        "| state | " + " | ".join(f"`{fact}`" for fact in FACTS) + " | `send_close` | terminal |",
+        "|---|" + "---|" * (len(FACTS) + 2),
+    ]
+    for name, info in loaded.states.items():
+        cells = ["yes" if getattr(info, fact) else "" for fact in FACTS]
+        cells += ["yes" if info.send_close else "", "yes" if info.terminal else ""]
+        out.append(f"| `{name}` | " + " | ".join(cells) + " |")
     out += [
         "",
         "## Transitions",
@@ -207,32 +227,62 @@ def markdown(spec: StateSpec | str | Path | None = None) -> str:
     ]
     for trigger, src, dest in loaded.transitions:
         out.append(f"| `{trigger}` | `{src}` | `{dest}` |")
-    used = list(dict.fromkeys(t for t, _, _ in loaded.transitions))
-    out += ["", "## Triggers", "", "| trigger | fired when |", "|---|---|"]
-    for trigger in used:
-        out.append(f"| `{trigger}` | {TRIGGER_DOCS.get(trigger, '')} |")
-    out += ["", *EXECUTION_NOTES, ""]
+    out += ["", "## Vocabulary", "", "Defined once in `wskit.statemachine`; a spec may use no other name.", "",
+            "| operation (`allow:`) | permits |", "|---|---|"]
+    out += [f"| `{op}` | {doc} |" for op, doc in OPERATIONS.items()]
+    out += ["", "| fact (`facts:`) | holds when |", "|---|---|"]
+    out += [f"| `{fact}` | {doc} |" for fact, doc in FACTS.items()]
+    out += ["", "| trigger | fired when |", "|---|---|"]
+    out += [f"| `{trigger.value}` | {trigger.doc} |" for trigger in Trigger]
+    out += ["", *VALIDATION_NOTES, "", *EXECUTION_NOTES, ""]
     return "\n".join(out)
 
+
+VALIDATION_NOTES = [
+    "## What a spec must keep",
+    "",
+    "`wskit.statemachine.load_spec` refuses a spec that breaks one of these rules, with a",
+    "`ConfigError` naming the file, the state (`FILE: states.NAME: ...`) and the rule:",
+    "",
+    "- only known keys, operations, facts and triggers; no callbacks or conditions;",
+    "- every state reachable, and a path from every state to a terminal state (public",
+    "  `closed`, no transition leaving it); `eof` leaves every other state and leads to a",
+    "  terminal state, and only `eof` enters one;",
+    "- no data (`send_data`) after our Close was written, and no second Close (RFC 6455",
+    "  §5.5.1); a failing state, entered by `fail` before our Close went out, may send the",
+    "  replies to `exc.events` that go before `exc.to_send`;",
+    "- a received Close is answered (`send_close` allowed) unless the connection failed;",
+    "- `send_close` in `allow` exactly when a `send_close` transition leaves the state;",
+    "- the facts agree with the transitions: `close_sent` becomes true only by `send_close`",
+    "  or `fail`, `close_received` only by `receive_close`, `failed` only by `fail` or",
+    "  `handshake_failed`; each of these triggers leads to a state declaring its fact; a fact",
+    "  never becomes false; `clean` is declared exactly where `close_sent` and",
+    "  `close_received` hold without `failed` (RFC 6455 §7.1.4); `answer_may_wait` only where",
+    "  an answer to the peer's Close is still to be sent.",
+    "",
+    "No state name is written in the code, so a copy of the spec with every state renamed",
+    "behaves exactly like the original.",
+]
 
 EXECUTION_NOTES = [
     "## How the spec is executed",
     "",
-    "`wskit.statemachine.load_spec` validates the YAML (unknown keys, states, operations and",
-    "triggers; unreachable states; dead ends; a missing `closed`) and builds **one**",
-    "`transitions.Machine` per spec, shared by every connection that uses it; no connection",
-    "is registered as a model (a Machine per connection costs ~120 us and 11-22 KB).",
+    "`load_spec` builds **one** `transitions.Machine` per spec, shared by every connection",
+    "that uses it; no connection is registered as a model (a Machine per connection costs",
+    "~120 us and 11-22 KB).",
     "",
     "- Per call and per frame, the protocol only reads its current state's precomputed",
-    "  permissions (`StateInfo.receive`, `.send_data`, `.triggers`): attribute lookups,",
-    "  never a `transitions` call.",
-    "- A trigger (a handful per connection) resolves the machine's own `Transition`",
-    "  object for `(state, trigger)` and applies it with `Machine.set_state`. A spec cannot",
-    "  name callbacks or conditions, so that is all `Event.trigger` would do; it costs",
-    "  0.6 us instead of 6.3 us measured for `Event.trigger` (whose generic callback and",
-    "  logging path dominated the connection lifecycle). `StateSpec.fire(..., full=True)`",
-    "  takes the complete `Event.trigger` path, and a test checks both paths agree.",
-    "- Pass `spec=PATH` to any protocol class to run a modified copy of the spec.",
+    "  permissions and facts (`StateInfo.receive`, `.send_data`, `.close_received`, ...):",
+    "  attribute lookups, never a `transitions` call.",
+    "- A trigger (a handful per connection) looks up the destination of the machine's own",
+    "  `Transition` for `(state, trigger)` (resolved once, with its `StateInfo`) and applies",
+    "  it with `Machine.set_state`. A spec cannot name callbacks or conditions, so that is",
+    "  all `Event.trigger` would do; it costs 0.3 us instead of 6.3 us measured for",
+    "  `Event.trigger` (whose generic callback and logging path dominated the connection",
+    "  lifecycle). `StateSpec.fire(..., full=True)` takes the complete `Event.trigger`",
+    "  path, and a test checks both paths agree.",
+    "- Pass `spec=PATH` to any protocol class, or to `connect`/`serve` of `wskit.asyncio`",
+    "  and `wskit.sync`, to run a modified copy of the spec.",
 ]
 
 

@@ -20,7 +20,7 @@ from .exceptions import InvalidHandshake, InvalidState, NegotiationError, Plugin
 from .handshake import build_accept_response, check_request, select_subprotocol
 from .headers import Headers, parse_extension_header, parse_subprotocol_header, serialize_extension_header
 from .http11 import _DEFAULT_LIMITS, _PHRASES, HTTPLimits, RequestParser, build_error_response, serialize_response
-from .statemachine import State, StateSpec
+from .statemachine import State, StateSpec, Trigger
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extensions.base import Extension, ServerExtensionFactory
@@ -203,7 +203,7 @@ class ServerProtocol(Protocol):
         self.response = Response(101, "Switching Protocols", headers)
         self._subprotocol = chosen
         self._set_extensions(extensions)
-        self._fire("accept")
+        self._fire(Trigger.ACCEPT)
         # The handshake is over: drop the headers' lookup indexes (rebuilt if
         # the application reads them again); request and response stay.
         req.headers._release()
@@ -275,15 +275,15 @@ class ServerProtocol(Protocol):
         self.response = Response(status, phrase, hdrs, body)
         self._close_code = 1006
         self._close_reason = ""
-        self._fire("handshake_failed")
+        self._fire(Trigger.HANDSHAKE_FAILED)
         return [data]
 
     def _handshake_failed(self, exc: InvalidHandshake) -> None:
         self._failure = exc
         self._close_code = 1006
         self._close_reason = ""
-        if "handshake_failed" in self._si.triggers:
-            self._fire("handshake_failed")
+        if Trigger.HANDSHAKE_FAILED in self._si.triggers:
+            self._fire(Trigger.HANDSHAKE_FAILED)
         if self._debug:
             self.logger.debug("! opening handshake failed: %s", exc)
 

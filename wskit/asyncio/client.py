@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl as ssl_module
 import uuid
@@ -32,6 +33,7 @@ from .connection import Connection, LoggerLike, make_logger
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..plugin import PluginManager
+    from ..statemachine import StateSpec
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
 
@@ -138,6 +140,8 @@ class connect:  # lowercase: used like a function, as in python-websockets
         sock: an already connected socket to use.
         plugin_manager: the :class:`~wskit.plugin.PluginManager` of the core
             (default: the shared one).
+        spec: the connection state-machine spec (a path or a loaded
+            :class:`~wskit.statemachine.StateSpec`; default: the shipped one).
         config: a loaded :class:`wskit.config.Config`: every key it sets
             applies unless the same option is passed in the call (an
             explicit argument wins even when equal to its default);
@@ -176,6 +180,7 @@ class connect:  # lowercase: used like a function, as in python-websockets
         logger: LoggerLike | str | None = None,
         plugins: Sequence[object] | None = None,
         plugin_manager: PluginManager | None = None,
+        spec: str | os.PathLike[str] | StateSpec | None = None,
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
         sock: socket.socket | None = None,
@@ -191,7 +196,7 @@ class connect:  # lowercase: used like a function, as in python-websockets
         self._options = ConnectionOptions.build(
             extensions=io_extensions(compression, extensions, "client", manager), subprotocols=subprotocols,
             max_size=max_size, max_fragment_size=max_fragment_size, limits=limits,
-            plugin_manager=manager, open_timeout=open_timeout, close_timeout=close_timeout,
+            plugin_manager=manager, spec=spec, open_timeout=open_timeout, close_timeout=close_timeout,
             ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
         check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
                       ping_timeout=ping_timeout, close_timeout=close_timeout)

@@ -34,6 +34,7 @@ from .connection import Connection, _shutdown, make_logger
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..plugin import PluginManager
+    from ..statemachine import StateSpec
 
 __all__ = ["ServerConnection", "Server", "serve", "unix_serve", "Handler", "ProcessRequest"]
 
@@ -400,6 +401,7 @@ def serve(
     logger: logging.Logger | None = None,
     plugins: Sequence[object] | None = None,
     plugin_manager: PluginManager | None = None,
+    spec: str | os.PathLike[str] | StateSpec | None = None,
     limits: HTTPLimits | None = None,
     config: Config | None = None,
 ) -> Server:
@@ -459,6 +461,8 @@ def serve(
         plugins: plugin objects to add for this server's protocols.
         plugin_manager: the :class:`~wskit.plugin.PluginManager` of the core
             (default: the shared one).
+        spec: the connection state-machine spec (a path or a loaded
+            :class:`~wskit.statemachine.StateSpec`; default: the shipped one).
         limits: limits on the HTTP request's size.
         config: a configuration loaded by ``wskit.config.load``: every key
             it sets applies unless the same argument is passed in the call
@@ -474,7 +478,7 @@ def serve(
     options = ConnectionOptions.build(
         extensions=io_extensions(compression, extensions, "server", manager), subprotocols=subprotocols,
         max_size=max_size, max_fragment_size=max_fragment_size, limits=limits,
-        plugin_manager=manager, open_timeout=open_timeout, close_timeout=close_timeout,
+        plugin_manager=manager, spec=spec, open_timeout=open_timeout, close_timeout=close_timeout,
         ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
     check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
                   ping_timeout=ping_timeout, close_timeout=close_timeout)
