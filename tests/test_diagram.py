@@ -1,4 +1,4 @@
-"""Tests for wskit.diagram: diagrams and the docs page drawn from the state-machine spec."""
+"""Tests for wskit.cli.diagram: diagrams and the docs page drawn from the state-machine spec."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from wskit.__main__ import main as cli_main
-from wskit.diagram import DiagramUnavailable, markdown, render, state_label
+from wskit.cli.diagram import DiagramUnavailable, markdown, render, state_label
 from wskit.statemachine import StateSpec, default_spec, spec_path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     )),
     ("configuration", ("wskit.config",)),
     ("I/O layers", ("wskit._io", "wskit.asyncio", "wskit.asyncio.*", "wskit.sync", "wskit.sync.*")),
-    ("command line", ("wskit.cli", "wskit.cli.*", "wskit.__main__", "wskit.diagram")),
+    ("command line", ("wskit.cli", "wskit.cli.*", "wskit.__main__")),
 ]
 
 # The sans-I/O core: what it reaches, even indirectly, is never configuration, I/O or command line.
@@ -41,7 +41,7 @@ CORE = ("wskit._headermap", "wskit._protocol", "wskit.client", "wskit.defaults",
         "wskit.exceptions", "wskit.extensions.base", "wskit.extensions.permessage_deflate", "wskit.frames",
         "wskit.handshake", "wskit.headers", "wskit.http11", "wskit.mask", "wskit.protocol", "wskit.server",
         "wskit.statemachine")
-ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync", "wskit.diagram")
+ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync")
 
 
 def module_files(package: Path) -> dict[str, Path]:

@@ -1,8 +1,7 @@
 """The ``wskit`` command line (also ``python -m wskit``), the top layer of wskit.
 
-Each subcommand lives in a module of this package (``diagram`` still in
-:mod:`wskit.diagram`) that provides ``add_arguments(parser)`` and
-``run(args) -> int``; :func:`main` builds the parser from :data:`COMMANDS`
+Each subcommand lives in a module of this package that provides
+``add_arguments(parser)`` and ``run(args) -> int``; :func:`main` builds the parser from :data:`COMMANDS`
 and dispatches. Nothing below this package imports it.
 
 Errors reach the user as one line on standard error and an exit status,
@@ -29,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("wskit.cli.demo", "show a client and a server talking (what `make run` starts)"),
     "serve": ("wskit.cli.serve", "run an echo server"),
     "connect": ("wskit.cli.connect", "interactive client: type to send, Ctrl-D to close"),
-    "diagram": ("wskit.diagram", "render the connection state machine"),
+    "diagram": ("wskit.cli.diagram", "render the connection state machine"),
     "config": ("wskit.cli.config", "work with YAML configuration files (config check FILE, config docs)"),
     "plugins": ("wskit.cli.plugins", "list the active plugins and the hooks they implement"),
 }
@@ -47,12 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        # wskit.diagram names its functions after the command; the modules of this package do not.
-        adder = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
-        runner = getattr(module, f"run_{name}", None) or module.run
         command = sub.add_parser(name, help=help_text, description=help_text)
-        adder(command)
-        command.set_defaults(_run=runner)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
     return parser
 
 

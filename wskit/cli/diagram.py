@@ -31,8 +31,8 @@ from typing import Any, Literal
 from transitions import State as _TState
 from transitions.extensions.diagrams import GraphMachine
 
-from .exceptions import ConfigError, WSKitError
-from .statemachine import FACTS, OPERATIONS, StateInfo, StateSpec, Trigger, load_spec
+from ..exceptions import ConfigError, WSKitError
+from ..statemachine import FACTS, OPERATIONS, StateInfo, StateSpec, Trigger, load_spec
 
 __all__ = [
     "FORMATS",
@@ -42,8 +42,8 @@ __all__ = [
     "facts",
     "operations",
     "state_label",
-    "add_diagram_arguments",
-    "run_diagram",
+    "add_arguments",
+    "run",
 ]
 
 FORMATS = ("mermaid", "dot", "svg", "png")
@@ -289,7 +289,7 @@ EXECUTION_NOTES = [
 # -- command line ------------------------------------------------------------------
 
 
-def add_diagram_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``wskit diagram`` options to ``parser``."""
     parser.add_argument("--spec", metavar="FILE", help="state-machine spec (default: the one shipped with wskit)")
     parser.add_argument("--format", "-f", choices=FORMATS, default="mermaid", help="output format (default: mermaid)")
@@ -298,7 +298,7 @@ def add_diagram_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the documentation page (docs/state-machine.md) instead of a diagram")
 
 
-def run_diagram(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``wskit diagram``; return the exit status (1 on an invalid spec or a missing tool)."""
     try:
         result: str | bytes = markdown(args.spec) if args.docs else render(args.spec, args.format)
@@ -324,10 +324,10 @@ def run_diagram(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``wskit diagram`` as a program (``python -m wskit.diagram``)."""
+    """Run ``wskit diagram`` as a program (``python -m wskit.cli.diagram``)."""
     parser = argparse.ArgumentParser(prog="wskit diagram", description="render the connection state machine")
-    add_diagram_arguments(parser)
-    return run_diagram(parser.parse_args(argv))
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover
