@@ -167,7 +167,7 @@ def feed_chunks(receiver: Protocol, data: bytes, size: int) -> list[Event]:
 
 
 def assert_failed(receiver: Protocol, data: bytes, code: int) -> ProtocolError:
-    """Feed ``data`` and assert the connection fails with ``code`` as API.md specifies.
+    """Feed ``data`` and assert the connection fails with ``code`` as docs/sansio.md documents.
 
     Checks ``exc.close_code``, ``receiver.close_code`` and that ``exc.to_send``
     is exactly one Close frame carrying ``code``, masked as the receiver's side

@@ -126,7 +126,7 @@ def test_ping_pong_both_ways(our_side: Side) -> None:
     frames = to_theirs(ours.send_ping(b"hello?"), theirs)
     assert their_messages(frames) == [("PING", b"hello?")]
     assert ours.receive_data(their_bytes(theirs)) == [Pong(b"hello?")]
-    # Their Ping: the application answers with send_pong (API.md).
+    # Their Ping: the application answers with send_pong (docs/sansio.md).
     theirs.send_ping(b"\x00\xff" * 62)
     events = ours.receive_data(their_bytes(theirs))
     assert events == [Ping(b"\x00\xff" * 62)]

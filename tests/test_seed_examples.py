@@ -1,8 +1,8 @@
-"""The seed document's examples (seed/000_d459115cf29e2abe.txt), with ``websockets`` replaced by ``wskit``.
+"""The examples of the document wskit grew from (its seed), with ``websockets`` replaced by ``wskit``.
 
 Each example runs as written where RFC 6455 allows it; where it does not
 (sending in CONNECTING, frames instead of an HTTP request), the test asserts
-the clear ``ProtocolError`` API.md promises. The custom server runs its
+the clear ``ProtocolError`` the API promises. The custom server runs its
 ``handle_client`` / ``process_event`` over a real ``socket.socketpair()``
 against a ``ClientProtocol``, with the one ``Request`` -> ``accept()``
 branch (and the ``State`` import) the seed forgets.

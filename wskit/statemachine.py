@@ -216,7 +216,7 @@ class StateSpec:
                 description=str(props.get("description", "")),
             )
         self.states = states
-        # One Machine per spec, never per connection (DESIGN.md). No callbacks
+        # One Machine per spec, never per connection (docs/state-machine.md). No callbacks
         # are named in the spec, so it cannot make transitions import anything.
         self.machine = Machine(
             model=None,

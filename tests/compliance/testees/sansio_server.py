@@ -4,7 +4,7 @@ This is the seed's custom-server pattern made complete: one thread per
 connection, ``accept()`` on the ``Request``, echo of text and binary
 messages, a pong for every ping, an answer to the peer's close, and, on a
 protocol violation, the replies to ``exc.events`` written before
-``exc.to_send`` (the order API.md requires), then a graceful close of the
+``exc.to_send`` (the order docs/sansio.md documents), then a graceful close of the
 TCP connection.
 
 permessage-deflate is on (``ServerPerMessageDeflateFactory``) and there is
@@ -96,7 +96,7 @@ def handle(sock: socket.socket, deflate: bool) -> None:
                     for event in events:
                         out.extend(reply(protocol, event))
                         accepted = accepted or isinstance(event, Request)
-                    # API.md: frames that followed the request come out of the
+                    # docs/handshake.md: frames that followed the request come out of the
                     # next receive_data call, once accept() fixed the extensions.
                     events = protocol.receive_data(b"") if accepted else []
             except ProtocolError as exc:
