@@ -43,7 +43,8 @@ CORE = ("wskit._headermap", "wskit._protocol", "wskit.client", "wskit.defaults",
         "wskit.exceptions", "wskit.extensions.base", "wskit.extensions.permessage_deflate", "wskit.frames",
         "wskit.handshake", "wskit.headers", "wskit.http11", "wskit.mask", "wskit.protocol", "wskit.server",
         "wskit.statemachine")
-ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync", "wskit.asgi", "wskit.diagram")
+ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync", "wskit.asgi",
+                  "wskit.diagram")
 
 
 def module_files(package: Path) -> dict[str, Path]:
