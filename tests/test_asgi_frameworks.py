@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,4 +94,41 @@ def test_fastapi_path_and_query_parameters() -> None:
             assert json.loads(await ws.recv()) == {"item_id": 42, "q": "hi"}
 
     with Uvicorn("asgi_apps.frameworks:fastapi_app") as srv:
+        run(main(srv.port))
+
+
+def _doc_block(heading: str) -> str:
+    """The first python block under ``## heading`` in docs/asgi.md."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "asgi.md").read_text(encoding="utf-8")
+    section = text.split(f"\n## {heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_docs_fastapi_example_runs(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(_doc_block("FastAPI"))
+
+    async def main(port: int) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/chat", subprotocols=["chat"]) as ws:
+            assert ws.subprotocol == "chat"
+            await ws.send("hi")
+            assert json.loads(await ws.recv()) == {"echo": "hi"}
+            await ws.close(4002)
+
+    with Uvicorn("main:app", "--app-dir", str(tmp_path)) as srv:
+        run(main(srv.port))
+        srv.wait_for("client left with code 4002")
+
+
+def test_docs_starlette_example_runs(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(_doc_block("Starlette"))
+
+    async def main(port: int) -> None:
+        with pytest.raises(InvalidHandshake) as caught:
+            await connect(f"ws://127.0.0.1:{port}/echo")
+        assert caught.value.response.status_code == 401
+        async with connect(f"ws://127.0.0.1:{port}/echo", extra_headers=[("Authorization", "Token secret")]) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+
+    with Uvicorn("main:app", "--app-dir", str(tmp_path)) as srv:
         run(main(srv.port))
