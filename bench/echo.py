@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wskit import BinaryMessage, ClientProtocol, TextMessage
 
 HERE = Path(__file__).resolve().parent
-IMPLS = ["wskit-asyncio", "wskit-uvloop", "wskit-sync", "websockets", "picows", "aiohttp", "floor"]
+IMPLS = ["wskit-asyncio", "wskit-uvloop", "wskit-sync", "websockets", "picows", "aiohttp", "floor",
+         "uvicorn-wskit", "uvicorn-websockets-sansio", "uvicorn-wsproto"]
+# The same ASGI echo app on uvicorn with each of its WebSocket implementations.
+UVICORN_OWN = ("uvicorn-websockets-sansio", "uvicorn-wsproto")
 # "floor" is no library: the least an asyncio.Protocol must do to echo small
 # messages (see echo_servers.py), i.e. what the loop and system calls cost.
 SMALL_ONLY = {"floor"}
@@ -147,7 +150,7 @@ def main() -> int:
         "pipelined 50x32 B": lambda port: pipelined(port, 50, 100, max(1, int(8 * scale))),
         "1 MiB echo": lambda port: big(port, max(4, int(40 * scale))),
     }
-    print(f"{'server':<16}{'load':<20}{'CPU us/msg':>12}{'msgs/s':>12}")
+    print(f"{'server':<26}{'load':<20}{'CPU us/msg':>12}{'msgs/s':>12}")
     results: dict[tuple[str, str], float] = {}
     for impl in impls:
         port = free_port()
@@ -157,7 +160,7 @@ def main() -> int:
             line = proc.stdout.readline() if proc.stdout else ""
             if line.strip() != "ready":
                 err = proc.stderr.read() if proc.stderr else ""
-                print(f"{impl:<16}unavailable: {err.strip().splitlines()[-1] if err.strip() else 'did not start'}")
+                print(f"{impl:<26}unavailable: {err.strip().splitlines()[-1] if err.strip() else 'did not start'}")
                 continue
             for load, make in loads.items():
                 if impl in SMALL_ONLY and load == "1 MiB echo":
@@ -169,7 +172,7 @@ def main() -> int:
                     rates.append(n / wall)
                 cpu_us = statistics.median(cpus)
                 results[(impl, load)] = cpu_us
-                print(f"{impl:<16}{load:<20}{cpu_us:12.1f}{statistics.median(rates):12.0f}", flush=True)
+                print(f"{impl:<26}{load:<20}{cpu_us:12.1f}{statistics.median(rates):12.0f}", flush=True)
         finally:
             proc.kill()
             proc.wait()
@@ -178,7 +181,17 @@ def main() -> int:
         print(f"\nserver CPU per message, {base} / other (> 1: other uses less CPU)")
         for (impl, load), cpu in results.items():
             if impl != base and (base, load) in results:
-                print(f"  {impl:<16}{load:<20}{results[(base, load)] / cpu:6.2f}x")
+                print(f"  {impl:<26}{load:<20}{results[(base, load)] / cpu:6.2f}x")
+    own = [(impl, load) for (impl, load) in results if impl in UVICORN_OWN]
+    if any(k[0] == "uvicorn-wskit" for k in results) and own:
+        print("\nuvicorn: server CPU per message, best of uvicorn's own backends / uvicorn-wskit (>= 1: wskit wins)")
+        for (impl, load), cpu in results.items():
+            if impl != "uvicorn-wskit":
+                continue
+            rivals = {i: results[(i, load)] for i in UVICORN_OWN if (i, load) in results}
+            if rivals:
+                best = min(rivals, key=lambda i: rivals[i])
+                print(f"  {load:<20}{rivals[best] / cpu:6.2f}x  (best: {best}, {rivals[best]:.1f} vs {cpu:.1f} us)")
     return 0
 
 

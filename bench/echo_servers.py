@@ -3,7 +3,10 @@
     python bench/echo_servers.py IMPL PORT
 
 IMPL: wskit-asyncio, wskit-uvloop (the same on uvloop), wskit-sync,
-websockets, picows, aiohttp, floor. Prints
+websockets, picows, aiohttp, floor, and a plain ASGI echo application on
+uvicorn (asyncio loop, h11 or httptools, access log off) with each WebSocket
+implementation: uvicorn-wskit (``--ws wskit.asgi:UvicornProtocol``),
+uvicorn-websockets-sansio, uvicorn-wsproto. Prints
 "ready" once listening; then, for every line read on stdin, prints the
 process's CPU time in seconds (all threads, exited ones included:
 CLOCK_PROCESS_CPUTIME_ID). Runs until killed.
@@ -109,6 +112,43 @@ async def aiohttp_server(port: int) -> None:
     await asyncio.Event().wait()
 
 
+async def asgi_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The same plain ASGI echo application for every uvicorn row."""
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
+
+
+UVICORN_WS = {
+    "uvicorn-wskit": "wskit.asgi:UvicornProtocol",
+    "uvicorn-websockets-sansio": "websockets-sansio",
+    "uvicorn-wsproto": "wsproto",
+}
+
+
+async def uvicorn_server(port: int, ws: str) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(asgi_echo, host=HOST, port=port, ws=ws, loop="asyncio", lifespan="off",
+                            ws_max_size=2**30, ws_ping_interval=None, ws_per_message_deflate=False,
+                            log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()  # raises what stopped it
+            raise RuntimeError("uvicorn stopped during start-up")
+        await asyncio.sleep(0.01)
+    ready()
+    await serving
+
+
 async def floor_server(port: int) -> None:
     """The floor: the least an asyncio.Protocol must do to echo small messages.
 
@@ -184,6 +224,9 @@ def main() -> None:
         import uvloop
 
         uvloop.run(wskit_asyncio(port))
+        return
+    if impl in UVICORN_WS:
+        asyncio.run(uvicorn_server(port, UVICORN_WS[impl]))
         return
     coro = {
         "wskit-asyncio": wskit_asyncio,

@@ -32,7 +32,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "wskit", "wskit._protocol", "wskit.client", "wskit.server", "wskit.protocol", "wskit.duties",
     )),
     ("configuration", ("wskit.config",)),
-    ("I/O layers", ("wskit._io", "wskit.asyncio", "wskit.asyncio.*", "wskit.sync", "wskit.sync.*")),
+    ("I/O layers", (
+        "wskit._io", "wskit.asyncio", "wskit.asyncio.*", "wskit.sync", "wskit.sync.*", "wskit.asgi", "wskit.asgi.*",
+    )),
     ("command line", ("wskit.cli", "wskit.cli.*", "wskit.__main__")),
 ]
 
@@ -41,7 +43,7 @@ CORE = ("wskit._headermap", "wskit._protocol", "wskit.client", "wskit.defaults",
         "wskit.exceptions", "wskit.extensions.base", "wskit.extensions.permessage_deflate", "wskit.frames",
         "wskit.handshake", "wskit.headers", "wskit.http11", "wskit.mask", "wskit.protocol", "wskit.server",
         "wskit.statemachine")
-ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync")
+ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync", "wskit.asgi")
 
 
 def module_files(package: Path) -> dict[str, Path]:
@@ -221,7 +223,7 @@ def test_the_core_reaches_no_configuration_io_or_command_line(module: str) -> No
 def test_import_wskit_loads_no_yaml_argparse_or_difflib() -> None:
     code = ("import sys, wskit, wskit.protocol, wskit.frames, wskit.extensions.permessage_deflate\n"
             "heavy = ('yaml', 'argparse', 'difflib', 'wskit.config', 'wskit._io', 'wskit.cli', 'wskit.asyncio',"
-            " 'wskit.sync')\n"
+            " 'wskit.sync', 'wskit.asgi', 'uvicorn', 'starlette')\n"
             "print(','.join(m for m in heavy if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr

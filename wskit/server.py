@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ._protocol import LoggerLike, Protocol, Side
 from .client import ConfigSource, HeadersLike, _plugin_factories, takes_config
-from .defaults import MAX_SIZE
+from .defaults import MAX_SIZE, USER_AGENT
 from .events import Event, Request, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, PluginError
 from .handshake import build_accept_response, check_request, select_subprotocol
@@ -146,6 +146,7 @@ class ServerProtocol(Protocol):
         *,
         subprotocol: str | None = None,
         extra_headers: HeadersLike | None = None,
+        server_header: str | None = USER_AGENT,
     ) -> list[bytes]:
         """Accept the upgrade request: build the 101 response and open the connection.
 
@@ -156,6 +157,9 @@ class ServerProtocol(Protocol):
                 offered); by default the first of the server's
                 ``subprotocols`` the client offered, or ``select_subprotocol``'s choice.
             extra_headers: more response headers.
+            server_header: the ``Server`` header (wskit's by default); ``None``
+                omits it (an HTTP server that hands the stream over may send
+                its own, e.g. in ``extra_headers``).
 
         Returns:
             The response's bytes, to write to the transport. Frames that
@@ -190,6 +194,7 @@ class ServerProtocol(Protocol):
             subprotocol=chosen,
             extensions_header=serialize_extension_header(answer) if answer else None,
             extra_headers=extra_headers,
+            server_header=server_header,
         )
         hook = self._plugins.handshake_response
         if hook is not None:

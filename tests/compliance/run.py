@@ -52,7 +52,7 @@ REFERENCE_PREFIX = "websockets_"
 #: ``--ci``: groups 1-10 for every testee ...
 CI_CASES = [f"{group}.*" for group in range(1, 11)]
 #: ... plus a slice of the permessage-deflate groups for these testees.
-CI_EXTRA_CASES = {"asyncio_server": ["12.1.*", "13.1.*"]}
+CI_EXTRA_CASES = {"asyncio_server": ["12.1.*", "13.1.*"], "uvicorn_server": ["12.1.*", "13.1.*"]}
 
 sys.path.insert(0, str(HERE))
 import summarize  # noqa: E402
