@@ -98,6 +98,9 @@ class Router:
         self.url_map = url_map
         self.scheme = scheme
         self._routing = routing
+        from werkzeug.exceptions import HTTPException
+
+        self._http_error = HTTPException
 
     def match(self, request: Request) -> Match | Response:
         """Return the :class:`Match` for ``request``, or the HTTP response to send instead.
@@ -121,8 +124,7 @@ class Router:
                 if location.startswith(http + ":"):
                     location = self.scheme + location[len(http):]
                 return plain_response(308, f"Moved to {location}\n", [("Location", location)])
-            except (routing.exceptions.NotFound, routing.exceptions.WebsocketMismatch,
-                    routing.exceptions.MethodNotAllowed):
+            except self._http_error:  # NotFound, or a WebSocket rule bound as http (or the reverse)
                 continue
             except Exception as exc:  # a malformed Host or path: werkzeug's own errors
                 return plain_response(400, f"Bad request target: {type(exc).__name__}\n")
