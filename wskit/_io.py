@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ._suggest import did_you_mean
 from .config import accepts_config
+from .headers import Headers
 from .http11 import HTTPLimits
 from .plugin import PluginManager, default_manager
 from .statemachine import StateSpec, load_spec
@@ -34,7 +35,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = ["ConnectionOptions", "adjust_config", "check_call", "loop_keywords", "resolve_logger", "resolve_manager",
-           "with_config"]
+           "set_server_header", "with_config"]
 
 # Arguments that say where a server listens (or which socket a client uses) in code.
 _LOCATION_IN_CODE = frozenset({"sock", "unix", "_unix", "_unix_path"})
@@ -132,6 +133,10 @@ _OPTION_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "plugins": (_sequence, "a list of plugin objects or None"),
     "limits": (lambda v: v is None or isinstance(v, HTTPLimits), "a wskit.http11.HTTPLimits or None"),
     "plugin_manager": (lambda v: v is None or isinstance(v, PluginManager), "a wskit.plugin.PluginManager or None"),
+    "server_header": (lambda v: v is None or (isinstance(v, str) and v.isprintable() and v.strip() == v and bool(v)),
+                      "a non-empty str without control characters or surrounding spaces, or None"),
+    "process_request": (lambda v: v is None or callable(v), "a function or None"),
+    "process_response": (lambda v: v is None or callable(v), "a function or None"),
 }
 
 
@@ -164,6 +169,22 @@ def check_call(name: str, kwargs: Mapping[str, Any], accepted: Iterable[str]) ->
         rule = _OPTION_TYPES.get(key)
         if rule is not None and not rule[0](value):
             raise TypeError(f"{name}(): {key} must be {rule[1]}, got {_show(value)}")
+
+
+def set_server_header(headers: Headers, value: str | None) -> None:
+    """Make a server response's ``Server`` header say ``value`` (``None``: no such header), in place.
+
+    Args:
+        headers: the response's headers.
+        value: the ``server_header`` option of ``serve``.
+    """
+    if value is None:
+        if "Server" in headers:
+            del headers["Server"]
+    elif headers.get("Server") != value:
+        if "Server" in headers:
+            del headers["Server"]
+        headers["Server"] = value
 
 
 def resolve_manager(plugins: Sequence[object] | None, plugin_manager: PluginManager | None) -> PluginManager:

@@ -17,13 +17,16 @@ from ..exceptions import (
 )
 from .client import ClientConnection, connect, unix_connect
 from .connection import Connection, Data
-from .server import Server, ServerConnection, serve, unix_serve
+from .server import Server, ServerConnection, basic_auth, broadcast, route, serve, unix_serve
 
 __all__ = [
     "connect",
     "unix_connect",
     "serve",
     "unix_serve",
+    "broadcast",
+    "route",
+    "basic_auth",
     "Connection",
     "ClientConnection",
     "ServerConnection",

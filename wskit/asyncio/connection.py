@@ -36,7 +36,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, MutableMapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, MutableMapping
 from typing import Any, cast
 
 from .._io import resolve_logger
@@ -296,6 +296,28 @@ class Connection(asyncio.Protocol):
             transport.write(data[0])
         elif data:
             transport.writelines(data)
+
+    def _write_nowait(self, build: Callable[[Protocol], list[bytes]]) -> bool | None:
+        """Write a message built by ``build(protocol)`` now, never waiting (for ``broadcast``).
+
+        Returns:
+            ``None`` when the connection is not open (nothing written),
+            ``False`` when it cannot take the message now: its write buffer
+            is over ``write_limit``, or a fragmented message is being sent
+            (nothing written), ``True`` when written.
+        """
+        transport = self._transport
+        if (self._lost or self.protocol.state is not State.OPEN or transport is None or self._eof_sent
+                or transport.is_closing()):
+            return None
+        if self._paused_writing or self._sending_fragments is not None:
+            return False
+        try:
+            data = build(self.protocol)
+        except InvalidState:
+            return None
+        self._write(data)
+        return True
 
     async def _drain(self) -> None:
         waiter = self._drain_waiter

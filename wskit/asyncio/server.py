@@ -7,12 +7,24 @@ import inspect
 import logging
 import os
 import ssl as ssl_module
+import stat
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, loop_keywords, resolve_logger, resolve_manager, with_config
-from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
+from .._io import ConnectionOptions, loop_keywords, resolve_logger, resolve_manager, set_server_header, with_config
+from ..auth import Credentials, check_credentials_table, request_credentials, unauthorized
+from ..broadcast import Broadcast
+from ..defaults import (
+    CLOSE_TIMEOUT,
+    MAX_QUEUE,
+    MAX_SIZE,
+    OPEN_TIMEOUT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    USER_AGENT,
+    WRITE_LIMIT,
+)
 from ..duties import check_options
 from ..events import Request, Response
 from ..exceptions import InvalidHandshake, WebSocketClosed
@@ -20,17 +32,19 @@ from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
 from ..plugins.deflate import io_extensions
 from ..protocol import ServerProtocol, State
-from .connection import Connection, LoggerLike, make_logger
+from ..routing import Match, Router
+from .connection import Connection, Data, LoggerLike, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..plugin import PluginManager
     from ..statemachine import StateSpec
 
-__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+__all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "route", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[Any]]
 ProcessRequest = Callable[["ServerConnection", Request], "Response | Awaitable[Response | None] | None"]
+ProcessResponse = Callable[["ServerConnection", Request, Response], "Response | Awaitable[Response | None] | None"]
 SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], "str | None"]
 
 
@@ -41,11 +55,16 @@ class ServerConnection(Connection):
     """
 
     protocol: ServerProtocol
+    username: str | None = None
+    """The user name the client authenticated with (see :func:`basic_auth`), or ``None``."""
+    route: Match | None = None
+    """The route the request matched (see :func:`route`), or ``None``."""
 
     def __init__(self, protocol: ServerProtocol, server: Server, *, open_timeout: float | None,
                  **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
         self.server = server
+        self._was_open = False
         self._open_timeout = open_timeout
         self._open_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -63,6 +82,8 @@ class ServerConnection(Connection):
             self._open_handle = None
         super().connection_lost(exc)
         self.server._connections.discard(self)
+        if self._was_open:
+            self.logger.info("connection closed")
 
     def _open_expired(self) -> None:
         self._open_handle = None
@@ -106,11 +127,21 @@ class ServerConnection(Connection):
             self._transport.close()
         self._start_close_timer()
 
+    async def _respond(self, request: Request | None, response: Response) -> None:
+        """Send an HTTP response instead of the upgrade (after ``process_response``) and close."""
+        if request is not None and self.server._process_response is not None:
+            try:
+                response = await self._call_process_response(request, response) or response
+            except Exception:
+                self.logger.error("process_response failed", exc_info=True)
+                response = _error_response(500, "Failed to open a WebSocket connection.\n")
+        self._send_response(response)
+
     def _send_response(self, response: Response) -> None:
-        headers = response.headers if isinstance(response.headers, Headers) else Headers(response.headers)
+        headers = response.headers.copy() if isinstance(response.headers, Headers) else Headers(response.headers)
         if "Connection" not in headers:
-            headers = headers.copy()
             headers["Connection"] = "close"
+        set_server_header(headers, self.server._server_header)
         self._write([serialize_response(response.status_code, response.reason_phrase or None, headers,
                                         response.body)])
         self._response = response
@@ -127,6 +158,17 @@ class ServerConnection(Connection):
             raise TypeError(f"process_request must return a wskit.Response or None, not {type(answer).__name__}")
         return answer
 
+    async def _call_process_response(self, request: Request, response: Response) -> Response | None:
+        process_response = self.server._process_response
+        if process_response is None:
+            return None
+        answer = process_response(self, request, response)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer is not None and not isinstance(answer, Response):
+            raise TypeError(f"process_response must return a wskit.Response or None, not {type(answer).__name__}")
+        return answer
+
     async def _answer_http(self, request: Request, exc: InvalidHandshake) -> None:
         try:
             answer = await self._call_process_request(request)
@@ -134,7 +176,7 @@ class ServerConnection(Connection):
             self.logger.error("process_request failed", exc_info=True)
             answer = _error_response(500, "Failed to open a WebSocket connection.\n")
         if answer is not None:
-            self._send_response(answer)
+            await self._respond(request, answer)
         else:
             self._write(exc.to_send)
             self._end_opening()
@@ -146,9 +188,20 @@ class ServerConnection(Connection):
             if answer is not None:
                 if self.protocol.state is State.CONNECTING:
                     self.protocol.reject(answer.status_code, answer.body, answer.headers)
-                self._send_response(answer)
+                await self._respond(request, answer)
                 return
             data = self.protocol.accept(request)
+            if server._server_header != USER_AGENT or server._process_response is not None:
+                response = self.protocol.response
+                assert response is not None
+                set_server_header(response.headers, server._server_header)
+                final = await self._call_process_response(request, response) or response
+                if final.status_code != 101:
+                    self._send_response(final)
+                    return
+                self._response = final
+                data = [serialize_response(final.status_code, final.reason_phrase or None, final.headers,
+                                           final.body)]
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -164,6 +217,8 @@ class ServerConnection(Connection):
             self._open_handle = None
         self._write(data)
         self._opened()
+        self._was_open = True
+        self.logger.info("connection open")
         self.data_received(b"")  # frames that followed the request
         try:
             await server._handler(self)
@@ -217,9 +272,13 @@ class Server:
     """
 
     def __init__(self, handler: Handler, *, process_request: ProcessRequest | None, logger: logging.Logger,
-                 close_timeout: float | None) -> None:
+                 close_timeout: float | None, process_response: ProcessResponse | None = None,
+                 server_header: str | None = USER_AGENT) -> None:
         self._handler = handler
         self._process_request = process_request
+        self._process_response = process_response
+        self._server_header = server_header
+        self._unix_path: str | None = None
         self.logger = logger
         self._close_timeout = close_timeout
         self._server: asyncio.Server | None = None
@@ -230,8 +289,11 @@ class Server:
 
     @property
     def connections(self) -> set[ServerConnection]:
-        """The open connections (a copy)."""
-        return set(self._connections)
+        """The open connections (a copy): the opening handshake done, the closing one not.
+
+        Pass it to :func:`broadcast` to send a message to every client.
+        """
+        return {c for c in self._connections if c.protocol.state is State.OPEN and not c._lost}
 
     @property
     def sockets(self) -> tuple[Any, ...]:
@@ -276,6 +338,7 @@ class Server:
                 await asyncio.wait(pending)
         if self._server is not None:
             await self._server.wait_closed()
+        _remove_unix_socket(self._unix_path, self.logger)
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`close` was called and finished: no socket, no connection, no handler left."""
@@ -323,6 +386,14 @@ class serve:  # lowercase: used like a function, as in python-websockets
             or async, called before the upgrade (also for plain HTTP
             requests): return a :class:`~wskit.events.Response` to answer
             with it instead (health checks, 401...).
+        process_response: ``(connection, request, response) -> Response |
+            None``, sync or async, called with the response about to be
+            sent: the ``101`` (its headers may be changed in place), or the
+            answer ``process_request`` returned. Return another
+            :class:`~wskit.events.Response` to send it instead (one that is
+            not a ``101`` refuses the upgrade).
+        server_header: the ``Server`` header of every response
+            (default ``wskit/<version>``); ``None`` sends none.
         origins: allowed ``Origin`` values (403 otherwise); ``None`` in the
             list allows requests without one.
         subprotocols: supported subprotocols in preference order.
@@ -367,6 +438,8 @@ class serve:  # lowercase: used like a function, as in python-websockets
         *,
         unix: str | None = None,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        server_header: str | None = USER_AGENT,
         origins: Sequence[str | None] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: SelectSubprotocol | None = None,
@@ -399,7 +472,8 @@ class serve:  # lowercase: used like a function, as in python-websockets
         logger = resolve_logger(logger, "wskit.server")
         base_logger = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
         self.server = Server(handler, process_request=process_request, logger=base_logger,
-                             close_timeout=close_timeout)
+                             close_timeout=close_timeout, process_response=process_response,
+                             server_header=server_header)
         # Built once (this validates ``compression`` now); each connection
         # negotiates its own extensions from the factories.
         manager = resolve_manager(plugins, plugin_manager)
@@ -418,6 +492,8 @@ class serve:  # lowercase: used like a function, as in python-websockets
         self._ssl = ssl
         self._unix_path: str | None = kwargs.pop("_unix_path", None)
         self._unix = kwargs.pop("_unix", False)
+        if self._unix and self._unix_path is not None:
+            self.server._unix_path = os.fspath(self._unix_path)
         self._kwargs = kwargs
 
     def _make_connection(self) -> ServerConnection:
@@ -448,6 +524,8 @@ class serve:  # lowercase: used like a function, as in python-websockets
         else:
             server = await loop.create_server(self._make_connection, self._host, self._port, **kwargs)
         self.server._server = server
+        for sock in server.sockets:
+            self.server.logger.info("server listening on %s", _address(sock))
         return self.server
 
     def __await__(self) -> Generator[Any, None, Server]:
@@ -470,3 +548,179 @@ def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serv
         **kwargs: the options of :func:`serve`.
     """
     return serve(handler, _unix=True, _unix_path=path, **kwargs)
+
+
+def _address(sock: Any) -> str:
+    name = sock.getsockname()
+    if isinstance(name, tuple):
+        host, port = name[0], name[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(name)
+
+
+def _remove_unix_socket(path: str | None, logger: logging.Logger) -> None:
+    """Remove the Unix socket file a server listened on (if it is still a socket)."""
+    if path is None:
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove the Unix socket %s: %s", path, exc)
+
+
+def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview) -> list[Connection]:
+    """Send a message to many connections at once, waiting for none of them.
+
+    The message is written to each open connection's transport now; the
+    call returns without waiting for any write to finish. The frame is built
+    once for all the connections that negotiated no extension (each one with
+    permessage-deflate compresses it with its own compressor). Connections
+    that are not open (still in the opening handshake, closing, closed) are
+    skipped silently.
+
+    A slow client never holds the others up: a connection whose write
+    buffer is over its ``write_limit`` (its client does not read fast
+    enough), or that is sending a fragmented message, does not get the
+    message; it is in the returned list, so that the caller can count, log,
+    or close it (``await ws.close(1008)``), or send again later.
+
+    Args:
+        connections: the connections, e.g. ``server.connections``.
+        message: a ``str`` (text message) or bytes-like (binary message).
+
+    Returns:
+        The open connections that did not get the message.
+
+    Raises:
+        TypeError: ``message`` is neither ``str`` nor bytes-like.
+    """
+    shared = Broadcast(message)
+    frames_for = shared.frames_for
+    skipped: list[Connection] = []
+    for connection in connections:
+        try:
+            written = connection._write_nowait(frames_for)
+        except Exception:
+            connection.logger.error("broadcast: cannot send on this connection", exc_info=True)
+            written = False
+        if written is False:
+            skipped.append(connection)
+    return skipped
+
+
+def route(routes: Any, host: str | Sequence[str] | None = None, port: int | None = None, *,
+          process_request: ProcessRequest | None = None, **kwargs: Any) -> serve:
+    """Start a server that dispatches each connection to a handler by its path.
+
+    ``routes`` is a :class:`werkzeug.routing.Map` whose rules' endpoints are
+    the handlers, or a ``{"/rooms/<name>": handler}`` dict. A request that
+    matches a rule is accepted and its handler called as ``await
+    handler(connection, **params)`` with the path parameters (``name=...``;
+    converters such as ``<int:id>`` apply); ``connection.route`` holds the
+    :class:`~wskit.routing.Match`. A request that matches none is answered
+    with ``404 Not Found``, one that a rule redirects (a missing trailing
+    slash) with ``308`` and ``Location``. A handler that raises is logged
+    with its route and its connection closed with 1011.
+
+    Use it as :func:`serve`: ``async with route(routes, "127.0.0.1", 8765)
+    as server:``.
+
+    Args:
+        routes: the rules.
+        host: as for :func:`serve`.
+        port: as for :func:`serve`.
+        process_request: called first, as for :func:`serve` (e.g.
+            :func:`basic_auth`); a response it returns is sent instead.
+        **kwargs: the other options of :func:`serve`.
+
+    Raises:
+        ImportError: werkzeug is not installed (``pip install 'wskit[router]'``).
+        TypeError: ``routes`` is not a Map or a dict of handlers.
+    """
+    router = Router(routes, scheme="wss" if kwargs.get("ssl") is not None else "ws")
+
+    async def match(connection: ServerConnection, request: Request) -> Response | None:
+        if process_request is not None:
+            answer = process_request(connection, request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if answer is not None:
+                return answer
+        found = router.match(request)
+        if isinstance(found, Response):
+            return found
+        connection.route = found
+        return None
+
+    async def dispatch(connection: ServerConnection) -> None:
+        found = connection.route
+        assert found is not None
+        try:
+            await found.handler(connection, **found.params)
+        except WebSocketClosed:
+            raise
+        except Exception:
+            connection.logger.error("handler of route %s failed", found.rule, exc_info=True)
+            await connection.close(1011, "internal error")
+
+    return serve(dispatch, host, port, process_request=match, **kwargs)
+
+
+def basic_auth(
+    realm: str = "",
+    credentials: Credentials | None = None,
+    check_credentials: Callable[[str, str], bool | Awaitable[bool]] | None = None,
+) -> Callable[[ServerConnection, Request], Awaitable[Response | None]]:
+    """Build a ``process_request`` that asks for HTTP Basic authentication.
+
+    A request without valid credentials (no ``Authorization`` header, a
+    malformed one, an unknown user, a wrong password) is answered with
+    ``401 Unauthorized`` and ``WWW-Authenticate: Basic realm="<realm>"``;
+    otherwise the connection is accepted and ``connection.username`` is the
+    user name. Pass the result as ``serve(..., process_request=...)`` (or to
+    :func:`route`).
+
+    Args:
+        realm: the protection space the client shows its user.
+        credentials: the accepted ``(username, password)`` pair, a list of
+            pairs, or a ``{username: password}`` dict; compared in
+            constant time.
+        check_credentials: instead of ``credentials``, a function
+            ``(username, password) -> bool``, plain or async.
+
+    Raises:
+        TypeError: neither or both of ``credentials`` and
+            ``check_credentials``, or ``credentials`` of another shape.
+        ValueError: ``realm`` contains a quote, a backslash or a control character.
+    """
+    check = _credentials_check(credentials, check_credentials)
+    unauthorized(realm)  # checks the realm now
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        given = request_credentials(request)
+        if given is None:
+            return unauthorized(realm)
+        valid = check(*given)
+        if inspect.isawaitable(valid):
+            valid = await valid
+        if not valid:
+            connection.logger.info("authentication failed for user %r", given[0])
+            return unauthorized(realm)
+        connection.username = given[0]
+        return None
+
+    return process_request
+
+
+def _credentials_check(credentials: Credentials | None, check_credentials: Any) -> Any:
+    if (credentials is None) == (check_credentials is None):
+        raise TypeError("basic_auth() takes credentials= or check_credentials=, exactly one of them")
+    if credentials is not None:
+        return check_credentials_table(credentials)
+    if not callable(check_credentials):
+        raise TypeError(f"check_credentials must be a function (username, password) -> bool, "
+                        f"not {type(check_credentials).__name__}")
+    return check_credentials

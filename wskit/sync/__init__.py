@@ -17,14 +17,30 @@ from __future__ import annotations
 
 from ..exceptions import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, WebSocketClosed
 from .client import ClientConnection, connect, unix_connect
-from .connection import Connection, Data
-from .server import Handler, ProcessRequest, Server, ServerConnection, serve, unix_serve
+from .connection import Connection, Data, PingEvent
+from .server import (
+    Handler,
+    ProcessRequest,
+    ProcessResponse,
+    Server,
+    ServerConnection,
+    basic_auth,
+    broadcast,
+    route,
+    serve,
+    unix_serve,
+)
 
 __all__ = [
     "connect",
     "unix_connect",
     "serve",
     "unix_serve",
+    "broadcast",
+    "route",
+    "basic_auth",
+    "PingEvent",
+    "ProcessResponse",
     "Connection",
     "ClientConnection",
     "ServerConnection",

@@ -58,7 +58,7 @@ from ..exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidState
 from ..mask import send_nowait
 from ..protocol import Protocol, State
 
-__all__ = ["Connection", "Data"]
+__all__ = ["Connection", "Data", "PingEvent"]
 
 Data = str | bytes
 """A received message: ``str`` for text, ``bytes`` for binary."""
@@ -70,6 +70,8 @@ _READ_SIZE = 65536
 # write. What the socket does not take at once goes through sendall().
 _send_nowait = send_nowait
 _NOWAIT_MAX = 65536
+# broadcast()'s write that never blocks (plain sockets, POSIX).
+_DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
 # Marker in the pending-write list: half-close the socket (send FIN) here.
 _FIN = None
 
@@ -151,6 +153,11 @@ class Connection:
         self._proto_lock = threading.Lock()  # guards protocol calls and _pending
         self._write_lock = threading.Lock()  # the writer token
         self._pending: list[bytes | None] = []
+        # Messages broadcast() handed over while another thread held the
+        # writer token: that thread builds and writes them before giving the
+        # token back (at most about write_limit bytes wait here).
+        self._backlog: list[Callable[[Protocol], list[bytes]]] = []
+        self._backlog_size = 0
         self._messages: collections.deque[Data] = collections.deque()
         # Guards _messages, _ended, _closing_local, _holding and the waiter state
         # below. Hot paths use it directly: a recv() that finds a message
@@ -368,7 +375,7 @@ class Connection:
             raise
         self._write_holding_token(data)
 
-    def ping(self, data: str | bytes | None = None) -> threading.Event:
+    def ping(self, data: str | bytes | None = None) -> PingEvent:
         """Send a Ping.
 
         Args:
@@ -376,14 +383,16 @@ class Connection:
                 ``None`` picks 4 random bytes.
 
         Returns:
-            An event set when the matching Pong arrives (a Pong also
-            acknowledges every earlier Ping).
+            A :class:`PingEvent` (a :class:`threading.Event`), set when the
+            matching Pong arrives (a Pong also acknowledges every earlier
+            Ping); its ``latency`` is then the round-trip time in seconds:
+            ``event = ws.ping(); event.wait(5); print(event.latency)``.
 
         Raises:
             ConnectionClosed: the connection is closed.
             ConcurrencyError: a Ping with the same payload is already waiting.
         """
-        event = threading.Event()
+        event = PingEvent()
 
         def build() -> list[bytes]:
             return self._duties.send_ping(data, time.monotonic(), event)
@@ -487,7 +496,7 @@ class Connection:
             error = exc
         finally:
             if held:
-                self._write_lock.release()
+                self._give_back_token()
         if error is None:
             return
         if isinstance(error, InvalidState):
@@ -544,6 +553,8 @@ class Connection:
                         sock.sendall(chunk)
                 with self._proto_lock:
                     data = self._pending
+                    if not data and not keep and self._backlog:
+                        data = self._build_backlog()
                     if not data:
                         if not keep:  # else still ours: the caller goes on writing
                             self._write_lock.release()
@@ -567,6 +578,111 @@ class Connection:
         finally:
             if not released:
                 self._write_lock.release()
+
+    # -- internals: broadcast ---------------------------------------------------
+
+    def _write_nowait(self, build: Callable[[Protocol], list[bytes]], size: int) -> bool | None:
+        """Send a message built by ``build(protocol)`` without ever blocking (for ``broadcast``).
+
+        With the writer token free, the message is built and written with a
+        non-blocking send; what the socket does not take at once (and, on a
+        TLS socket, the whole write) is finished by a short-lived thread
+        holding the token. With the token held by another thread, the
+        message waits in a backlog that thread writes before giving the
+        token back, unless about ``write_limit`` bytes wait there already.
+
+        Args:
+            build: returns the bytes to write, called under the protocol lock.
+            size: the message's size, counted against ``write_limit``.
+
+        Returns:
+            ``None`` when the connection is not open (nothing sent),
+            ``False`` when it is over its write limit (nothing sent),
+            ``True`` when the message was written or handed over.
+        """
+        with self._proto_lock:
+            if self._sock_closed or self._ended or self.protocol.state is not State.OPEN:
+                return None
+            if self._backlog or not self._write_lock.acquire(blocking=False):
+                if self._backlog and self._backlog_size + size > self.write_limit:
+                    return False
+                self._backlog.append(build)
+                self._backlog_size += size
+                return True
+            try:
+                data = build(self.protocol)
+            except InvalidState:
+                self._write_lock.release()
+                return None
+            except BaseException:
+                self._write_lock.release()
+                raise
+        self._send_nowait_holding_token(data)
+        return True
+
+    def _send_nowait_holding_token(self, data: list[bytes]) -> None:
+        rest: list[bytes | None] = list(data)
+        sock = self.socket
+        send_nowait = self._send_nowait
+        if _DONTWAIT is not None and type(sock) is socket.socket:
+            try:
+                while rest:
+                    chunk = rest[0]
+                    assert chunk is not None
+                    if send_nowait is not None and len(chunk) <= _NOWAIT_MAX:
+                        sent = send_nowait(sock, chunk)  # keeps the GIL: much cheaper with many threads
+                    else:
+                        sent = sock.send(chunk, _DONTWAIT)
+                    if sent < len(chunk):
+                        rest[0] = chunk[sent:]
+                        break
+                    del rest[0]
+            except BlockingIOError:
+                pass
+            except OSError:
+                pass  # the thread below meets the error again and reports it as any write does
+            if not rest:
+                with self._proto_lock:
+                    if not self._pending and not self._backlog:
+                        self._write_lock.release()
+                        return
+        threading.Thread(target=self._flush_in_background, args=(rest,), name=f"wskit-writer-{self.id}",
+                         daemon=True).start()
+
+    def _flush_in_background(self, data: list[bytes | None]) -> None:
+        try:
+            self._write_holding_token(data)
+        except WebSocketClosed:
+            pass
+
+    def _build_backlog(self) -> list[bytes | None]:
+        """Build the backlog's messages, in order (``_proto_lock`` and the writer token held)."""
+        builds = self._backlog
+        self._backlog = []
+        self._backlog_size = 0
+        out: list[bytes | None] = []
+        for build in builds:
+            if self._sock_closed or self.protocol.state is not State.OPEN:
+                break  # closing: the rest is not sent, as broadcast() skips connections that are not open
+            try:
+                out.extend(build(self.protocol))
+            except InvalidState:
+                break
+            except Exception:
+                self.logger.error("building a broadcast message failed", exc_info=True)
+                break
+        return out
+
+    def _give_back_token(self) -> None:
+        """Give the writer token back, after writing the backlog if there is one."""
+        with self._proto_lock:
+            if not self._backlog or self._sock_closed:
+                self._write_lock.release()
+                return
+        try:
+            self._write_holding_token([])
+        except WebSocketClosed:
+            pass
 
     def _start_close(self, code: int, reason: str) -> None:
         """Send our Close frame (if allowed) without waiting for anything."""
@@ -822,7 +938,8 @@ class Connection:
     def _acknowledge(self, data: bytes) -> None:
         with self._proto_lock:
             done = self._duties.pong_received(data, time.monotonic())
-        for event, _ in done:
+        for event, rtt in done:
+            event.latency = rtt
             event.set()
 
     def _finish(self, cause: BaseException | None) -> None:
@@ -878,6 +995,16 @@ class Connection:
             if not event.wait(self.ping_timeout) and not self._stop.is_set():
                 self._fail(*KEEPALIVE_FAILURE)
                 return
+
+
+class PingEvent(threading.Event):
+    """What :meth:`Connection.ping` returns: set when the Pong arrives.
+
+    Attributes:
+        latency: the round-trip time in seconds once set (``None`` before).
+    """
+
+    latency: float | None = None
 
 
 def make_logger(logger: logging.Logger | None, conn_id: uuid.UUID) -> logging.LoggerAdapter[Any]:

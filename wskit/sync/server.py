@@ -8,35 +8,51 @@ runs the handler, plus the connection's reader (and keepalive) thread.
 from __future__ import annotations
 
 import http
+import inspect
 import logging
 import os
 import selectors
 import socket
 import ssl as ssl_module
+import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, resolve_logger, resolve_manager, with_config
-from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
+from .._io import ConnectionOptions, resolve_logger, resolve_manager, set_server_header, with_config
+from ..auth import Credentials, check_credentials_table, request_credentials, unauthorized
+from ..broadcast import Broadcast
+from ..defaults import (
+    CLOSE_TIMEOUT,
+    MAX_QUEUE,
+    MAX_SIZE,
+    OPEN_TIMEOUT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    USER_AGENT,
+    WRITE_LIMIT,
+)
 from ..duties import check_options
 from ..events import Event, Request, Response
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
 from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
 from ..plugins.deflate import io_extensions
+from ..protocol import State
+from ..routing import Match, Router
 from ..server import ServerProtocol
-from .connection import Connection, _shutdown, make_logger
+from .connection import Connection, Data, _shutdown, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..plugin import PluginManager
     from ..statemachine import StateSpec
 
-__all__ = ["ServerConnection", "Server", "serve", "unix_serve", "Handler", "ProcessRequest"]
+__all__ = ["ServerConnection", "Server", "serve", "unix_serve", "Handler", "ProcessRequest", "ProcessResponse",
+           "basic_auth", "broadcast", "route"]
 
 
 class ServerConnection(Connection):
@@ -46,6 +62,10 @@ class ServerConnection(Connection):
     """
 
     protocol: ServerProtocol
+    username: str | None = None
+    """The user name the client authenticated with (see :func:`basic_auth`), or ``None``."""
+    route: Match | None = None
+    """The route the request matched (see :func:`route`), or ``None``."""
 
     def __enter__(self) -> ServerConnection:
         return self
@@ -73,6 +93,9 @@ the connection is closed with 1000, when it raises with 1011."""
 ProcessRequest = Callable[[ServerConnection, Request], "Response | None"]
 """Called with every request before the handshake; returning a Response sends it instead."""
 
+ProcessResponse = Callable[[ServerConnection, Request, Response], "Response | None"]
+"""Called with the response about to be sent; returning another Response sends it instead."""
+
 class Server:
     """A running WebSocket server.
 
@@ -96,8 +119,14 @@ class Server:
         origins: Sequence[str | None] | None = None,
         select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None = None,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        server_header: str | None = USER_AGENT,
+        unix_path: str | None = None,
     ) -> None:
         self.socket = sock
+        self._process_response = process_response
+        self._server_header = server_header
+        self._unix_path = unix_path
         self.handler = handler
         self.ssl = ssl
         self.options = options
@@ -118,9 +147,13 @@ class Server:
 
     @property
     def connections(self) -> set[ServerConnection]:
-        """The open connections (a snapshot)."""
+        """The open connections (a snapshot): the opening handshake done, the closing one not.
+
+        Pass it to :func:`broadcast` to send a message to every client.
+        """
         with self._lock:
-            return set(self._connections)
+            connections = list(self._connections)
+        return {c for c in connections if c.state is State.OPEN}
 
     def fileno(self) -> int:
         """The listening socket's file descriptor."""
@@ -136,6 +169,7 @@ class Server:
         try:
             if self._closing:
                 return
+            self.logger.info("server listening on %s", _address(self.socket))
             self.socket.setblocking(False)
             with selectors.DefaultSelector() as selector:
                 selector.register(self.socket, selectors.EVENT_READ)
@@ -204,6 +238,8 @@ class Server:
                 self.logger.warning("a connection handler did not return after shutdown: %s", thread.name)
         for sock in (self._wake_r, self._wake_w):
             sock.close()
+        if not already:
+            _remove_unix_socket(self._unix_path, self.logger)
 
     def __enter__(self) -> Server:
         return self
@@ -249,6 +285,7 @@ class Server:
         with self._lock:
             self._connections.add(connection)
             closing = self._closing
+        connection.logger.info("connection open")
         try:
             if closing:  # shutdown() started after the handshake: it did not see us
                 connection._start_close(1001, "server shutting down")
@@ -265,6 +302,7 @@ class Server:
             connection.close()  # no-op when already closed; guarantees the socket is closed
             with self._lock:
                 self._connections.discard(connection)
+            connection.logger.info("connection closed")
 
     def _open(self, sock: socket.socket) -> ServerConnection | None:
         """Run TLS and the opening handshake; return the open connection or ``None``."""
@@ -315,11 +353,15 @@ class Server:
             if request is not None and self._process_request is not None:
                 try:
                     answer = self._process_request(connection, request)
+                    if answer is not None and not isinstance(answer, Response):
+                        raise TypeError(f"process_request must return a wskit.Response or None, "
+                                        f"not {type(answer).__name__}")
                 except Exception:
                     adapter.error("process_request failed", exc_info=True)
                     answer = connection.respond(500, "Failed to open a WebSocket connection.\n")
                 if answer is not None:
-                    _send_response(sock, answer)
+                    answer = self._final_response(connection, request, answer)
+                    _send_response(sock, answer, self._server_header)
                     connection.response = answer
                     return None
             if failure is not None:
@@ -335,9 +377,20 @@ class Server:
                 adapter.error("cannot accept the request", exc_info=True)
                 _send_response(sock, connection.respond(500, "Failed to open a WebSocket connection.\n"))
                 return None
+            connection.response = protocol.response
+            if self._server_header != USER_AGENT or self._process_response is not None:
+                response = protocol.response
+                assert response is not None
+                set_server_header(response.headers, self._server_header)
+                final = self._final_response(connection, request, response)
+                connection.response = final
+                if final.status_code != 101:
+                    _send_response(sock, final, self._server_header)
+                    return None
+                to_send = [serialize_response(final.status_code, final.reason_phrase or None, final.headers,
+                                              final.body)]
             for chunk in to_send:
                 sock.sendall(chunk)
-            connection.response = protocol.response
             leftover: list[Event] = []
             error: ProtocolError | None = None
             try:
@@ -355,12 +408,25 @@ class Server:
         connection._start(leftover, error)
         return connection
 
+    def _final_response(self, connection: ServerConnection, request: Request, response: Response) -> Response:
+        """What ``process_response`` makes of the response about to be sent."""
+        if self._process_response is None:
+            return response
+        try:
+            answer = self._process_response(connection, request, response)
+            if answer is not None and not isinstance(answer, Response):
+                raise TypeError(f"process_response must return a wskit.Response or None, not {type(answer).__name__}")
+        except Exception:
+            connection.logger.error("process_response failed", exc_info=True)
+            return connection.respond(500, "Failed to open a WebSocket connection.\n")
+        return response if answer is None else answer
 
-def _send_response(sock: socket.socket, response: Response) -> None:
-    headers = response.headers if isinstance(response.headers, Headers) else Headers(response.headers)
+
+def _send_response(sock: socket.socket, response: Response, server_header: str | None = USER_AGENT) -> None:
+    headers = response.headers.copy() if isinstance(response.headers, Headers) else Headers(response.headers)
     if "Connection" not in headers:
-        headers = headers.copy()
         headers["Connection"] = "close"
+    set_server_header(headers, server_header)
     try:
         sock.sendall(serialize_response(response.status_code, response.reason_phrase or None, headers,
                                         response.body))
@@ -389,6 +455,8 @@ def serve(
     subprotocols: Sequence[str] | None = None,
     select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None = None,
     process_request: ProcessRequest | None = None,
+    process_response: ProcessResponse | None = None,
+    server_header: str | None = USER_AGENT,
     compression: str | None = "deflate",
     open_timeout: float | None = OPEN_TIMEOUT,
     ping_interval: float | None = PING_INTERVAL,
@@ -440,6 +508,13 @@ def serve(
             before the handshake (even for a plain HTTP request): return a
             Response (``connection.respond(status, text)``) to send it
             instead, e.g. a health check or a 401.
+        process_response: ``(connection, request, response) -> Response |
+            None`` called with the response about to be sent: the ``101``
+            (its headers may be changed in place), or the answer
+            ``process_request`` returned. Return another Response to send it
+            instead (one that is not a ``101`` refuses the upgrade).
+        server_header: the ``Server`` header of every response (default
+            ``wskit/<version>``); ``None`` sends none.
         compression: ``"deflate"`` (default) accepts permessage-deflate: a
             permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
             named ``permessage-deflate`` is there; with ``extensions=None``
@@ -496,7 +571,9 @@ def serve(
         sock = socket.create_server((host or "", port), backlog=backlog, reuse_port=reuse_port)
     try:
         return Server(sock, handler, options, ssl=ssl, logger=logger, origins=origins,
-                      select_subprotocol=select_subprotocol, process_request=process_request)
+                      select_subprotocol=select_subprotocol, process_request=process_request,
+                      process_response=process_response, server_header=server_header,
+                      unix_path=None if unix is None else os.fspath(unix))
     except BaseException:
         sock.close()
         raise
@@ -510,8 +587,7 @@ def unix_serve(handler: Handler, path: str, **kwargs: Any) -> Server:
         path: the socket's file system path (must not exist yet).
         kwargs: the other arguments of :func:`serve`.
     """
-    sock = _unix_listener(os.fspath(path), kwargs.pop("backlog", 100))
-    return serve(handler, sock=sock, **kwargs)
+    return serve(handler, unix=path, **kwargs)
 
 
 def _unix_listener(path: str, backlog: int) -> socket.socket:
@@ -523,3 +599,177 @@ def _unix_listener(path: str, backlog: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _address(sock: socket.socket) -> str:
+    name = sock.getsockname()
+    if isinstance(name, tuple):
+        host, port = name[0], name[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(name)
+
+
+def _remove_unix_socket(path: str | None, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    """Remove the Unix socket file a server listened on (if it is still a socket)."""
+    if path is None:
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove the Unix socket %s: %s", path, exc)
+
+
+def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview) -> list[Connection]:
+    """Send a message to many connections at once, waiting for none of them.
+
+    The message goes to each open connection now, with a write that never
+    blocks: what a socket does not take at once is finished by a
+    short-lived thread, and a connection whose writer is busy (another
+    thread is sending on it) gets the message right after. The frame is
+    built once for all the connections that negotiated no extension.
+    Connections that are not open are skipped silently.
+
+    A slow client never holds the others up: a connection with about
+    ``write_limit`` bytes already waiting for its socket does not get the
+    message; it is in the returned list, so that the caller can count, log,
+    or close it, or send again later.
+
+    Args:
+        connections: the connections, e.g. ``server.connections``.
+        message: a ``str`` (text message) or bytes-like (binary message).
+
+    Returns:
+        The open connections that did not get the message.
+
+    Raises:
+        TypeError: ``message`` is neither ``str`` nor bytes-like.
+    """
+    shared = Broadcast(message)
+    frames_for = shared.frames_for
+    size = len(shared)
+    skipped: list[Connection] = []
+    for connection in connections:
+        try:
+            written = connection._write_nowait(frames_for, size)
+        except Exception:
+            connection.logger.error("broadcast: cannot send on this connection", exc_info=True)
+            written = False
+        if written is False:
+            skipped.append(connection)
+    return skipped
+
+
+def route(routes: Any, host: str | None = None, port: int | None = None, *,
+          process_request: ProcessRequest | None = None, **kwargs: Any) -> Server:
+    """Create a server that dispatches each connection to a handler by its path.
+
+    ``routes`` is a :class:`werkzeug.routing.Map` whose rules' endpoints are
+    the handlers, or a ``{"/rooms/<name>": handler}`` dict. A request that
+    matches a rule is accepted and its handler called as
+    ``handler(connection, **params)`` with the path parameters
+    (``name=...``; converters such as ``<int:id>`` apply);
+    ``connection.route`` holds the :class:`~wskit.routing.Match`. A request
+    that matches none is answered with ``404 Not Found``, one that a rule
+    redirects (a missing trailing slash) with ``308`` and ``Location``. A
+    handler that raises is logged with its route and its connection closed
+    with 1011.
+
+    Use it as :func:`serve`: ``with route(routes, "127.0.0.1", 8765) as
+    server: server.serve_forever()``.
+
+    Args:
+        routes: the rules.
+        host: as for :func:`serve`.
+        port: as for :func:`serve`.
+        process_request: called first, as for :func:`serve` (e.g.
+            :func:`basic_auth`); a response it returns is sent instead.
+        **kwargs: the other options of :func:`serve`.
+
+    Raises:
+        ImportError: werkzeug is not installed (``pip install 'wskit[router]'``).
+        TypeError: ``routes`` is not a Map or a dict of handlers.
+    """
+    router = Router(routes, scheme="wss" if kwargs.get("ssl") is not None else "ws")
+
+    def match(connection: ServerConnection, request: Request) -> Response | None:
+        if process_request is not None:
+            answer = process_request(connection, request)
+            if answer is not None:
+                return answer
+        found = router.match(request)
+        if isinstance(found, Response):
+            return found
+        connection.route = found
+        return None
+
+    def dispatch(connection: ServerConnection) -> None:
+        found = connection.route
+        assert found is not None
+        try:
+            found.handler(connection, **found.params)
+        except WebSocketClosed:
+            raise
+        except Exception:
+            connection.logger.error("handler of route %s failed", found.rule, exc_info=True)
+            connection.close(1011, "internal error")
+
+    return serve(dispatch, host, port, process_request=match, **kwargs)
+
+
+def basic_auth(
+    realm: str = "",
+    credentials: Credentials | None = None,
+    check_credentials: Callable[[str, str], bool] | None = None,
+) -> Callable[[ServerConnection, Request], Response | None]:
+    """Build a ``process_request`` that asks for HTTP Basic authentication.
+
+    A request without valid credentials (no ``Authorization`` header, a
+    malformed one, an unknown user, a wrong password) is answered with
+    ``401 Unauthorized`` and ``WWW-Authenticate: Basic realm="<realm>"``;
+    otherwise the connection is accepted and ``connection.username`` is the
+    user name. Pass the result as ``serve(..., process_request=...)`` (or to
+    :func:`route`).
+
+    Args:
+        realm: the protection space the client shows its user.
+        credentials: the accepted ``(username, password)`` pair, a list of
+            pairs, or a ``{username: password}`` dict; compared in
+            constant time.
+        check_credentials: instead of ``credentials``, a function
+            ``(username, password) -> bool`` (a plain function: this layer
+            runs no event loop).
+
+    Raises:
+        TypeError: neither or both of ``credentials`` and
+            ``check_credentials``, ``credentials`` of another shape, or a
+            coroutine function as ``check_credentials``.
+        ValueError: ``realm`` contains a quote, a backslash or a control character.
+    """
+    if (credentials is None) == (check_credentials is None):
+        raise TypeError("basic_auth() takes credentials= or check_credentials=, exactly one of them")
+    if credentials is not None:
+        check = check_credentials_table(credentials)
+    elif not callable(check_credentials):
+        raise TypeError(f"check_credentials must be a function (username, password) -> bool, "
+                        f"not {type(check_credentials).__name__}")
+    elif inspect.iscoroutinefunction(check_credentials):
+        raise TypeError("check_credentials must be a plain function in wskit.sync, not a coroutine function "
+                        "(wskit.asyncio.basic_auth takes both)")
+    else:
+        check = check_credentials
+    unauthorized(realm)  # checks the realm now
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        given = request_credentials(request)
+        if given is None:
+            return unauthorized(realm)
+        if not check(*given):
+            connection.logger.info("authentication failed for user %r", given[0])
+            return unauthorized(realm)
+        connection.username = given[0]
+        return None
+
+    return process_request
