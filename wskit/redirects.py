@@ -87,7 +87,7 @@ def _resolve(uri: str, location: str) -> str:
     if not location:
         raise ValueError("empty")
     # urljoin knows how http(s) URLs resolve relative references; ws(s) follow the same rules.
-    scheme, sep, rest = uri.partition("://")
+    scheme, sep, _ = uri.partition("://")
     base = f"{_TO_HTTP[scheme.lower()]}{sep}{strip_credentials(uri).partition('://')[2]}"
     joined = urllib.parse.urljoin(base, location)
     parts = urllib.parse.urlsplit(joined)
