@@ -15,8 +15,17 @@ Example::
 
 from __future__ import annotations
 
-from ..exceptions import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, WebSocketClosed
-from .client import ClientConnection, connect, unix_connect
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    ProxyError,
+    RedirectError,
+    WebSocketClosed,
+)
+from .client import ClientConnection, Reconnecting, connect, unix_connect
 from .connection import Connection, Data
 from .server import Handler, ProcessRequest, Server, ServerConnection, serve, unix_serve
 
@@ -27,13 +36,18 @@ __all__ = [
     "unix_serve",
     "Connection",
     "ClientConnection",
+    "Reconnecting",
     "ServerConnection",
     "Server",
     "Data",
     "Handler",
     "ProcessRequest",
     "ConcurrencyError",
+    "ConnectionClosed",
     "ConnectionClosedOK",
     "ConnectionClosedError",
     "WebSocketClosed",
+    "ProxyError",
+    "RedirectError",
+    "InvalidHandshake",
 ]
