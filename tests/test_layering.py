@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("wire format and events", (
         "wskit.defaults", "wskit._suggest", "wskit.exceptions", "wskit._headermap", "wskit.events", "wskit.headers",
         "wskit._speedups", "wskit.mask", "wskit.frames", "wskit.http11", "wskit.handshake", "wskit.statemachine",
-        "wskit.extensions", "wskit.extensions.*",
+        "wskit.extensions", "wskit.extensions.*", "wskit.proxy", "wskit.redirects", "wskit.reconnect",
     )),
     ("plugin machinery", ("wskit.configschema", "wskit.hookspecs", "wskit.plugin", "wskit.plugins", "wskit.plugins.*")),
     ("protocol objects", (
@@ -43,7 +43,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 CORE = ("wskit._headermap", "wskit._protocol", "wskit.client", "wskit.defaults", "wskit.duties", "wskit.events",
         "wskit.exceptions", "wskit.extensions.base", "wskit.extensions.permessage_deflate", "wskit.frames",
         "wskit.handshake", "wskit.headers", "wskit.http11", "wskit.mask", "wskit.protocol", "wskit.server",
-        "wskit.statemachine", "wskit.broadcast", "wskit.auth", "wskit.routing")
+        "wskit.statemachine", "wskit.broadcast", "wskit.auth", "wskit.routing", "wskit.proxy", "wskit.redirects",
+        "wskit.reconnect")
 ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync", "wskit.asgi")
 
 

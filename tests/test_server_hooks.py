@@ -202,7 +202,9 @@ def test_sync_logs_open_and_close_at_info(caplog: pytest.LogCaptureFixture) -> N
         logging.getLogger("wskit.sync").removeHandler(watch)
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and r.name == "wskit.sync"]
     assert any(m.startswith("server listening on 127.0.0.1:") for m in messages)
-    assert messages.count("connection open") == 1 and messages.count("connection closed") == 1
+    # The client and the server both log on wskit.sync: one line each when opening and closing.
+    assert messages.count("connection open") == 2
+    assert messages.count("connection closed") == 1 and messages.count("connection closed (code 1000)") == 1
 
 
 def test_sync_unix_socket_file_removed_on_stop(tmp_path: Path) -> None:

@@ -16,16 +16,23 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import ssl as ssl_module
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from ._suggest import did_you_mean
 from .config import accepts_config
+from .exceptions import InvalidHandshake, ProxyError
+from .handshake import WSURI, parse_uri
 from .headers import Headers
 from .http11 import HTTPLimits
 from .plugin import PluginManager, default_manager
+from .proxy import ProxyURL, parse_proxy, proxy_from_environment
+from .reconnect import backoff_delays, check_backoff, is_transient
+from .redirects import redirect_target, strip_credentials, too_many_redirects, with_credentials
 from .statemachine import StateSpec, load_spec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,8 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["ConnectionOptions", "adjust_config", "check_call", "loop_keywords", "resolve_logger", "resolve_manager",
-           "set_server_header", "with_config"]
+__all__ = ["ClientOptions", "ConnectionOptions", "adjust_config", "check_call", "describe_failure", "loop_keywords",
+           "proxy_error", "resolve_logger", "resolve_manager", "set_server_header", "socks_arguments", "socks_failure",
+           "socks_proxy", "with_config"]
 
 # Arguments that say where a server listens (or which socket a client uses) in code.
 _LOCATION_IN_CODE = frozenset({"sock", "unix", "_unix", "_unix_path"})
@@ -137,6 +145,17 @@ _OPTION_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
                       "a non-empty str without control characters or surrounding spaces, or None"),
     "process_request": (lambda v: v is None or callable(v), "a function or None"),
     "process_response": (lambda v: v is None or callable(v), "a function or None"),
+    "proxy": (lambda v: v is None or v is True or isinstance(v, str), "a proxy URL (str), True (the environment's) "
+              "or None (no proxy)"),
+    "proxy_ssl": (lambda v: v is None or isinstance(v, ssl_module.SSLContext), "an ssl.SSLContext or None"),
+    "max_redirects": (lambda v: _int_or_none(v) and v is not None and v >= 0, "an int >= 0"),  # type: ignore[operator]
+    "backoff_initial": (lambda v: _seconds(v) and v is not None, "a number of seconds"),
+    "backoff_max": (lambda v: _seconds(v) and v is not None, "a number of seconds"),
+    "backoff_factor": (lambda v: _seconds(v) and v is not None, "a number (>= 1)"),
+    "backoff_jitter": (lambda v: _seconds(v) and v is not None, "a number between 0 and 1"),
+    "auth": (lambda v: v is None or (isinstance(v, tuple) and len(v) == 2 and all(isinstance(p, str) for p in v)),
+             "a (user, password) tuple of str or None"),
+    "process_exception": (lambda v: v is None or callable(v), "a function (exception -> exception or None) or None"),
 }
 
 
@@ -363,3 +382,190 @@ class ConnectionOptions:
             "max_queue": self.max_queue, "write_limit": self.write_limit, "close_timeout": self.close_timeout,
             "ping_interval": self.ping_interval, "ping_timeout": self.ping_timeout,
         }
+
+
+def _default_process_exception(exc: Exception) -> Exception | None:
+    return None if is_transient(exc) else exc
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """What a client of either layer decides the same way: where to connect and through what.
+
+    Built once per ``connect`` call (:meth:`build`); each attempt asks it
+    for the proxy (:meth:`proxy_for`), the TLS context (:meth:`ssl_for`),
+    the next URI after a redirect (:meth:`follow`) and, when reconnecting,
+    whether and when to try again (:meth:`retry`, :meth:`delays`).
+
+    Attributes:
+        uri: the URI to open, with the ``auth`` credentials put in it.
+        extra_headers: the extra request headers (``extra_headers`` or its
+            alias ``additional_headers``).
+    """
+
+    uri: str
+    extra_headers: Any
+    proxy: str | Literal[True] | None
+    proxy_ssl: ssl_module.SSLContext | None
+    ssl: ssl_module.SSLContext | None
+    server_hostname: str | None
+    max_redirects: int
+    backoff: tuple[float, float, float, float]
+    process_exception: Callable[[Exception], Exception | None]
+
+    @classmethod
+    def build(
+        cls,
+        uri: str,
+        *,
+        extra_headers: Any,
+        additional_headers: Any,
+        auth: tuple[str, str] | None,
+        proxy: str | Literal[True] | None,
+        proxy_ssl: ssl_module.SSLContext | None,
+        ssl: ssl_module.SSLContext | None,
+        server_hostname: str | None,
+        max_redirects: int,
+        backoff_initial: float,
+        backoff_factor: float,
+        backoff_max: float,
+        backoff_jitter: float,
+        process_exception: Callable[[Exception], Exception | None] | None,
+    ) -> ClientOptions:
+        """Check and gather the client options of a ``connect`` call (see ``connect`` for each).
+
+        Raises:
+            InvalidURI: ``uri`` or ``proxy`` is not a valid URI.
+            TypeError: both ``extra_headers`` and ``additional_headers``.
+            ValueError: ``ssl`` for a ``ws://`` URI, ``proxy_ssl`` without
+                an ``https://`` proxy, a bad backoff option.
+        """
+        if additional_headers is not None:
+            if extra_headers is not None:
+                raise TypeError("connect() got both extra_headers and additional_headers: they are the same "
+                                "option (additional_headers is python-websockets' name); pass one")
+            extra_headers = additional_headers
+        if auth is not None:
+            uri = with_credentials(uri, auth)
+        wsuri = parse_uri(uri)
+        if ssl is not None and not wsuri.secure:
+            raise ValueError(f"ssl= was given for the non-TLS URI {strip_credentials(uri)!r}: use wss://")
+        if isinstance(proxy, str):
+            parsed = parse_proxy(proxy)
+            if proxy_ssl is not None and not parsed.secure:
+                raise ValueError(f"proxy_ssl= was given for the proxy {parsed}: it is for https:// proxies")
+        check_backoff(backoff_initial, backoff_factor, backoff_max, backoff_jitter)
+        return cls(uri, extra_headers, proxy, proxy_ssl, ssl, server_hostname, max_redirects,
+                   (backoff_initial, backoff_factor, backoff_max, backoff_jitter),
+                   process_exception or _default_process_exception)
+
+    def proxy_for(self, wsuri: WSURI) -> ProxyURL | None:
+        """The proxy to reach ``wsuri`` through: the ``proxy`` option, else the environment's (read now)."""
+        proxy = self.proxy
+        if proxy is True:
+            proxy = proxy_from_environment(wsuri, os.environ)
+        return None if proxy is None else parse_proxy(proxy)
+
+    def ssl_for(self, wsuri: WSURI) -> ssl_module.SSLContext | None:
+        """The TLS context for ``wsuri``: ``ssl``, or the default one for ``wss://``, ``None`` for ``ws://``."""
+        if not wsuri.secure:
+            return None
+        return self.ssl if self.ssl is not None else ssl_module.create_default_context()
+
+    def server_hostname_for(self, wsuri: WSURI) -> str:
+        """The TLS server name for ``wsuri``: ``server_hostname`` if given, else the URI's host."""
+        return self.server_hostname or wsuri.host
+
+    def proxy_ssl_for(self, proxy: ProxyURL) -> ssl_module.SSLContext:
+        """The TLS context for an ``https://`` proxy: ``proxy_ssl`` or the default one."""
+        return self.proxy_ssl if self.proxy_ssl is not None else ssl_module.create_default_context()
+
+    def follow(self, uri: str, exc: InvalidHandshake, redirects: int) -> str:
+        """Return where to go after ``uri`` failed with ``exc``, or raise ``exc`` (or a redirect error).
+
+        Args:
+            uri: the URI just requested.
+            exc: how its handshake failed.
+            redirects: how many redirects were already followed.
+
+        Raises:
+            InvalidHandshake: ``exc`` when it is not a redirect (or
+                ``max_redirects`` is 0); a
+                :class:`~wskit.exceptions.RedirectError` for a redirect
+                that cannot be followed or one too many.
+        """
+        response = exc.response
+        if self.max_redirects == 0 or response is None or isinstance(exc, ProxyError):
+            raise exc
+        target = redirect_target(uri, response)
+        if target is None:
+            raise exc
+        if redirects >= self.max_redirects:
+            raise too_many_redirects(uri, self.max_redirects, response) from exc
+        return target
+
+    def retry(self, exc: Exception) -> Exception | None:
+        """``None`` to try again after ``exc``, or the exception to raise (``process_exception``'s answer)."""
+        try:
+            return self.process_exception(exc)
+        except Exception as raised:
+            return raised
+
+    def delays(self) -> Iterator[float]:
+        """The backoff delays of one series of failed attempts."""
+        return backoff_delays(*self.backoff)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line telling how an attempt failed (for the retry log)."""
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
+def socks_proxy(layer: str) -> Any:
+    """Import python-socks' proxy class for ``layer`` (``"asyncio"`` or ``"sync"``).
+
+    Raises:
+        ImportError: python-socks is missing; the message names the extra
+            to install.
+    """
+    try:
+        if layer == "asyncio":
+            from python_socks.async_.asyncio import Proxy as AsyncioProxy
+
+            return AsyncioProxy
+        from python_socks.sync import Proxy as SyncProxy
+
+        return SyncProxy
+    except ImportError as exc:
+        raise ImportError("SOCKS proxies need the python-socks package: pip install 'wskit[socks]'") from exc
+
+
+def socks_arguments(proxy: ProxyURL) -> dict[str, Any]:
+    """The arguments of python-socks' ``Proxy(...)`` for ``proxy``."""
+    from python_socks import ProxyType
+
+    kind = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
+    user, password = proxy.user_info if proxy.user_info is not None else (None, None)
+    return {"proxy_type": kind, "host": proxy.host, "port": proxy.port, "username": user, "password": password,
+            "rdns": proxy.remote_dns}
+
+
+def proxy_error(proxy: ProxyURL, exc: BaseException, target: str) -> ProxyError:
+    """A :class:`~wskit.exceptions.ProxyError` naming ``proxy`` for ``exc``, a failure reaching or using it.
+
+    Raise it ``from exc``: when ``exc`` is an :class:`OSError` (the proxy
+    could not be reached), a reconnecting client tries again.
+    """
+    return ProxyError(f"proxy {proxy} could not be reached to open a tunnel to {target}: {exc}", proxy=str(proxy))
+
+
+def socks_failure(proxy: ProxyURL, exc: BaseException, target: str) -> ProxyError | None:
+    """A :class:`~wskit.exceptions.ProxyError` naming ``proxy`` for one of python-socks' errors; ``None`` for others.
+
+    Raise it ``from exc``: python-socks' connection errors are
+    :class:`OSError` (a reconnecting client tries again), its refusals not.
+    """
+    if not type(exc).__module__.startswith("python_socks"):
+        return None
+    return ProxyError(f"proxy {proxy} failed to open a tunnel to {target}: {exc}", proxy=str(proxy))
+

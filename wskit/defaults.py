@@ -16,6 +16,11 @@ __all__ = [
     "PING_INTERVAL",
     "PING_TIMEOUT",
     "CLOSE_TIMEOUT",
+    "MAX_REDIRECTS",
+    "BACKOFF_INITIAL",
+    "BACKOFF_FACTOR",
+    "BACKOFF_MAX",
+    "BACKOFF_JITTER",
 ]
 
 VERSION = "0.1.0"
@@ -44,3 +49,18 @@ PING_TIMEOUT = 20.0
 
 CLOSE_TIMEOUT = 10.0
 """Seconds the closing handshake may take before the transport is aborted."""
+
+MAX_REDIRECTS = 10
+"""Redirects a client follows during one opening handshake."""
+
+BACKOFF_INITIAL = 1.0
+"""Seconds before a reconnecting client's first retry (before jitter)."""
+
+BACKOFF_FACTOR = 2.0
+"""Each further retry of a reconnecting client waits this many times longer."""
+
+BACKOFF_MAX = 60.0
+"""Longest wait between two retries of a reconnecting client, in seconds."""
+
+BACKOFF_JITTER = 0.5
+"""Fraction of each retry delay drawn at random (0: none; 1: anywhere from 0 to the delay)."""

@@ -27,6 +27,9 @@ __all__ = [
     "WebSocketClosed",
     "InvalidURI",
     "ConcurrencyError",
+    "ConnectionClosed",
+    "ProxyError",
+    "RedirectError",
 ]
 
 
@@ -136,6 +139,12 @@ class WebSocketClosed(WSKitError):
         super().__init__(message)
 
 
+ConnectionClosed = WebSocketClosed
+"""The name python-websockets users know for :class:`WebSocketClosed`, the base of
+:class:`ConnectionClosedOK` and :class:`ConnectionClosedError` (``wskit.ConnectionClosed``,
+at the top of the package, is the sans-I/O event)."""
+
+
 class ConnectionClosedOK(WebSocketClosed):
     """The connection was closed cleanly with code 1000 or 1001."""
 
@@ -152,3 +161,38 @@ class ConcurrencyError(WSKitError, RuntimeError):
     another coroutine waits in ``recv``. Importable from
     :mod:`wskit.asyncio` and :mod:`wskit.sync` too.
     """
+
+
+class ProxyError(InvalidHandshake):
+    """A proxy could not open the tunnel to the server.
+
+    Raised by the clients of :mod:`wskit.asyncio` and :mod:`wskit.sync`
+    when the proxy cannot be reached, answers ``CONNECT`` with an error
+    (407 when it wants credentials, 403, 502, ...) or with something that
+    is not HTTP, or when a SOCKS proxy refuses. The message names the proxy
+    (without its credentials) and what it answered.
+
+    Attributes:
+        proxy: the proxy's URL, without credentials.
+        response: the proxy's HTTP answer to ``CONNECT``, when there was one.
+    """
+
+    def __init__(self, message: str, *, proxy: str, response: Response | None = None) -> None:
+        super().__init__(message, response=response)
+        self.proxy = proxy
+
+
+class RedirectError(InvalidHandshake):
+    """A redirect in the opening handshake could not be followed.
+
+    Too many redirects, a ``Location`` that is missing or is not a usable
+    URI, or a redirect from ``wss://`` to ``ws://`` (which would drop TLS).
+
+    Attributes:
+        response: the redirect response.
+        uri: the URI that answered with the redirect.
+    """
+
+    def __init__(self, message: str, *, uri: str, response: Response | None = None) -> None:
+        super().__init__(message, response=response)
+        self.uri = uri

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from ..exceptions import (
     ConcurrencyError,
+    ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidHandshake,
+    ProxyError,
+    RedirectError,
     WebSocketClosed,
 )
 from .client import ClientConnection, connect, unix_connect
@@ -33,8 +36,11 @@ __all__ = [
     "Server",
     "Data",
     "ConcurrencyError",
+    "ConnectionClosed",
     "ConnectionClosedOK",
     "ConnectionClosedError",
     "WebSocketClosed",
+    "ProxyError",
+    "RedirectError",
     "InvalidHandshake",
 ]

@@ -486,12 +486,16 @@ class Connection(asyncio.Protocol):
         await asyncio.shield(self._closed)
         return self._closed_exception()
 
-    async def recv(self, timeout: float | None = None) -> Data:
+    async def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
         """Receive the next message.
 
         Args:
             timeout: give up after this many seconds (``None``: wait as long
                 as needed).
+            decode: ``None`` (default): text as ``str``, binary as
+                ``bytes``; ``True``: binary decoded from UTF-8 to ``str``
+                too; ``False``: text as its UTF-8 ``bytes`` too (as
+                python-websockets' ``recv(decode=...)``).
 
         Returns:
             A ``str`` for a text message, ``bytes`` for a binary message.
@@ -503,8 +507,12 @@ class Connection(asyncio.Protocol):
                 (or lost: code 1006).
             TimeoutError: ``timeout`` elapsed.
             ConcurrencyError: another coroutine is already waiting in ``recv``.
+            UnicodeDecodeError: ``decode=True`` and a binary message is not UTF-8.
         """
-        return await self._next_message(timeout, False)
+        message = await self._next_message(timeout, False)
+        if decode is None or type(message) is (str if decode else bytes):
+            return message
+        return message.decode() if decode else message.encode()  # type: ignore[union-attr]
 
     async def _next_message(self, timeout: float | None, iterating: bool) -> Data:
         # recv()'s body; for ``async for``, a clean close ends the iteration.

@@ -15,8 +15,17 @@ Example::
 
 from __future__ import annotations
 
-from ..exceptions import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, WebSocketClosed
-from .client import ClientConnection, connect, unix_connect
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    ProxyError,
+    RedirectError,
+    WebSocketClosed,
+)
+from .client import ClientConnection, Reconnecting, connect, unix_connect
 from .connection import Connection, Data, PingEvent
 from .server import (
     Handler,
@@ -43,13 +52,18 @@ __all__ = [
     "ProcessResponse",
     "Connection",
     "ClientConnection",
+    "Reconnecting",
     "ServerConnection",
     "Server",
     "Data",
     "Handler",
     "ProcessRequest",
     "ConcurrencyError",
+    "ConnectionClosed",
     "ConnectionClosedOK",
     "ConnectionClosedError",
     "WebSocketClosed",
+    "ProxyError",
+    "RedirectError",
+    "InvalidHandshake",
 ]

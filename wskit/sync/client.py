@@ -8,14 +8,30 @@ import socket
 import ssl as ssl_module
 import time
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
-from .._io import ConnectionOptions, resolve_manager, with_config
+from .._io import (
+    ClientOptions,
+    ConnectionOptions,
+    describe_failure,
+    proxy_error,
+    resolve_logger,
+    resolve_manager,
+    socks_arguments,
+    socks_failure,
+    socks_proxy,
+    with_config,
+)
 from ..client import ClientProtocol, HeadersLike
 from ..defaults import (
+    BACKOFF_FACTOR,
+    BACKOFF_INITIAL,
+    BACKOFF_JITTER,
+    BACKOFF_MAX,
     CLOSE_TIMEOUT,
     MAX_QUEUE,
+    MAX_REDIRECTS,
     MAX_SIZE,
     OPEN_TIMEOUT,
     PING_INTERVAL,
@@ -25,10 +41,12 @@ from ..defaults import (
 )
 from ..duties import check_options
 from ..events import Event, Request, Response
-from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError
-from ..handshake import parse_uri
+from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError, ProxyError
+from ..handshake import WSURI
 from ..http11 import HTTPLimits
 from ..plugins.deflate import io_extensions
+from ..proxy import ConnectHandshake
+from ..redirects import strip_credentials
 from .connection import Connection, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..plugin import PluginManager
     from ..statemachine import StateSpec
 
-__all__ = ["ClientConnection", "connect", "unix_connect"]
+__all__ = ["ClientConnection", "Reconnecting", "connect", "unix_connect"]
 
 
 class ClientConnection(Connection):
@@ -51,8 +69,58 @@ class ClientConnection(Connection):
     def __enter__(self) -> ClientConnection:
         return self
 
+    def _finish(self, cause: BaseException | None) -> None:
+        super()._finish(cause)
+        self.logger.info("connection closed (code %s)", self.close_code)
 
-@with_config("sync_client")
+
+class Reconnecting:
+    """What ``connect(uri, reconnect=True)`` returns: iterate over it to reconnect for ever.
+
+    Each iteration opens a new connection (the previous one is closed
+    first). A failed attempt is tried again after a backoff delay; a failure
+    that retrying cannot fix is raised (see ``process_exception`` in
+    :func:`connect`)::
+
+        for ws in connect("ws://127.0.0.1:8765/", reconnect=True):
+            try:
+                for message in ws:
+                    ...
+            except ConnectionClosed:
+                continue  # lost: reconnect
+    """
+
+    def __init__(self, client: _Client) -> None:
+        self._client = client
+
+    def __iter__(self) -> Iterator[ClientConnection]:
+        client = self._client
+        logger = resolve_logger(client.logger, "wskit.sync")
+        delays = None
+        while True:
+            try:
+                conn = client.open()
+            except Exception as exc:
+                error = client.options.retry(exc)
+                if error is exc:
+                    raise
+                if error is not None:
+                    raise error from exc
+                if delays is None:
+                    delays = client.options.delays()
+                delay = next(delays)
+                logger.info("connecting to %s failed; retrying in %.2f s: %s",
+                            strip_credentials(client.options.uri), delay, describe_failure(exc))
+                time.sleep(delay)
+                continue
+            delays = None
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+
+@overload
 def connect(
     uri: str | None = None,
     *,
@@ -63,8 +131,13 @@ def connect(
     extensions: Sequence[Any] | None = None,
     subprotocols: Sequence[str] | None = None,
     extra_headers: HeadersLike | None = None,
+    additional_headers: HeadersLike | None = None,
+    auth: tuple[str, str] | None = None,
     user_agent: str | None = USER_AGENT,
     compression: str | None = "deflate",
+    proxy: str | Literal[True] | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+    max_redirects: int = MAX_REDIRECTS,
     open_timeout: float | None = OPEN_TIMEOUT,
     ping_interval: float | None = PING_INTERVAL,
     ping_timeout: float | None = PING_TIMEOUT,
@@ -78,8 +151,96 @@ def connect(
     plugin_manager: PluginManager | None = None,
     spec: str | os.PathLike[str] | StateSpec | None = None,
     limits: HTTPLimits | None = None,
+    reconnect: Literal[True],
+    backoff_initial: float = BACKOFF_INITIAL,
+    backoff_factor: float = BACKOFF_FACTOR,
+    backoff_max: float = BACKOFF_MAX,
+    backoff_jitter: float = BACKOFF_JITTER,
+    process_exception: Callable[[Exception], Exception | None] | None = None,
     config: Config | None = None,
-) -> ClientConnection:
+) -> Reconnecting: ...
+
+
+@overload
+def connect(
+    uri: str | None = None,
+    *,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    origin: str | None = None,
+    extensions: Sequence[Any] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: HeadersLike | None = None,
+    additional_headers: HeadersLike | None = None,
+    auth: tuple[str, str] | None = None,
+    user_agent: str | None = USER_AGENT,
+    compression: str | None = "deflate",
+    proxy: str | Literal[True] | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+    max_redirects: int = MAX_REDIRECTS,
+    open_timeout: float | None = OPEN_TIMEOUT,
+    ping_interval: float | None = PING_INTERVAL,
+    ping_timeout: float | None = PING_TIMEOUT,
+    close_timeout: float | None = CLOSE_TIMEOUT,
+    max_size: int | None = MAX_SIZE,
+    max_queue: int | None = MAX_QUEUE,
+    write_limit: int = WRITE_LIMIT,
+    max_fragment_size: int | None = None,
+    logger: logging.Logger | None = None,
+    plugins: Sequence[object] | None = None,
+    plugin_manager: PluginManager | None = None,
+    spec: str | os.PathLike[str] | StateSpec | None = None,
+    limits: HTTPLimits | None = None,
+    reconnect: Literal[False] = False,
+    backoff_initial: float = BACKOFF_INITIAL,
+    backoff_factor: float = BACKOFF_FACTOR,
+    backoff_max: float = BACKOFF_MAX,
+    backoff_jitter: float = BACKOFF_JITTER,
+    process_exception: Callable[[Exception], Exception | None] | None = None,
+    config: Config | None = None,
+) -> ClientConnection: ...
+
+
+@with_config("sync_client")
+def connect(
+    uri: str | None = None,
+    *,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    origin: str | None = None,
+    extensions: Sequence[Any] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: HeadersLike | None = None,
+    additional_headers: HeadersLike | None = None,
+    auth: tuple[str, str] | None = None,
+    user_agent: str | None = USER_AGENT,
+    compression: str | None = "deflate",
+    proxy: str | Literal[True] | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+    max_redirects: int = MAX_REDIRECTS,
+    open_timeout: float | None = OPEN_TIMEOUT,
+    ping_interval: float | None = PING_INTERVAL,
+    ping_timeout: float | None = PING_TIMEOUT,
+    close_timeout: float | None = CLOSE_TIMEOUT,
+    max_size: int | None = MAX_SIZE,
+    max_queue: int | None = MAX_QUEUE,
+    write_limit: int = WRITE_LIMIT,
+    max_fragment_size: int | None = None,
+    logger: logging.Logger | None = None,
+    plugins: Sequence[object] | None = None,
+    plugin_manager: PluginManager | None = None,
+    spec: str | os.PathLike[str] | StateSpec | None = None,
+    limits: HTTPLimits | None = None,
+    reconnect: bool = False,
+    backoff_initial: float = BACKOFF_INITIAL,
+    backoff_factor: float = BACKOFF_FACTOR,
+    backoff_max: float = BACKOFF_MAX,
+    backoff_jitter: float = BACKOFF_JITTER,
+    process_exception: Callable[[Exception], Exception | None] | None = None,
+    config: Config | None = None,
+) -> ClientConnection | Reconnecting:
     """Open a WebSocket connection to ``uri`` and return it once the handshake succeeded.
 
     Use it as a context manager to close the connection at the end::
@@ -88,8 +249,19 @@ def connect(
             ws.send("hello")
             print(ws.recv())
 
+    With ``reconnect=True`` it returns a :class:`Reconnecting` instead,
+    which opens nothing yet: ``for ws in connect(uri, reconnect=True):``
+    gets a new open connection at each iteration, trying again after a
+    backoff delay when an attempt fails or a connection is lost.
+    (``for message in connect(uri)`` iterates over the messages of one
+    connection.)
+
+    Redirects (301, 302, 303, 307, 308) in the opening handshake are
+    followed, up to ``max_redirects``, within ``open_timeout``.
+
     Args:
-        uri: the ``ws://`` or ``wss://`` URI.
+        uri: the ``ws://`` or ``wss://`` URI; ``ws://user:password@host/``
+            sends Basic credentials.
         sock: an already connected socket to use instead of opening one.
         ssl: the TLS context (``wss://`` without one uses
             :func:`ssl.create_default_context`).
@@ -99,6 +271,9 @@ def connect(
             (``[]`` with ``compression=None``: offer none).
         subprotocols: subprotocols to offer, in preference order.
         extra_headers: more request headers.
+        additional_headers: the same as ``extra_headers`` (python-websockets' name).
+        auth: ``(user, password)`` for HTTP Basic authentication (instead of
+            putting them in the URI). Dropped on a redirect to another host.
         user_agent: the ``User-Agent`` header (``None`` for none).
         compression: ``"deflate"`` (default) offers permessage-deflate: a
             permessage-deflate factory (the plugin manager's settings) is added at the end of ``extensions`` unless one
@@ -106,8 +281,18 @@ def connect(
             the offer is what the plugins provide (permessage-deflate,
             unless the plugin manager disables that plugin). ``None`` adds
             nothing.
-        open_timeout: seconds for TCP connect, TLS and the opening handshake
-            together; ``None`` waits forever.
+        proxy: a proxy URL (``http://``, ``https://``, ``socks4://``,
+            ``socks4a://``, ``socks5://``, ``socks5h://``; credentials in it
+            are sent to the proxy); ``True`` (default): the one the
+            environment sets (``https_proxy`` for ``wss://``, ``http_proxy``
+            for ``ws://``, ``all_proxy``, ``no_proxy``); ``None``: no proxy.
+            SOCKS needs ``pip install 'wskit[socks]'``. ``wss://`` through
+            an ``https://`` proxy (TLS inside TLS) needs :mod:`wskit.asyncio`.
+        proxy_ssl: the TLS context for an ``https://`` proxy.
+        max_redirects: redirects followed in one opening handshake (``0``:
+            none; a redirect is then an ``InvalidHandshake``).
+        open_timeout: seconds for TCP connect, proxy, TLS and the opening
+            handshake together, redirects included; ``None`` waits forever.
         ping_interval: seconds between keepalive Pings (``None``: no keepalive).
         ping_timeout: seconds to wait for a keepalive Pong before failing
             the connection with 1011 (``None``: never).
@@ -119,36 +304,51 @@ def connect(
         write_limit: accepted for symmetry with the asyncio layer (blocking
             writes have no user-space buffer).
         max_fragment_size: split outgoing messages in frames of this size.
-        logger: base logger (default ``wskit.sync``).
+        logger: base logger (default ``wskit.sync``): ``connection open``
+            and ``connection closed`` at INFO, retries at INFO.
         plugins: plugin objects to add for this connection's protocol.
         plugin_manager: the :class:`~wskit.plugin.PluginManager` of the core
             (default: the shared one).
         spec: the connection state-machine spec (a path or a loaded
             :class:`~wskit.statemachine.StateSpec`; default: the shipped one).
         limits: limits on the HTTP response's size.
+        reconnect: return a :class:`Reconnecting` to iterate over (see above).
+        backoff_initial: when reconnecting, seconds before the first retry.
+        backoff_factor: each further retry waits this many times longer...
+        backoff_max: ...up to this many seconds.
+        backoff_jitter: the fraction of each delay drawn at random (``0``:
+            exact delays).
+        process_exception: when reconnecting, called with the exception of
+            a failed attempt: return ``None`` to retry, or the exception to
+            raise. Default: retry network errors, timeouts, lost
+            connections and 408/429/5xx answers
+            (:func:`wskit.reconnect.is_transient`), raise the rest.
         config: a configuration loaded by ``wskit.config.load``: every key
             it sets applies unless the same argument is passed in the call
             (an explicit argument wins even when equal to its default);
             ``client.uri`` is used when ``uri`` is not given.
 
     Returns:
-        The open connection.
+        The open connection (a :class:`Reconnecting` with ``reconnect=True``).
 
     Raises:
-        InvalidURI: ``uri`` is not a valid WebSocket URI.
+        InvalidURI: ``uri`` (or ``proxy``) is not a valid URI.
         InvalidHandshake: the server refused or answered badly (``.response``
             holds its response, e.g. a 401 or 403).
-        TimeoutError: ``open_timeout`` expired.
+        ProxyError: the proxy refused or failed; the message names it and
+            what it answered.
+        RedirectError: a redirect that cannot be followed, or too many.
+        TimeoutError: ``open_timeout`` expired (the message says at which step).
         ConnectionClosedError: the connection was lost during the handshake (1006).
         OSError: the TCP connection or the TLS handshake failed.
     """
     if uri is None:
         raise TypeError("connect() needs a URI (or client.uri in the configuration file)")
-    wsuri = parse_uri(uri)
-    if ssl is not None and not wsuri.secure:
-        raise ValueError(f"ssl= was given for the non-TLS URI {uri!r}: use wss://")
-    if wsuri.secure and ssl is None:
-        ssl = ssl_module.create_default_context()
+    client_options = ClientOptions.build(
+        uri, extra_headers=extra_headers, additional_headers=additional_headers, auth=auth, proxy=proxy,
+        proxy_ssl=proxy_ssl, ssl=ssl, server_hostname=server_hostname, max_redirects=max_redirects,
+        backoff_initial=backoff_initial, backoff_factor=backoff_factor, backoff_max=backoff_max,
+        backoff_jitter=backoff_jitter, process_exception=process_exception)
     manager = resolve_manager(plugins, plugin_manager)
     options = ConnectionOptions.build(
         extensions=io_extensions(compression, extensions, "client", manager), subprotocols=subprotocols,
@@ -157,32 +357,126 @@ def connect(
         ping_interval=ping_interval, ping_timeout=ping_timeout, max_queue=max_queue, write_limit=write_limit)
     check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
                   ping_timeout=ping_timeout, close_timeout=close_timeout)
-    conn_id = uuid.uuid4()
-    adapter = make_logger(logger, conn_id)
-    protocol = ClientProtocol(uri, origin=origin, extra_headers=extra_headers, user_agent=user_agent,
-                              **options.protocol_kwargs(adapter))
-    deadline = _deadline(open_timeout)
-    if sock is None:
-        sock = socket.create_connection((wsuri.host, wsuri.port), timeout=_remaining(deadline))
-    try:
-        if ssl is not None:
+    client = _Client(client_options, options, sock=sock, origin=origin, user_agent=user_agent, logger=logger)
+    if reconnect:
+        if sock is not None:
+            raise ValueError("connect(reconnect=True) opens its own sockets; sock= can be used only once")
+        return Reconnecting(client)
+    return client.open()
+
+
+class _Client:
+    """One ``connect`` call's options; :meth:`open` opens a connection, following redirects."""
+
+    def __init__(self, client_options: ClientOptions, options: ConnectionOptions, *, sock: socket.socket | None,
+                 origin: str | None, user_agent: str | None, logger: logging.Logger | None) -> None:
+        self.options = client_options
+        self.connection_options = options
+        self.sock = sock
+        self.origin = origin
+        self.user_agent = user_agent
+        self.logger = logger
+        self.step = ""
+
+    def open(self) -> ClientConnection:
+        deadline = _deadline(self.connection_options.open_timeout)
+        uri = self.options.uri
+        redirects = 0
+        try:
+            while True:
+                try:
+                    return self._open(uri, deadline)
+                except InvalidHandshake as exc:
+                    if self.sock is not None:
+                        raise  # the socket is spent: nowhere else to go
+                    uri = self.options.follow(uri, exc, redirects)
+                    redirects += 1
+        except TimeoutError as exc:
+            step = f" ({self.step})" if self.step else ""
+            raise TimeoutError(f"timed out after {self.connection_options.open_timeout} s opening "
+                               f"{strip_credentials(self.options.uri)}{step}") from exc
+
+    def _open(self, uri: str, deadline: float | None) -> ClientConnection:
+        options = self.connection_options
+        conn_id = uuid.uuid4()
+        adapter = make_logger(self.logger, conn_id)
+        protocol = ClientProtocol(uri, origin=self.origin, extra_headers=self.options.extra_headers,
+                                  user_agent=self.user_agent, **options.protocol_kwargs(adapter))
+        wsuri = protocol.wsuri
+        ssl = self.options.ssl_for(wsuri)
+        self.step = "connecting"
+        sock = self.sock if self.sock is not None else self._socket(wsuri, ssl, deadline)
+        try:
+            if ssl is not None:
+                self.step = f"TLS handshake with {wsuri.host}"
+                sock.settimeout(_remaining(deadline))
+                sock = ssl.wrap_socket(sock, server_hostname=self.options.server_hostname_for(wsuri),
+                                       do_handshake_on_connect=False)
+                sock.settimeout(_remaining(deadline))
+                sock.do_handshake()
+            self.step = "waiting for the server's answer to the opening handshake"
+            leftover, error = _handshake(sock, protocol, deadline)
+            sock.settimeout(None)
+            connection = ClientConnection(sock, protocol, logger=adapter, conn_id=conn_id,
+                                          **options.connection_kwargs())
+        except BaseException:
+            sock.close()
+            raise
+        self.step = ""
+        connection.response = protocol.response
+        if protocol.request is not None:
+            connection.request = Request(protocol.wsuri.path, protocol.request)
+        connection.logger.info("connection open")
+        connection._start(leftover, error)
+        return connection
+
+    def _socket(self, wsuri: WSURI, ssl: ssl_module.SSLContext | None, deadline: float | None) -> socket.socket:
+        proxy = self.options.proxy_for(wsuri)
+        if proxy is None:
+            return socket.create_connection((wsuri.host, wsuri.port), timeout=_remaining(deadline))
+        target = f"{wsuri.host}:{wsuri.port}"
+        if proxy.is_socks:
+            self.step = f"connecting through SOCKS proxy {proxy}"
+            proxy_class = socks_proxy("sync")
+            try:
+                sock: socket.socket = proxy_class(**socks_arguments(proxy)).connect(
+                    wsuri.host, wsuri.port, timeout=_remaining(deadline))
+            except Exception as exc:
+                error = socks_failure(proxy, exc, target)
+                if error is None:
+                    raise
+                raise error from exc
+            return sock
+        if proxy.secure and ssl is not None:
+            raise ProxyError(f"wss:// through the https:// proxy {proxy} needs TLS inside TLS, which wskit.sync does "
+                             "not do: use wskit.asyncio (Python 3.11+) or an http:// proxy", proxy=str(proxy))
+        self.step = f"connecting to proxy {proxy}"
+        try:
+            sock = socket.create_connection((proxy.host, proxy.port), timeout=_remaining(deadline))
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise proxy_error(proxy, exc, target) from exc
+        try:
+            if proxy.secure:
+                self.step = f"TLS handshake with proxy {proxy}"
+                sock.settimeout(_remaining(deadline))
+                sock = self.options.proxy_ssl_for(proxy).wrap_socket(sock, server_hostname=proxy.host)
+            handshake = ConnectHandshake(proxy, wsuri, user_agent=self.user_agent,
+                                         limits=self.connection_options.limits)
+            self.step = f"waiting for proxy {proxy} to answer CONNECT {handshake.target}"
             sock.settimeout(_remaining(deadline))
-            sock = ssl.wrap_socket(sock, server_hostname=server_hostname or wsuri.host,
-                                   do_handshake_on_connect=False)
-            sock.settimeout(_remaining(deadline))
-            sock.do_handshake()
-        leftover, error = _handshake(sock, protocol, deadline)
-        sock.settimeout(None)
-        connection = ClientConnection(sock, protocol, logger=adapter, conn_id=conn_id,
-                                      **options.connection_kwargs())
-    except BaseException:
-        sock.close()
-        raise
-    connection.response = protocol.response
-    if protocol.request is not None:
-        connection.request = Request(protocol.wsuri.path, protocol.request)
-    connection._start(leftover, error)
-    return connection
+            sock.sendall(handshake.request())
+            while True:
+                sock.settimeout(_remaining(deadline))
+                data = sock.recv(65536)
+                if not data:
+                    handshake.receive_eof()
+                if handshake.receive_data(data):
+                    return sock
+        except BaseException:
+            sock.close()
+            raise
 
 
 def unix_connect(path: str, uri: str | None = None, **kwargs: Any) -> ClientConnection:
@@ -214,7 +508,7 @@ def unix_connect(path: str, uri: str | None = None, **kwargs: Any) -> ClientConn
     except BaseException:
         sock.close()
         raise
-    return connect(uri, sock=sock, **kwargs)
+    return cast(ClientConnection, connect(uri, sock=sock, **kwargs))
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -238,7 +238,7 @@ class Connection:
 
     # -- receiving ---------------------------------------------------------
 
-    def recv(self, timeout: float | None = None) -> Data:
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Messages received before the connection closed are returned first;
@@ -246,13 +246,23 @@ class Connection:
 
         Args:
             timeout: seconds to wait; ``None`` waits forever, ``0`` polls.
+            decode: ``None`` (default): text as ``str``, binary as
+                ``bytes``; ``True``: binary decoded from UTF-8 to ``str``
+                too; ``False``: text as its UTF-8 ``bytes`` too (as
+                python-websockets' ``recv(decode=...)``).
 
         Raises:
             TimeoutError: no message arrived within ``timeout``.
             ConnectionClosedOK: the connection was closed cleanly.
             ConnectionClosedError: the connection was closed with an error
                 (1006 when it was lost without a closing handshake).
+            UnicodeDecodeError: ``decode=True`` and a binary message is not UTF-8.
         """
+        if decode is not None:
+            message = self.recv(timeout)
+            if type(message) is (str if decode else bytes):
+                return message
+            return message.decode() if decode else message.encode()  # type: ignore[union-attr]
         if self._holding:
             with self._mutex:
                 answered = not self._messages  # every earlier message was handed over
