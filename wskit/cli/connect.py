@@ -262,7 +262,8 @@ async def _connect(args: argparse.Namespace, out: TextIO, interactive: bool) -> 
     try:
         while not receiving.done() and not interrupted.done():
             getting = loop.create_task(lines.get())
-            await asyncio.wait({getting, receiving, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {getting, receiving, interrupted}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if not getting.done():
                 getting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
