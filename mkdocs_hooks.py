@@ -113,11 +113,24 @@ def _role_to_autoref(match: re.Match[str], module: str) -> str:
 def markdown_docstring(text: str, module: str) -> str:
     """Turn the reStructuredText bits of a docstring into Markdown: roles, ``::`` literal blocks."""
     text = _ROLE.sub(lambda m: _role_to_autoref(m, module), text)
-    lines = []
+    lines: list[str] = []
+    in_doctest: str | None = None  # the indentation of the open ```pycon fence
     for line in text.split("\n"):
-        if line.strip() == "::":
+        stripped = line.lstrip()
+        indent = line[:len(line) - len(stripped)]
+        if in_doctest is not None and not stripped:  # a blank line ends a doctest block
+            lines.append(f"{in_doctest}```")
+            in_doctest = None
+        elif in_doctest is None and stripped.startswith(">>>"):  # interactive examples: code, not quotes
+            if lines and lines[-1].strip():
+                lines.append("")
+            lines.append(f"{indent}```pycon")
+            in_doctest = indent
+        if stripped == "::":
             continue
         lines.append(line[:-1] if line.endswith("::") else line)
+    if in_doctest is not None:
+        lines.append(f"{in_doctest}```")
     return "\n".join(lines)
 
 
