@@ -86,7 +86,8 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         raise PluginError(f"{DIAGRAM_PAGE}: no Mermaid diagram to replace with {DIAGRAM}")
     image = (f"![The wskit connection state machine, drawn from specs/connection.yaml]({DIAGRAM})\n\n"
              f'??? note "The same diagram as Mermaid source"\n\n'
-             + "".join(f"    {line}\n" if line else "\n" for line in ("```mermaid\n" + match.group(1) + "```").split("\n"))
+             + "".join(f"    {line}\n" if line else "\n"
+                       for line in ("```mermaid\n" + match.group(1) + "```").split("\n"))
              + "\n")
     return markdown[:match.start()] + image + markdown[match.end():]
 
