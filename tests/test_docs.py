@@ -3,7 +3,8 @@
 Every ```python block of docs/*.md runs as a test (``test_every_docs_snippet_runs``). The line
 right above a block may say how, in an HTML comment (invisible on the rendered page):
 
-* no comment: the block runs on its own, from the repository's root folder;
+* no comment: the block runs on its own, from the examples/ folder (whose server.yaml and
+  client.yaml a snippet may load);
 * ``<!-- test: continues (...) -->``: it runs after the block before it, with its names;
 * ``<!-- test: client (...) -->``: a client of 127.0.0.1:8765, run as a program against an echo
   server on a free port; it must end by itself, with status 0;
@@ -221,7 +222,7 @@ def test_every_docs_snippet_runs(snippet: Snippet, monkeypatch: pytest.MonkeyPat
     if snippet.mode == "server":
         run_server_snippet(snippet)
         return
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ROOT / "examples")
     namespace: dict[str, Any] = {"__name__": "docs_snippet"}
     if snippet.mode == "continues":
         previous = SNIPPETS[SNIPPETS.index(snippet) - 1]
