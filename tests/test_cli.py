@@ -234,7 +234,7 @@ def announced(*args: str, pattern: str = r"wss?://127\.0\.0\.1:\d+/") -> Iterato
 
 def talk(*args: str, stdin: str = "hello\n") -> subprocess.CompletedProcess[str]:
     return subprocess.run(wskit_command("connect", *args), input=stdin, cwd=ROOT, capture_output=True, text=True,
-                          timeout=30)
+                          timeout=60)
 
 
 def test_serve_with_tls_from_a_config_file_announces_wss(certificate: tuple[Path, Path], tmp_path: Path) -> None:
@@ -416,7 +416,7 @@ def test_connect_exit_status_says_how_the_connection_ended(controlled: Controlle
 def test_connect_piped_stdin_sends_one_message_a_line_then_closes_with_1000(controlled: ControlledServer) -> None:
     result = talk(controlled.url, stdin="one\ntwo words\n\nlast without newline")
     assert result.returncode == 0, result.stderr
-    got = [controlled.received.get(timeout=10) for _ in range(4)]
+    got = [controlled.received.get(timeout=60) for _ in range(4)]
     assert got == ["one", "two words", "", "last without newline"]
     assert result.stdout.splitlines()[-1] == "Connection closed: 1000 (normal closure)."
 
@@ -480,7 +480,7 @@ class Terminal:
                 os._exit(127)
         self.output = b""
 
-    def read_until(self, what: bytes | re.Pattern[bytes], timeout: float = 15) -> None:
+    def read_until(self, what: bytes | re.Pattern[bytes], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         found = (lambda: what in self.output) if isinstance(what, bytes) else (lambda: bool(what.search(self.output)))
         while not found():
@@ -499,7 +499,7 @@ class Terminal:
         os.write(self.fd, text.encode())
 
     def wait(self) -> int:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while True:  # drain the output until the end (EIO), so that the child never blocks writing
             ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
             assert ready, "the program did not end:\n" + "\n".join(screen(self.output))
@@ -548,11 +548,11 @@ def test_interactive_incoming_message_does_not_break_the_typed_line(controlled: 
     term.read_until(b"news from the server")
     term.read_until(re.compile(rb"news from the server.*> hel", re.S))  # the typed line is shown again
     term.type("lo\r")
-    assert controlled.received.get(timeout=10) == "hello"
+    assert controlled.received.get(timeout=60) == "hello"
     term.read_until(b"< hello")
     # Line editing: ^A goes to the start of the line, ^K cuts to its end; arrows work the same way.
     term.type("xyz\x01\x0bfine\r")
-    assert controlled.received.get(timeout=10) == "fine"
+    assert controlled.received.get(timeout=60) == "fine"
     term.read_until(b"< fine")
     term.type("\x04")  # Ctrl-D on an empty line: close and exit
     assert term.wait() == 0
@@ -570,13 +570,13 @@ def test_interactive_history_comes_back_with_the_up_arrow(controlled: Controlled
     first = terminal_for(controlled.url)
     first.read_until(b"> ")
     first.type("remember me\r")
-    assert controlled.received.get(timeout=10) == "remember me"
+    assert controlled.received.get(timeout=60) == "remember me"
     first.type("\x04")
     assert first.wait() == 0
     second = terminal_for(controlled.url)  # a new session: the history file is read back
     second.read_until(b"> ")
     second.type("\x1b[A\r")  # up arrow, Enter
-    assert controlled.received.get(timeout=10) == "remember me"
+    assert controlled.received.get(timeout=60) == "remember me"
     second.type("\x03")  # Ctrl-C: closes the connection, exits with 130
     assert second.wait() == 130
     assert "Traceback" not in "\n".join(screen(second.output))
