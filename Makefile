@@ -3,6 +3,7 @@
 #
 #   make run                     install wskit alone and show the demo
 #   make test                    add the dev tools; lint, type-check and run the whole test suite
+#   make docs                    build the documentation site into site/ (strict: warnings fail)
 #   make test PYTHON=python3.13  the same with another interpreter (new venv:
 #                                run `make distclean` first if .venv exists)
 
@@ -17,11 +18,13 @@ INSTALL_DEPS := pyproject.toml setup.py wskit/_speedups.c
 # The development install includes the runtime one, so it stamps both.
 RUN_STAMP := $(VENV)/.wskit-runtime-installed
 STAMP := $(VENV)/.wskit-installed
+DOCS_STAMP := $(VENV)/.wskit-docs-installed
 RUN_LOG := $(VENV)/wskit-install.log
 ACCELERATOR_REPORT := import wskit.mask as m; print('wskit C accelerator:', 'built' if m.USING_SPEEDUPS else 'NOT built (pure-Python fallback)')
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test lint typecheck pytest bench compliance compliance-setup compliance-ci compliance-reference clean distclean
+# `docs` is also the name of the folder of pages: without .PHONY, make would find it up to date.
+.PHONY: help venv install run test docs docs-serve lint typecheck pytest bench compliance compliance-setup compliance-ci compliance-reference clean distclean
 
 help: ## Show this help.
 	@echo "Usage: make TARGET [PYTHON=python3.x]"
@@ -35,9 +38,9 @@ install: $(STAMP) ## Same as venv.
 $(STAMP): $(INSTALL_DEPS)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --progress-bar off --upgrade pip "setuptools>=68" wheel
-	$(PIP) install --progress-bar off -e '.[dev]'
+	$(PIP) install --progress-bar off -e '.[dev,docs]'
 	$(VPY) -c "$(ACCELERATOR_REPORT)"
-	touch $(RUN_STAMP) $@
+	touch $(RUN_STAMP) $(DOCS_STAMP) $@
 
 # Quiet: pip's output goes to $(RUN_LOG), shown (its end) only when the install fails.
 $(RUN_STAMP): $(INSTALL_DEPS)
@@ -56,6 +59,22 @@ test: $(STAMP) ## Lint (ruff), type-check (mypy), then run the whole test suite 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VPY) -m pytest
+
+# The doc tools (the `docs` extra) on top of the runtime install, for `make docs` alone.
+$(DOCS_STAMP): $(INSTALL_DEPS)
+	@echo "Installing wskit and the documentation tools into $(VENV) (log: $(RUN_LOG))..."
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@{ $(PIP) install --progress-bar off --upgrade pip "setuptools>=68" wheel && \
+	   $(PIP) install --progress-bar off -e '.[docs]' ; } > $(RUN_LOG) 2>&1 || \
+	   { tail -n 30 $(RUN_LOG); echo "make docs: the install failed; the whole log is in $(RUN_LOG)"; exit 1; }
+	@touch $@
+
+docs: $(DOCS_STAMP) ## Build the documentation site into site/ (strict: a warning or a broken link fails; needs Graphviz's dot).
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean
+	@echo "The site is in site/ (open site/index.html); make docs-serve serves it with live reload."
+
+docs-serve: $(DOCS_STAMP) ## Serve the documentation on http://127.0.0.1:8000/ with live reload.
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict -a 127.0.0.1:8000
 
 lint: $(STAMP) ## Only ruff.
 	$(VENV)/bin/ruff check .
@@ -84,7 +103,7 @@ compliance-reference: $(STAMP) ## The CI selection against python-websockets, to
 	$(VPY) tests/compliance/run.py --ci --testee 'websockets_*'
 
 clean: ## Remove build outputs, caches and the in-place C extension (keeps .venv).
-	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf build dist site *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	rm -f wskit/_speedups*.so wskit/_speedups*.pyd
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 

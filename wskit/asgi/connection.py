@@ -101,8 +101,11 @@ class ASGIConnection(Connection):
             connection adds itself while its transport is open), or ``None``.
         tasks: a registry of the server's running tasks, or ``None``.
         error_logger: where application errors and access lines go.
-        max_queue, write_limit, ping_interval, ping_timeout, close_timeout:
-            as for :func:`wskit.asyncio.serve`.
+        max_queue: as for :func:`wskit.asyncio.serve`.
+        write_limit: as for :func:`wskit.asyncio.serve`.
+        ping_interval: as for :func:`wskit.asyncio.serve`.
+        ping_timeout: as for :func:`wskit.asyncio.serve`.
+        close_timeout: as for :func:`wskit.asyncio.serve`.
     """
 
     protocol: ServerProtocol

@@ -407,8 +407,9 @@ class serve:  # lowercase: used like a function, as in python-websockets
         extensions: extension factories to accept, in preference order
             (``[]`` with ``compression=None``: accept none).
         open_timeout: seconds a client has to complete the opening handshake.
-        ping_interval, ping_timeout, close_timeout, max_size, max_queue,
-        write_limit, max_fragment_size: as for :func:`~wskit.asyncio.connect`.
+        ping_interval: as for :func:`~wskit.asyncio.connect`, and so are
+            ``ping_timeout``, ``close_timeout``, ``max_size``, ``max_queue``,
+            ``write_limit`` and ``max_fragment_size``.
         limits: :class:`~wskit.http11.HTTPLimits` for the request.
         logger: a logger (or its name) for the server and its connections.
         plugins: extra plugins for the core.

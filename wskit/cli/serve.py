@@ -1,4 +1,10 @@
-"""``wskit serve``: an asyncio echo server."""
+"""``wskit serve``: an asyncio echo server (TCP or Unix socket, TLS, compression on or off).
+
+Every option may come from a YAML configuration file (``--config FILE``:
+``server.host``, ``server.port``, ``server.unix``, ``tls.certfile``,
+``tls.keyfile``, ``compression``...); an option on the command line wins over
+the file.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,47 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import ssl
 import sys
 from typing import Any, TextIO
 
 from ..config import Config, load, merge_options
-from ..exceptions import WSKitError
+from ..exceptions import ConfigError, WSKitError
+from ._format import describe_error
 
-__all__ = ["add_arguments", "run", "load_config"]
+__all__ = ["add_arguments", "run", "load_config", "server_ssl_context"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
 
 
 def load_config(path: str | None) -> Config | None:
     """Load the ``--config FILE`` of a command (``None`` without one)."""
     return None if path is None else load(path)
+
+
+def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+    """Build the TLS context of ``--certfile``/``--keyfile`` (``None`` without a certificate).
+
+    Raises:
+        ConfigError: a key without a certificate, or files that cannot be
+            loaded (missing, not PEM, key not matching the certificate).
+    """
+    if certfile is None:
+        if keyfile is not None:
+            raise ConfigError("--keyfile needs --certfile")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        if isinstance(exc, ssl.SSLError):
+            detail = f"not a PEM certificate chain with its private key ({exc.reason or exc})"
+        else:
+            detail = exc.strerror or str(exc)
+        raise ConfigError(f"cannot load the certificate {certfile}"
+                          f"{f' and key {keyfile}' if keyfile else ''}: {detail}") from None
+    return context
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -27,15 +62,30 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``wskit serve`` options to ``parser``."""
-    parser.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1, or the config's)")
-    parser.add_argument("--port", type=int, default=None,
-                        help="TCP port (default 8765, or the config's; 0 picks a free one)")
+    where = parser.add_argument_group("where to listen (default 127.0.0.1:8765, or the configuration's server.*)")
+    where.add_argument("--host", default=None, help=f"interface to listen on (default {DEFAULT_HOST})")
+    where.add_argument("--port", type=int, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
+    where.add_argument("--unix", metavar="PATH", default=None,
+                       help="listen on this Unix socket instead of a TCP port")
+    tls = parser.add_argument_group("TLS (serve wss://; default: the configuration's tls.*)")
+    tls.add_argument("--certfile", "--cert", metavar="FILE", help="certificate chain in PEM format")
+    tls.add_argument("--keyfile", "--key", metavar="FILE",
+                     help="private key in PEM format (default: in the certificate file)")
+    parser.add_argument("--compression", action=argparse.BooleanOptionalAction, default=None,
+                        help="accept permessage-deflate (default: on, or the configuration's compression.enabled)")
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (limits, timeouts, extensions)")
 
 
 async def _echo(ws: Any) -> None:
     async for message in ws:
         await ws.send(message)
+
+
+def _where(name: Any, scheme: str) -> str:
+    if isinstance(name, str):  # a Unix socket
+        return f"unix:{name} ({scheme}://localhost/ over it: wskit connect --unix {name})"
+    shown = f"[{name[0]}]" if ":" in name[0] else name[0]
+    return f"{scheme}://{shown}:{name[1]}/"
 
 
 async def _serve(args: argparse.Namespace, out: TextIO) -> None:
@@ -46,34 +96,62 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> None:
     with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows / not the main thread
         loop.add_signal_handler(signal.SIGTERM, _resolve, stop)
     config = load_config(args.config)
-    host, port = args.host, args.port
-    if config is not None:  # the file may choose the address; the command line wins
+    host, port, unix = args.host, args.port, args.unix
+    if unix is not None and (host is not None or port is not None):
+        raise ConfigError("give --unix PATH, or --host and --port, not both")
+    context = server_ssl_context(args.certfile, args.keyfile)
+    explicit: dict[str, Any] = {}
+    if config is not None:  # the file may choose the address and TLS; the command line wins
         chosen = merge_options(config, "asyncio_server", {})
-        host = host if host is not None else chosen.get("host")
-        port = port if port is not None else chosen.get("port")
-    if host is None and port is None and config is not None and config.is_set("server.unix"):
-        server_cm = serve(_echo, config=config)
+        if unix is None and host is None and port is None:
+            unix = chosen.get("unix")
+        if unix is None:
+            host = host if host is not None else chosen.get("host")
+            port = port if port is not None else chosen.get("port")
+        if context is None:
+            context = chosen.get("ssl")
+    if context is not None:
+        explicit["ssl"] = context
+    if args.compression is not None:
+        explicit["compression"] = "deflate" if args.compression else None
+    if unix is not None:
+        server_cm = serve(_echo, None, None, unix=unix, config=config, **explicit)
+        what = f"unix:{unix}"
     else:
-        server_cm = serve(_echo, host or "127.0.0.1", 8765 if port is None else port, config=config)
-    async with server_cm as server:
+        host = host or DEFAULT_HOST
+        port = DEFAULT_PORT if port is None else port
+        server_cm = serve(_echo, host, port, config=config, **explicit)
+        what = f"{host}:{port}"
+    scheme = "wss" if context is not None else "ws"
+    try:
+        server = await server_cm.__aenter__()
+    except OSError as exc:
+        raise _Reported(describe_error(exc, what)) from None
+    try:
         for sock in server.sockets:
-            name = sock.getsockname()
-            if isinstance(name, str):  # a Unix socket
-                where = f"unix:{name}"
-            else:
-                shown = f"[{name[0]}]" if ":" in name[0] else name[0]
-                where = f"ws://{shown}:{name[1]}/"
-            print(f"wskit: echo server listening on {where} (Ctrl-C to stop)", file=out, flush=True)
+            print(f"wskit: echo server listening on {_where(sock.getsockname(), scheme)} (Ctrl-C to stop)",
+                  file=out, flush=True)
         try:
             await stop
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGTERM)
+    finally:
+        await server_cm.__aexit__(None, None, None)
     print("wskit: server stopped", file=out, flush=True)
 
 
+class _Reported(Exception):
+    """An error already worded for the user."""
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the echo server until Ctrl-C or SIGTERM (both exit with 0); return the exit status."""
+    """Run the echo server until Ctrl-C or SIGTERM (both exit with 0); return the exit status.
+
+    Returns:
+        0 once stopped, 1 when it cannot start (address in use, bad
+        certificate, invalid configuration), with one line on standard error.
+    """
     try:
         asyncio.run(_serve(args, sys.stdout))
     except KeyboardInterrupt:
@@ -81,7 +159,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except BrokenPipeError:  # standard output closed: wskit.cli.main ends quietly
         raise
-    except (OSError, WSKitError) as exc:
-        print(f"wskit serve: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        for message in exc.errors or [str(exc)]:
+            print(f"wskit serve: {message}", file=sys.stderr)
+        return 1
+    except (_Reported, OSError, WSKitError, ValueError, TypeError) as exc:
+        print(f"wskit serve: {exc if isinstance(exc, _Reported) else describe_error(exc)}", file=sys.stderr)
         return 1
     return 0
