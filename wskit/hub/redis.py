@@ -31,7 +31,7 @@ from collections import deque
 from typing import Any
 
 from ..reconnect import backoff_delays, check_backoff
-from . import Backend, Deliver, Message
+from .base import Backend, Deliver, Message
 
 __all__ = ["RedisBackend"]
 
