@@ -11,7 +11,8 @@ process that called it supervises them:
 - on SIGINT or SIGTERM it sends SIGTERM to every worker; each one stops
   listening and closes its connections with 1001 (going away), waiting for
   them at most its ``close_timeout``; a worker still running after
-  ``stop_timeout`` is killed.
+  ``stop_timeout`` is killed;
+- a worker whose supervisor is gone (killed) stops the same way.
 
 Messages for clients connected to other workers go through a hub
 (:mod:`wskit.hub`) with a backend that all the workers share, such as Redis.
@@ -46,13 +47,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .asyncio.server import Handler, Server
     from .hub import Hub
 
-__all__ = ["WorkerError", "check_reuse_port", "reserve_port", "run_workers", "serve_workers"]
+__all__ = ["WorkerError", "check_reuse_port", "reserve_port", "run_workers", "serve_workers", "worker_ready"]
 
 logger = logging.getLogger("wskit.workers")
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _FAST_EXIT = 1.0  # seconds: a worker that exits sooner after its start failed to start
 _MAX_FAST_EXITS = 5  # failed starts in a row, for one worker, before giving up
+_ready_fd: int | None = None  # in a worker: where worker_ready() tells the supervisor
 
 
 class WorkerError(RuntimeError):
@@ -107,11 +109,38 @@ def _context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def _worker_main(target: Callable[..., Awaitable[Any]], args: Sequence[Any], index: int, fds: Sequence[int]) -> None:
+def _once(action: Callable[[], Any]) -> Callable[[], None]:
+    done = False
+
+    def call() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return call
+
+
+def worker_ready() -> None:
+    """Tell the supervisor that this worker serves now (it logs it, and calls ``on_start`` once all do).
+
+    :func:`serve_workers` calls it once the worker listens; a ``target`` of
+    :func:`run_workers` started with ``wait_ready=True`` must call it. Outside
+    a worker it does nothing.
+    """
+    if _ready_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(_ready_fd, f"{os.getpid()}\n".encode())
+
+
+def _worker_main(target: Callable[..., Awaitable[Any]], args: Sequence[Any], index: int, fds: Sequence[int],
+                 ready_fd: int) -> None:
     """The body of a worker process: run ``target(*args)``; SIGINT or SIGTERM cancels it."""
-    for fd in fds:  # the supervisor's signal pipe, inherited through fork
+    global _ready_fd
+    for fd in fds:  # the supervisor's ends of its pipes, inherited through fork
         with contextlib.suppress(OSError):
             os.close(fd)
+    _ready_fd = ready_fd
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)
     for signum in _STOP_SIGNALS:
@@ -121,8 +150,17 @@ def _worker_main(target: Callable[..., Awaitable[Any]], args: Sequence[Any], ind
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        stop = _once(task.cancel)  # a second signal must not cancel the closing handshakes
         for signum in _STOP_SIGNALS:
-            loop.add_signal_handler(signum, task.cancel)
+            loop.add_signal_handler(signum, stop)
+        parent = multiprocessing.parent_process()
+        if parent is not None:  # the supervisor died (killed): stop too, rather than serve unsupervised
+            def orphaned(fd: int = parent.sentinel) -> None:
+                loop.remove_reader(fd)
+                stop()
+
+            with contextlib.suppress(Exception):
+                loop.add_reader(parent.sentinel, orphaned)
         with contextlib.suppress(asyncio.CancelledError):
             await target(*args)
 
@@ -130,7 +168,7 @@ def _worker_main(target: Callable[..., Awaitable[Any]], args: Sequence[Any], ind
 
 
 class _Worker:
-    __slots__ = ("index", "process", "started", "fast_exits", "restart_at")
+    __slots__ = ("index", "process", "started", "fast_exits", "restart_at", "ready")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -138,11 +176,12 @@ class _Worker:
         self.started = 0.0
         self.fast_exits = 0
         self.restart_at: float | None = None
+        self.ready = False
 
 
 class _Supervisor:
     def __init__(self, target: Callable[..., Awaitable[Any]], args: Sequence[Any], workers: int,
-                 stop_timeout: float, on_start: Callable[[list[int]], None] | None) -> None:
+                 stop_timeout: float, on_start: Callable[[list[int]], None] | None, wait_ready: bool) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
         if not stop_timeout > 0:
@@ -152,21 +191,23 @@ class _Supervisor:
         self.workers = [_Worker(i + 1) for i in range(workers)]
         self.stop_timeout = stop_timeout
         self.on_start = on_start
+        self.wait_ready = wait_ready
         self.context = _context()
         self.stopping = False
         self.failure: str | None = None
 
     def _start(self, worker: _Worker, fds: Sequence[int]) -> None:
-        process = self.context.Process(target=_worker_main, args=(self.target, self.args, worker.index, fds),
-                                       name=f"wskit-worker-{worker.index}", daemon=False)
+        process = self.context.Process(target=_worker_main, name=f"wskit-worker-{worker.index}", daemon=False,
+                                       args=(self.target, self.args, worker.index, fds[:-1], fds[-1]))
         process.start()
-        worker.process, worker.started, worker.restart_at = process, time.monotonic(), None
+        worker.process, worker.started, worker.restart_at, worker.ready = process, time.monotonic(), None, False
         logger.info("worker %d started (pid %d)", worker.index, process.pid)
 
     def run(self) -> int:
         read_fd, write_fd = os.pipe()
-        os.set_blocking(read_fd, False)
-        os.set_blocking(write_fd, False)
+        ready_r, ready_w = os.pipe()
+        for fd in (read_fd, write_fd, ready_r):
+            os.set_blocking(fd, False)
         previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
         old_wakeup = -1
 
@@ -177,24 +218,25 @@ class _Supervisor:
             for signum in _STOP_SIGNALS:
                 signal.signal(signum, on_signal)
             old_wakeup = signal.set_wakeup_fd(write_fd)
-            fds = (read_fd, write_fd)
+            fds = (read_fd, write_fd, ready_r, ready_w)  # the last one stays open in the workers
             for worker in self.workers:
                 self._start(worker, fds)
-            if self.on_start is not None:
+            if not self.wait_ready and self.on_start is not None:
                 self.on_start([w.process.pid for w in self.workers])
-            self._supervise(read_fd, fds)
+            self._supervise(read_fd, ready_r, fds)
         finally:
             self._stop_all()
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            os.close(read_fd)
-            os.close(write_fd)
+            for fd in (read_fd, write_fd, ready_r, ready_w):
+                os.close(fd)
         if self.failure is not None:
             raise WorkerError(self.failure)
         return 0
 
-    def _supervise(self, read_fd: int, fds: Sequence[int]) -> None:
+    def _supervise(self, read_fd: int, ready_r: int, fds: Sequence[int]) -> None:
+        announced = False
         while not self.stopping:
             now = time.monotonic()
             for waiting in self.workers:
@@ -203,18 +245,37 @@ class _Supervisor:
             waits = [w.restart_at - now for w in self.workers if w.restart_at is not None]
             timeout = max(0.0, min(waits)) if waits else None
             sentinels = {w.process.sentinel: w for w in self.workers if w.restart_at is None}
-            ready = multiprocessing.connection.wait([read_fd, *sentinels], timeout)
+            ready = multiprocessing.connection.wait([read_fd, ready_r, *sentinels], timeout)
             if read_fd in ready:
                 with contextlib.suppress(OSError):
                     os.read(read_fd, 512)
             if self.stopping:
                 return
+            if ready_r in ready:
+                self._ready(ready_r)
+                if not announced and self.wait_ready and all(w.ready for w in self.workers):
+                    announced = True
+                    if self.on_start is not None:
+                        self.on_start([w.process.pid for w in self.workers])
             for fd in ready:
                 dead = sentinels.get(fd) if isinstance(fd, int) else None
                 if dead is not None:
                     self._died(dead)
                     if self.failure is not None:
                         return
+
+    def _ready(self, ready_r: int) -> None:
+        try:
+            data = os.read(ready_r, 4096)
+        except BlockingIOError:
+            return
+        by_pid = {w.process.pid: w for w in self.workers if w.process is not None}
+        for line in data.split():
+            worker = by_pid.get(int(line))
+            if worker is not None and not worker.ready:
+                worker.ready = True
+                worker.fast_exits = 0
+                logger.info("worker %d ready (pid %d)", worker.index, worker.process.pid)
 
     def _died(self, worker: _Worker) -> None:
         process = worker.process
@@ -253,7 +314,7 @@ class _Supervisor:
 
 def run_workers(target: Callable[..., Awaitable[Any]], workers: int, *, args: Sequence[Any] = (),
                 stop_timeout: float = CLOSE_TIMEOUT + 5.0,
-                on_start: Callable[[list[int]], None] | None = None) -> int:
+                on_start: Callable[[list[int]], None] | None = None, wait_ready: bool = False) -> int:
     """Run ``await target(*args)`` in ``workers`` processes until SIGINT or SIGTERM.
 
     A worker is stopped by cancelling ``target`` (on SIGINT or SIGTERM); a
@@ -268,7 +329,10 @@ def run_workers(target: Callable[..., Awaitable[Any]], workers: int, *, args: Se
         args: the arguments of ``target``.
         stop_timeout: seconds the workers have to stop before they are killed.
         on_start: called in the supervisor with the workers' process ids once
-            they are all started.
+            they are all started (with ``wait_ready``: once each one called
+            :func:`worker_ready`).
+        wait_ready: whether ``target`` calls :func:`worker_ready` when it
+            serves (then each worker's readiness is logged too).
 
     Returns:
         0, after a SIGINT or SIGTERM stopped every worker.
@@ -277,7 +341,7 @@ def run_workers(target: Callable[..., Awaitable[Any]], workers: int, *, args: Se
         WorkerError: a worker kept failing at its start.
         ValueError: ``workers`` below 1.
     """
-    return _Supervisor(target, args, workers, stop_timeout, on_start).run()
+    return _Supervisor(target, args, workers, stop_timeout, on_start, wait_ready).run()
 
 
 async def _serve_one(handler: Handler, host: str, port: int, hub: Hub | None, options: dict[str, Any],
@@ -290,6 +354,7 @@ async def _serve_one(handler: Handler, host: str, port: int, hub: Hub | None, op
         server = await stack.enter_async_context(serve(handler, host, port, reuse_port=True, **options))
         if on_listen is not None:
             on_listen(server)
+        worker_ready()
         await server.serve_forever()
 
 
@@ -312,7 +377,7 @@ def serve_workers(handler: Handler, host: str = "127.0.0.1", port: int = 8765, *
             own copy (``async with hub``) before serving.
         stop_timeout: seconds the workers have to stop before they are killed.
         on_start: ``(port, pids)`` called in the supervisor once every worker
-            was started (they may still be opening their sockets).
+            listens.
         on_listen: called in each worker with its :class:`~wskit.asyncio.Server` once it listens.
         **options: the options of :func:`wskit.asyncio.serve` (``config=``,
             ``max_size=``...). ``reuse_port`` is always true.
@@ -332,6 +397,6 @@ def serve_workers(handler: Handler, host: str = "127.0.0.1", port: int = 8765, *
         chosen = reserved.getsockname()[1]
         start = None if on_start is None else (lambda pids: on_start(chosen, pids))
         return run_workers(_serve_one, workers, args=(handler, host, chosen, hub, options, on_listen),
-                           stop_timeout=stop_timeout, on_start=start)
+                           stop_timeout=stop_timeout, on_start=start, wait_ready=True)
     finally:
         reserved.close()
