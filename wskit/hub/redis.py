@@ -150,6 +150,11 @@ class RedisBackend(Backend):
         with contextlib.suppress(Exception):
             await self._client.aclose()
 
+    @property
+    def buffered(self) -> int:
+        """How many messages published here wait for Redis to be reachable again."""
+        return len(self._buffer)
+
     # -- the subscription --------------------------------------------------------
 
     async def _listen(self) -> None:
