@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_workers import Lines, closed_code, connect_until, supervisor
+from test_workers import closed_code, connect_until, supervisor
 
 from wskit.asyncio import ServerConnection, connect, serve
 from wskit.hub import Hub
