@@ -276,3 +276,37 @@ def test_publishing_on_a_redis_hub_that_is_not_started_says_so() -> None:
     asyncio.run(main())
     with pytest.raises(ValueError, match="buffer must be an int >= 0, got -1"):
         Hub.from_url("redis://127.0.0.1:1/0", buffer=-1)
+
+
+def test_the_chat_rooms_example_on_4_workers(redis_server: RedisServer) -> None:
+    from wskit.sync import connect as sync_connect
+
+    def recv_until(ws: Any, prefix: str) -> str:
+        while True:
+            message = str(ws.recv(timeout=TIMEOUT))
+            if message.startswith(prefix):
+                return message
+
+    command = [sys.executable, "-u", str(ROOT / "examples" / "chat_rooms.py"), redis_server.url, "0"]
+    with supervisor(command) as (proc, lines):
+        port = lines.wait_for(r"chat on ws://127\.0\.0\.1:(\d+)/rooms/<room> with 4 workers").group(1)
+        blue: list[Any] = []
+        workers: set[str] = set()
+        for n in range(50):  # until the room spans two workers
+            ws = sync_connect(f"ws://{HOST}:{port}/rooms/blue?name=u{n}", open_timeout=TIMEOUT)
+            joined = recv_until(ws, f"* u{n} joined blue")
+            workers.add(joined.rsplit(" ", 1)[-1])
+            blue.append(ws)
+            if len(workers) >= 2:
+                break
+        assert len(workers) >= 2, "50 connections all went to one worker"
+        red = sync_connect(f"ws://{HOST}:{port}/rooms/red?name=r", open_timeout=TIMEOUT)
+        recv_until(red, "* r joined red")
+        blue[0].send("hello blue")
+        for ws in blue:
+            assert recv_until(ws, "u0: ") == "u0: hello blue"
+        red.send("hello red")
+        assert red.recv(timeout=TIMEOUT) == "r: hello red"  # nothing of blue's before it
+        proc.send_signal(signal.SIGINT)
+        assert {closed_code(ws) for ws in [*blue, red]} == {1001}
+        assert proc.wait(TIMEOUT) == 0
