@@ -229,6 +229,22 @@ def test_bad_arguments() -> None:
         serve_workers(lambda ws: None, "127.0.0.1", 0, workers=1, reuse_port=False)  # type: ignore[arg-type, return-value]
 
 
+def test_the_supervisor_runs_in_the_main_thread_only() -> None:
+    errors: list[BaseException] = []
+
+    def supervise() -> None:
+        try:
+            run_workers(asyncio.sleep, 1, args=(0,))
+        except WorkerError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=supervise)
+    thread.start()
+    thread.join(DEADLINE)
+    assert [str(e) for e in errors] == [
+        "the workers' supervisor must run in the main thread: it handles SIGINT and SIGTERM"]
+
+
 def test_without_so_reuseport_the_error_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(socket, "SO_REUSEPORT")
     with pytest.raises(WorkerError, match=r"SO_REUSEPORT, which this platform \(\w+\) does not have"):

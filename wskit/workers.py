@@ -37,6 +37,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -204,6 +205,8 @@ class _Supervisor:
         logger.info("worker %d started (pid %d)", worker.index, process.pid)
 
     def run(self) -> int:
+        if threading.current_thread() is not threading.main_thread():
+            raise WorkerError("the workers' supervisor must run in the main thread: it handles SIGINT and SIGTERM")
         read_fd, write_fd = os.pipe()
         ready_r, ready_w = os.pipe()
         for fd in (read_fd, write_fd, ready_r):
