@@ -109,3 +109,8 @@ clean: ## Remove build outputs, caches and the in-place C extension (keeps .venv
 
 distclean: clean ## clean, and remove .venv.
 	rm -rf $(VENV)
+
+# -- issue 19: workers and the Redis hub under load --------------------------------------------
+.PHONY: hub-load
+hub-load: $(STAMP) ## Load test: 4 workers x 2,500 connections, a Redis hub; latency and losses. ARGS="--per-worker 500"
+	$(VPY) bench/hub_load.py $(ARGS)

@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("configuration", ("wskit.config",)),
     ("I/O layers", (
         "wskit._io", "wskit.asyncio", "wskit.asyncio.*", "wskit.sync", "wskit.sync.*", "wskit.asgi", "wskit.asgi.*",
+        "wskit.hub", "wskit.hub.*", "wskit.workers",
     )),
     ("command line", ("wskit.cli", "wskit.cli.*", "wskit.__main__")),
 ]

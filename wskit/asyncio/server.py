@@ -6,8 +6,10 @@ import asyncio
 import inspect
 import logging
 import os
+import socket
 import ssl as ssl_module
 import stat
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -470,6 +472,8 @@ class serve:  # lowercase: used like a function, as in python-websockets
         if kwargs.get("_unix") and "reuse_port" in kwargs:
             if kwargs.pop("reuse_port"):
                 raise ValueError("reuse_port applies to TCP servers, not to a Unix socket")
+        if kwargs.get("reuse_port") and not hasattr(socket, "SO_REUSEPORT"):  # workers share a port with it
+            raise ValueError(f"reuse_port=True needs SO_REUSEPORT, which this platform ({sys.platform}) does not have")
         logger = resolve_logger(logger, "wskit.server")
         base_logger = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
         self.server = Server(handler, process_request=process_request, logger=base_logger,

@@ -74,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression", action=argparse.BooleanOptionalAction, default=None,
                         help="accept permessage-deflate (default: on, or the configuration's compression.enabled)")
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (limits, timeouts, extensions)")
+    parser.add_argument("--workers", type=_worker_count, default=None, metavar="N",
+                        help="serve from N processes sharing the port (SO_REUSEPORT), restarted when one dies")
 
 
 async def _echo(ws: Any) -> None:
@@ -88,13 +90,13 @@ def _where(name: Any, scheme: str) -> str:
     return f"{scheme}://{shown}:{name[1]}/"
 
 
-async def _serve(args: argparse.Namespace, out: TextIO) -> None:
-    from ..asyncio import serve
+def _server_options(args: argparse.Namespace) -> tuple[Config | None, str | None, int | None, str | None,
+                                                   dict[str, Any]]:
+    """Combine the command line with ``--config``: ``(config, host, port, unix, explicit options)``.
 
-    loop = asyncio.get_running_loop()
-    stop: asyncio.Future[None] = loop.create_future()
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows / not the main thread
-        loop.add_signal_handler(signal.SIGTERM, _resolve, stop)
+    The command line wins over the file; ``explicit`` holds ``ssl`` and
+    ``compression`` when either says so.
+    """
     config = load_config(args.config)
     host, port, unix = args.host, args.port, args.unix
     if unix is not None and (host is not None or port is not None):
@@ -114,6 +116,17 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> None:
         explicit["ssl"] = context
     if args.compression is not None:
         explicit["compression"] = "deflate" if args.compression else None
+    return config, host, port, unix, explicit
+
+
+async def _serve(args: argparse.Namespace, out: TextIO) -> None:
+    from ..asyncio import serve
+
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows / not the main thread
+        loop.add_signal_handler(signal.SIGTERM, _resolve, stop)
+    config, host, port, unix, explicit = _server_options(args)
     if unix is not None:
         server_cm = serve(_echo, None, None, unix=unix, config=config, **explicit)
         what = f"unix:{unix}"
@@ -122,7 +135,7 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> None:
         port = DEFAULT_PORT if port is None else port
         server_cm = serve(_echo, host, port, config=config, **explicit)
         what = f"{host}:{port}"
-    scheme = "wss" if context is not None else "ws"
+    scheme = "wss" if "ssl" in explicit else "ws"
     try:
         server = await server_cm.__aenter__()
     except OSError as exc:
@@ -152,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         0 once stopped, 1 when it cannot start (address in use, bad
         certificate, invalid configuration), with one line on standard error.
     """
+    if getattr(args, "workers", None) is not None:
+        return _run_workers(args)
     try:
         asyncio.run(_serve(args, sys.stdout))
     except KeyboardInterrupt:
@@ -166,4 +181,57 @@ def run(args: argparse.Namespace) -> int:
     except (_Reported, OSError, WSKitError, ValueError, TypeError) as exc:
         print(f"wskit serve: {exc if isinstance(exc, _Reported) else describe_error(exc)}", file=sys.stderr)
         return 1
+    return 0
+
+
+# -- wskit serve --workers N: N processes sharing the port (wskit.workers) -----------------
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {text!r}")
+    return count
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``wskit serve --workers N``: the echo server in N processes until Ctrl-C or SIGTERM."""
+    import logging
+
+    from ..workers import WorkerError, serve_workers
+
+    try:
+        config, host, port, unix, explicit = _server_options(args)
+    except ConfigError as exc:
+        for message in exc.errors or [str(exc)]:
+            print(f"wskit serve: {message}", file=sys.stderr)
+        return 1
+    if unix is not None:
+        print("wskit serve: --workers shares a TCP port; it cannot serve a Unix socket", file=sys.stderr)
+        return 2
+    host = host or DEFAULT_HOST
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "wss" if "ssl" in explicit else "ws"
+    reports = logging.StreamHandler(sys.stdout)  # restarts and stops, as the supervisor sees them
+    reports.setFormatter(logging.Formatter("wskit: %(message)s"))
+    supervisor_log = logging.getLogger("wskit.workers")
+    supervisor_log.addHandler(reports)
+    supervisor_log.setLevel(logging.INFO)
+
+    def started(port: int, pids: list[int]) -> None:
+        print(f"wskit: echo server listening on {scheme}://{shown}:{port}/ with {len(pids)} workers "
+              f"(pids {' '.join(map(str, pids))}; Ctrl-C to stop)", flush=True)
+
+    try:
+        serve_workers(_echo, host, DEFAULT_PORT if port is None else port, workers=args.workers, config=config,
+                      on_start=started, **explicit)
+    except (OSError, WSKitError, WorkerError) as exc:
+        print(f"wskit serve: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        supervisor_log.removeHandler(reports)
+    print("wskit: server stopped", flush=True)
     return 0

@@ -15,6 +15,7 @@ import selectors
 import socket
 import ssl as ssl_module
 import stat
+import sys
 import threading
 import time
 import uuid
@@ -563,6 +564,8 @@ def serve(
         raise TypeError("serve(): give host and port, or unix=, not both")
     if reuse_port and (sock is not None or unix is not None):
         raise ValueError("reuse_port applies to the TCP socket serve() creates, not to sock= or unix=")
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):  # workers share a port with it
+        raise ValueError(f"reuse_port=True needs SO_REUSEPORT, which this platform ({sys.platform}) does not have")
     if sock is None and unix is not None:
         sock = _unix_listener(os.fspath(unix), backlog)
     elif sock is None:
