@@ -609,18 +609,23 @@ class Protocol:
                     self._msg_text = False
                     self._msg_parts = [frame.data]
             elif opcode == 0:
+                # Empty pieces are not kept: a message's memory grows with its
+                # payload only, not with its number of frames.
                 if self._msg_text:
                     # RFC 6455 §8.1: fail as soon as the text is not valid UTF-8.
                     try:
-                        self._msg_parts.append(self._msg_decoder.decode(frame.data, frame.fin))
+                        text = self._msg_decoder.decode(frame.data, frame.fin)
                     except UnicodeDecodeError as exc:
                         raise _invalid_utf8(exc) from None
+                    if text:
+                        self._msg_parts.append(text)
                     if frame.fin:
                         append(TextMessage("".join(self._msg_parts)))
                         self._msg_parts = _NO_PARTS
                         self._msg_decoder = None
                 else:
-                    self._msg_parts.append(frame.data)
+                    if frame.data:
+                        self._msg_parts.append(frame.data)
                     if frame.fin:
                         append(BinaryMessage(b"".join(self._msg_parts)))
                         self._msg_parts = _NO_PARTS
@@ -673,8 +678,12 @@ class Protocol:
         With extensions, the reader checks the wire size against a limit with
         slack (see :meth:`_set_extensions`): when that limit is passed, the
         message exceeds the user's ``max_size`` too, and the 1009 names it.
+        (The limit on frames per message is derived from the user's
+        ``max_size`` already: that error stays as it is.)
         """
-        if type(error) is PayloadTooBig:
+        reader = self._reader
+        limit = reader.max_frames
+        if type(error) is PayloadTooBig and (limit is None or reader.in_message < limit):
             too_big = PayloadTooBig(f"message exceeds max_size={self._max_size}: its frames are larger than that "
                                     "before decoding", close_code=1009)
             too_big.__cause__ = error
