@@ -1010,3 +1010,38 @@ def test_message_of_exactly_max_size_passes_with_compression() -> None:
     client, server = _deflate_pair()
     events = server.receive_data(b"".join(client.send_binary(b"y" * _USER_LIMIT)))
     assert events == [BinaryMessage(b"y" * _USER_LIMIT)]
+
+
+# -- an extension's or plugin's bug: logged here, a generic reason to the peer --------------------
+
+
+class _BuggyExtension(Extension):
+    name = "x-buggy"
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        raise KeyError("session token abc123")
+
+
+def test_extension_bug_sends_a_generic_reason_and_logs_the_details(caplog: pytest.LogCaptureFixture) -> None:
+    s = Protocol(Side.SERVER, extensions=[_BuggyExtension()])
+    with caplog.at_level(logging.ERROR, logger="wskit.protocol"):
+        exc = assert_failed(s, client_frame(Opcode.TEXT, b"hi"), 1011)
+    # The application's exception names the extension and what it raised...
+    assert "'x-buggy'" in str(exc) and "abc123" in str(exc)
+    # ...the peer only learns that something went wrong here.
+    assert parse_close_frame(exc.to_send, masked=False) == (1011, "internal error")
+    assert s.close_reason == "internal error"
+    (record,) = [r for r in caplog.records if "x-buggy" in r.getMessage()]
+    assert "decode" in record.getMessage() and "1011" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], KeyError)
+
+
+def test_protocol_error_raised_on_purpose_by_an_extension_keeps_its_reason() -> None:
+    class Strict(Extension):
+        name = "x-strict"
+
+        def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+            raise ProtocolError("frames must say please", close_code=1008)
+
+    exc = assert_failed(Protocol(Side.SERVER, extensions=[Strict()]), client_frame(Opcode.TEXT, b"hi"), 1008)
+    assert parse_close_frame(exc.to_send, masked=False) == (1008, "frames must say please")
