@@ -21,3 +21,22 @@ def test_config_character_yaml_refuses_names_file_and_line(text: str, line: int,
     (error,) = info.value.errors
     assert error.startswith(f"fuzz.yaml:{line}: invalid YAML: character {char} is not allowed"), error
     assert "<unicode string>" not in error
+
+
+# -- HTTP/1.1 request parser ---------------------------------------------------------------------------
+
+
+def test_request_parser_keeps_the_bytes_after_the_head_when_fed_in_small_chunks() -> None:
+    # From test_fuzz_request_parser (the target expected the whole input's tail;
+    # only what arrived with the head's end can be left over).
+    from wskit.http11 import RequestParser
+
+    parser = RequestParser()
+    data = b"! !!! HTTP/1.1\r\n!:             \r\n\r\n\x00\x01"
+    chunks = [data[i:i + 2] for i in range(0, len(data), 2)]
+    results = [parser.feed(chunk) for chunk in chunks[:18]]
+    assert results[:17] == [None] * 17
+    request = results[17]  # the chunk b"\n\x00" ends the head
+    assert request is not None and (request.method, request.path) == ("!", "!!!")
+    assert request.headers.get("!") == ""
+    assert parser.leftover() == b"\x00"

@@ -26,7 +26,7 @@ import pytest
 import wskit.asyncio
 import wskit.sync
 from wskit import ClientProtocol, hookimpl
-from wskit.events import Close, Event, Pong, Response, TextMessage
+from wskit.events import BinaryMessage, Close, Event, Pong, Response, TextMessage
 from wskit.exceptions import ProtocolError, WebSocketClosed
 from wskit.frames import Frame, Opcode
 
@@ -77,6 +77,11 @@ class Server:
             return 0 if transport is None else int(transport.get_write_buffer_size())
 
         return asyncio.run_coroutine_threadsafe(size(), self.loop).result(TIMEOUT)
+
+    def shrink_send_buffer(self, conn: Any, size: int) -> None:
+        """Make the kernel's send buffer of ``conn``'s socket small, as on a congested network."""
+        sock = conn.socket if self.loop is None else conn.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
     def wait_closed(self, conn: Any) -> int | None:
         """Wait until ``conn`` is closed on the server side; return its close code."""
@@ -156,8 +161,12 @@ def layer(request: pytest.FixtureRequest) -> str:
 class Attacker:
     """A raw client socket after a successful opening handshake."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
+    def __init__(self, port: int, receive_buffer: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # before connecting: it sets the TCP window offered
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect((HOST, port))
         self.client = ClientProtocol(f"ws://{HOST}:{port}/", extensions=[])
         self.sock.sendall(b"".join(self.client.connect()))
         self.events: list[Event] = []
@@ -336,3 +345,57 @@ def test_plugin_error_sends_1011_with_a_generic_reason(layer: str, caplog: pytes
     assert "plugin '" in record.getMessage()
     assert "wskit_frame_received" in record.getMessage()
     assert record.exc_info is not None
+
+
+def test_ping_flood_while_the_server_waits_to_send_keeps_the_write_buffer_bounded(layer: str) -> None:
+    # The attacker makes the server's handler block in send (it echoes big
+    # messages the attacker does not read), then floods Pings: the Pongs must
+    # not pile up behind the blocked message.
+    with running(layer) as server:
+        attacker = Attacker(server.port, receive_buffer=4096)
+        conn = server.connection()
+        server.shrink_send_buffer(conn, 16 * KiB)
+        big = b"B" * (MiB - KiB)
+        messages = 2  # fewer than max_queue: the server goes on reading
+        attacker.sock.sendall(b"".join(attacker.client.send_binary(big)) * messages)
+        ping = client_frame(Opcode.PING, PING_PAYLOAD)
+        pings = 50_000
+        sent = threading.Event()
+
+        def flood() -> None:
+            try:
+                for _ in range(pings // 1000):
+                    attacker.sock.sendall(ping * 1000)
+            finally:
+                sent.set()
+
+        sender = threading.Thread(target=flood)
+        sender.start()
+        biggest = 0
+        stuck_since = None
+        progress = -1
+        while not sent.is_set():
+            biggest = max(biggest, server.buffered(conn))
+            now = time.monotonic()
+            written = _unsent(attacker.sock)
+            if written != progress:
+                progress, stuck_since = written, now
+            elif now - (stuck_since or now) > 1.0:
+                break
+            sent.wait(0.005)
+        biggest = max(biggest, server.buffered(conn))
+        # The message being sent, plus write_limit, plus the Pongs of one socket read.
+        assert biggest <= MiB + 32 * KiB + 256 * KiB, f"server write buffer reached {biggest} bytes"
+
+        def complete() -> bool:
+            received = attacker.events
+            return (sum(1 for e in received if isinstance(e, Pong)) == pings
+                    and sum(1 for e in received if e == BinaryMessage(big)) == messages)
+
+        attacker.read_until(complete)
+        sender.join(TIMEOUT)
+        assert not sender.is_alive()
+        attacker.events.clear()
+        attacker.sock.sendall(b"".join(attacker.client.send_text("after the flood")))
+        attacker.read_until(lambda: TextMessage("after the flood") in attacker.events)
+        attacker.close()

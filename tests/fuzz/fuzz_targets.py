@@ -83,8 +83,10 @@ def check_request_parser(data: bytes, sizes: Sequence[int], small: bool = False)
     """Feed ``data`` to a :class:`RequestParser`; a refusal is ``InvalidHandshake`` with a 4xx/5xx status."""
     parser = RequestParser(_SMALL_LIMITS if small else HTTPLimits())
     result: Request | None = None
+    fed = b""
     try:
         for chunk in chunked(data, sizes):
+            fed += chunk
             result = parser.feed(chunk)
             if result is not None:
                 break
@@ -103,7 +105,9 @@ def check_request_parser(data: bytes, sizes: Sequence[int], small: bool = False)
     if result is not None:
         assert isinstance(result, Request)
         assert result.path, "a request without a target"
-        assert data.endswith(parser.leftover())
+        # What follows the head's blank line is kept, byte for byte.
+        leftover = parser.leftover()
+        assert fed.endswith(leftover) and fed[:len(fed) - len(leftover)].endswith(b"\r\n\r\n")
     return result
 
 
