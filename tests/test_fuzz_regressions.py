@@ -40,3 +40,26 @@ def test_request_parser_keeps_the_bytes_after_the_head_when_fed_in_small_chunks(
     assert request is not None and (request.method, request.path) == ("!", "!!!")
     assert request.headers.get("!") == ""
     assert parser.leftover() == b"\x00"
+
+
+# -- the server's opening handshake ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [b":chat, superchat", b"chat superchat", b"\"chat\""])
+def test_malformed_subprotocol_header_is_answered_with_400_by_receive_data(value: bytes) -> None:
+    # Found by test_fuzz_server_handshake: the request was accepted by receive_data,
+    # then accept() raised InvalidHandshake with nothing to send and the state still CONNECTING.
+    from wskit import ServerProtocol, State
+    from wskit.exceptions import InvalidHandshake
+
+    server = ServerProtocol()
+    request = (b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               b"Sec-WebSocket-Protocol: " + value + b"\r\n\r\n")
+    with pytest.raises(InvalidHandshake) as info:
+        server.receive_data(request)
+    assert info.value.status == 400
+    assert "Sec-WebSocket-Protocol" in str(info.value)
+    (response,) = info.value.to_send
+    assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert server.state is State.CLOSED
