@@ -110,7 +110,28 @@ clean: ## Remove build outputs, caches and the in-place C extension (keeps .venv
 distclean: clean ## clean, and remove .venv.
 	rm -rf $(VENV)
 
-# -- issue 19: workers and the Redis hub under load --------------------------------------------
+# -- workers and the Redis hub under load --------------------------------------------
 .PHONY: hub-load
 hub-load: $(STAMP) ## Load test: 4 workers x 2,500 connections, a Redis hub; latency and losses. ARGS="--per-worker 500"
 	$(VPY) bench/hub_load.py $(ARGS)
+
+# -- fuzzing (tests/fuzz) ---------------------------------------------------------
+# The default test run fuzzes each target for a bounded number of examples
+# (a few seconds in all); `make fuzz` runs the same hypothesis targets with
+# FUZZ_EXAMPLES examples each, then, where atheris installs (the `fuzz`
+# extra), each coverage-guided target for FUZZ_SECONDS. Crashes land in build/fuzz/.
+FUZZ_EXAMPLES ?= 20000
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := request response server-handshake client-handshake frames-server frames-client deflate config
+
+.PHONY: fuzz
+fuzz: $(STAMP) ## Fuzz the parsers longer (FUZZ_EXAMPLES=20000 hypothesis examples, FUZZ_SECONDS=60 of atheris per target).
+	WSKIT_FUZZ=long WSKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VPY) -m pytest -q -p no:randomly tests/fuzz $(ARGS)
+	@if $(PIP) install --progress-bar off -q -e '.[fuzz]' && $(VPY) -c "import atheris" 2>/dev/null; then \
+		mkdir -p build/fuzz; \
+		for target in $(FUZZ_TARGETS); do \
+			echo "atheris: $$target for $(FUZZ_SECONDS) s"; \
+			$(VPY) tests/fuzz/fuzz_atheris.py $$target -max_total_time=$(FUZZ_SECONDS) \
+				-artifact_prefix=build/fuzz/ -print_final_stats=0 || exit 1; \
+		done; \
+	else echo "atheris is not available here: hypothesis targets only"; fi

@@ -14,6 +14,7 @@ from wskit.frames import (
     Opcode,
     check_close_code,
     encode_frame,
+    fragment_limit,
     parse_close,
     serialize_close,
     serialize_frame,
@@ -340,6 +341,62 @@ def test_reader_max_size_allows_exact_limit_and_control_frames() -> None:
     frames, error = read_all(reader, build_frame(Opcode.BINARY, b"x" * 10, mask=MASK_KEY)
                              + build_frame(Opcode.PING, b"p" * 50, mask=MASK_KEY))
     assert error is None and [f.opcode for f in frames] == [Opcode.BINARY, Opcode.PING]
+
+
+# -- the limit on frames per message ----------------------------------------------------
+
+
+def test_fragment_limit_is_one_frame_per_16_bytes_of_max_size_and_at_least_1024() -> None:
+    assert fragment_limit(2**20) == 65536
+    assert fragment_limit(4 * 2**20) == 262144  # Autobahn 9.3/9.4: 65,536 fragments of a 4 MiB message fit
+    assert fragment_limit(1000) == 1024
+    assert fragment_limit(0) == 1024
+    assert fragment_limit(None) is None
+    assert FrameReader(True, 2**20).max_frames == 65536
+    assert FrameReader(True, None).max_frames is None
+    assert FrameReader(True, 2**20, max_frames=3).max_frames == 3
+
+
+def _fragments(count: int, payload: bytes = b"", opcode: int = Opcode.BINARY) -> bytes:
+    """A message in ``count`` frames: the first, then continuations, the last with FIN."""
+    frames = [build_frame(opcode, payload, fin=count == 1, mask=MASK_KEY)]
+    frames += [build_frame(Opcode.CONT, payload, fin=i == count - 1, mask=MASK_KEY) for i in range(1, count)]
+    return b"".join(frames)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_reader_accepts_a_message_in_exactly_max_frames_frames_twice(stream: bool) -> None:
+    reader = FrameReader(True, 2**20, stream=stream, max_frames=5)
+    frames, error = read_all(reader, _fragments(5) + _fragments(5, b"x", Opcode.TEXT))
+    assert error is None
+    assert len(frames) == 10 and frames[4].fin and frames[9].fin
+    assert reader.in_message == 0
+
+
+def test_reader_ends_a_message_of_too_many_frames_with_1009() -> None:
+    reader = FrameReader(True, 2**20, max_frames=5)
+    frames, error = read_all(reader, _fragments(6))
+    assert len(frames) == 5  # the frames before the one over the limit are kept
+    assert isinstance(error, PayloadTooBig) and error.close_code == 1009
+    assert "more than 5 frames" in str(error)
+
+
+def test_reader_counts_a_streamed_text_frame_once_whatever_its_pieces() -> None:
+    # A text frame delivered in pieces as its bytes arrive is one frame of the message.
+    reader = FrameReader(True, 2**20, stream=True, max_frames=2)
+    data = build_frame(Opcode.TEXT, b"abcdef", fin=False, mask=MASK_KEY) + build_frame(Opcode.CONT, b"ghij",
+                                                                                        mask=MASK_KEY)
+    pieces = []
+    for byte in data:
+        frames, error = read_all(reader, bytes([byte]))
+        assert error is None
+        pieces += frames
+    assert b"".join(p.data for p in pieces) == b"abcdefghij" and pieces[-1].fin
+
+
+def test_reader_without_max_size_has_no_frame_limit() -> None:
+    frames, error = read_all(FrameReader(True, None), _fragments(3000))
+    assert error is None and len(frames) == 3000
 
 
 def test_reader_take_buffer_returns_unparsed_bytes() -> None:

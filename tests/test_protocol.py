@@ -249,6 +249,69 @@ def test_rfc6455_8_1_utf8_sequence_split_across_fragments_is_valid() -> None:
     assert feed_chunks(server(), data, 1) == [TextMessage("€😀")]
 
 
+# -- hostile fragmentation: bounded by frames, not only by payload bytes ------------------------
+
+
+def _empty_continuations(count: int, fin: bool = False) -> bytes:
+    frame = client_frame(Opcode.CONT, b"", fin=False)
+    return frame * (count - 1) + client_frame(Opcode.CONT, b"", fin=fin)
+
+
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_message_in_exactly_the_frame_limit_is_received(opcode: int) -> None:
+    s = server()  # max_size 1 MiB: 65,536 frames per message
+    data = client_frame(opcode, b"a", fin=False) + _empty_continuations(65534) + client_frame(Opcode.CONT, b"b")
+    expected = TextMessage("ab") if opcode == Opcode.TEXT else BinaryMessage(b"ab")
+    assert s.receive_data(data) == [expected]
+
+
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_endless_empty_continuations_end_with_1009(opcode: int) -> None:
+    s = server()
+    exc = fail(s, client_frame(opcode, b"a", fin=False) + _empty_continuations(65536, fin=True), 1009)
+    assert isinstance(exc, PayloadTooBig)
+    assert "more than 65536 frames" in str(exc)
+
+
+def test_endless_empty_continuations_end_with_1009_with_compression() -> None:
+    client, server_ = _deflate_pair()  # max_size 1,000,000: 62,500 frames per message
+    data = b"".join(client.send_binary(b"x", fin=False))
+    data += b"".join(b"".join(client.send_continuation(b"", fin=False)) for _ in range(62_500))
+    exc = assert_failed(server_, data, 1009)
+    assert "more than 62500 frames" in str(exc)
+
+
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_empty_continuations_take_no_memory_per_frame(opcode: int) -> None:
+    import tracemalloc
+
+    s = Protocol(Side.SERVER, max_size=None)  # no frame limit: memory alone is checked
+    chunk = _empty_continuations(1000)
+    assert s.receive_data(client_frame(opcode, b"a", fin=False)) == []
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            assert s.receive_data(chunk) == []
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(100):
+            assert s.receive_data(chunk) == []
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 16_384, f"{grown} bytes more after 100,000 empty frames"
+    last = s.receive_data(client_frame(Opcode.CONT, b"z"))
+    assert last == [TextMessage("az") if opcode == Opcode.TEXT else BinaryMessage(b"az")]
+
+
+def test_autobahn_9_3_shape_4_mib_in_65536_fragments_fits_a_4_mib_max_size() -> None:
+    payload = b"*" * 64
+    data = client_frame(Opcode.TEXT, payload, fin=False)
+    data += client_frame(Opcode.CONT, payload, fin=False) * 65534 + client_frame(Opcode.CONT, payload)
+    s = Protocol(Side.SERVER, max_size=4 * 2**20)
+    events = feed_chunks(s, data, 65536)
+    assert events == [TextMessage("*" * (4 * 2**20))]
+
+
 def test_receive_large_message_in_small_chunks() -> None:
     payload = bytes(i % 256 for i in range(300_000))
     data = client_frame(Opcode.BINARY, payload)
@@ -947,3 +1010,38 @@ def test_message_of_exactly_max_size_passes_with_compression() -> None:
     client, server = _deflate_pair()
     events = server.receive_data(b"".join(client.send_binary(b"y" * _USER_LIMIT)))
     assert events == [BinaryMessage(b"y" * _USER_LIMIT)]
+
+
+# -- an extension's or plugin's bug: logged here, a generic reason to the peer --------------------
+
+
+class _BuggyExtension(Extension):
+    name = "x-buggy"
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        raise KeyError("session token abc123")
+
+
+def test_extension_bug_sends_a_generic_reason_and_logs_the_details(caplog: pytest.LogCaptureFixture) -> None:
+    s = Protocol(Side.SERVER, extensions=[_BuggyExtension()])
+    with caplog.at_level(logging.ERROR, logger="wskit.protocol"):
+        exc = assert_failed(s, client_frame(Opcode.TEXT, b"hi"), 1011)
+    # The application's exception names the extension and what it raised...
+    assert "'x-buggy'" in str(exc) and "abc123" in str(exc)
+    # ...the peer only learns that something went wrong here.
+    assert parse_close_frame(exc.to_send, masked=False) == (1011, "internal error")
+    assert s.close_reason == "internal error"
+    (record,) = [r for r in caplog.records if "x-buggy" in r.getMessage()]
+    assert "decode" in record.getMessage() and "1011" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], KeyError)
+
+
+def test_protocol_error_raised_on_purpose_by_an_extension_keeps_its_reason() -> None:
+    class Strict(Extension):
+        name = "x-strict"
+
+        def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+            raise ProtocolError("frames must say please", close_code=1008)
+
+    exc = assert_failed(Protocol(Side.SERVER, extensions=[Strict()]), client_frame(Opcode.TEXT, b"hi"), 1008)
+    assert parse_close_frame(exc.to_send, masked=False) == (1008, "frames must say please")

@@ -59,6 +59,11 @@ _LOGGER = logging.getLogger("wskit.protocol")
 _NO_PARTS: list[Any] = []  # shared placeholder: never appended to (CONT needs a started message)
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
+INTERNAL_ERROR_REASON = "internal error"
+"""The Close reason sent with 1011 when an extension or plugin raised: what
+it raised stays on this side (logged, and in the exception the application
+gets)."""
+
 # Slack allowed on the wire size of a message when extensions may change
 # sizes (deflate can expand incompressible data slightly): the decoded size
 # is still checked exactly against max_size.
@@ -290,7 +295,7 @@ class Protocol:
                 try:
                     hook(protocol=self, old=old.public, new=new.public, trigger=trigger)
                 except Exception as exc:  # a plugin's bug must not corrupt our state
-                    self.logger.error("wskit_state_changed: %s", exc)
+                    self.logger.error("%s (the state change stands)", exc, exc_info=True)
 
     def _set_extensions(self, extensions: list[Extension]) -> None:
         self._extensions = extensions
@@ -494,9 +499,13 @@ class Protocol:
         """Fail the connection because an extension or plugin raised.
 
         A :class:`ProtocolError` keeps its close code; anything else is a bug in
-        the extension or plugin: close code 1011 and an error naming it. Callers
-        ``raise`` the result (it is already recorded as the failure).
+        the extension or plugin: it is logged (error level, with the plugin's
+        name, the hook and the traceback), the peer gets close code 1011 with
+        the generic reason ``"internal error"`` (the exception's text stays on
+        this side), and the error returned names the plugin. Callers ``raise``
+        the result (it is already recorded as the failure).
         """
+        reason: str | None = None
         if isinstance(exc, ProtocolError):
             failure = exc
         else:
@@ -505,8 +514,11 @@ class Protocol:
                 error.__cause__ = exc
             failure = ProtocolError(f"internal error: {error}", close_code=1011)
             failure.__cause__ = error
+            reason = INTERNAL_ERROR_REASON
+            self.logger.error("%s; failing the connection with 1011", error,
+                              exc_info=(type(exc), exc, exc.__traceback__))
         if Trigger.FAIL in self._si.triggers:
-            self._fail(failure, [], raise_=False)
+            self._fail(failure, [], raise_=False, reason=reason)
         return failure
 
     def _culprit(self, ext: Extension | None, where: str, exc: Exception) -> PluginError:
@@ -609,18 +621,23 @@ class Protocol:
                     self._msg_text = False
                     self._msg_parts = [frame.data]
             elif opcode == 0:
+                # Empty pieces are not kept: a message's memory grows with its
+                # payload only, not with its number of frames.
                 if self._msg_text:
                     # RFC 6455 §8.1: fail as soon as the text is not valid UTF-8.
                     try:
-                        self._msg_parts.append(self._msg_decoder.decode(frame.data, frame.fin))
+                        text = self._msg_decoder.decode(frame.data, frame.fin)
                     except UnicodeDecodeError as exc:
                         raise _invalid_utf8(exc) from None
+                    if text:
+                        self._msg_parts.append(text)
                     if frame.fin:
                         append(TextMessage("".join(self._msg_parts)))
                         self._msg_parts = _NO_PARTS
                         self._msg_decoder = None
                 else:
-                    self._msg_parts.append(frame.data)
+                    if frame.data:
+                        self._msg_parts.append(frame.data)
                     if frame.fin:
                         append(BinaryMessage(b"".join(self._msg_parts)))
                         self._msg_parts = _NO_PARTS
@@ -673,23 +690,32 @@ class Protocol:
         With extensions, the reader checks the wire size against a limit with
         slack (see :meth:`_set_extensions`): when that limit is passed, the
         message exceeds the user's ``max_size`` too, and the 1009 names it.
+        (The limit on frames per message is derived from the user's
+        ``max_size`` already: that error stays as it is.)
         """
-        if type(error) is PayloadTooBig:
+        reader = self._reader
+        limit = reader.max_frames
+        if type(error) is PayloadTooBig and (limit is None or reader.in_message < limit):
             too_big = PayloadTooBig(f"message exceeds max_size={self._max_size}: its frames are larger than that "
                                     "before decoding", close_code=1009)
             too_big.__cause__ = error
             return too_big
         return error
 
-    def _fail(self, exc: ProtocolError, events: list[Event], *, raise_: bool = True) -> None:
-        """Fail the connection (RFC 6455 §7.1.7) and raise ``exc``."""
+    def _fail(self, exc: ProtocolError, events: list[Event], *, raise_: bool = True,
+              reason: str | None = None) -> None:
+        """Fail the connection (RFC 6455 §7.1.7) and raise ``exc``.
+
+        The Close frame carries ``reason``, by default the exception's text.
+        """
         exc.events = events
         code = exc.close_code or 1002
         exc.close_code = code
         self._failure = exc
         si = self._si
         if Trigger.FAIL in si.triggers:
-            reason = _truncate_utf8(str(exc))
+            if reason is None:
+                reason = _truncate_utf8(str(exc))
             if si.close_sent:
                 exc.to_send = []  # our Close is already out: no second one
             else:

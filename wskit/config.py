@@ -949,6 +949,11 @@ def _loads(text: str, source: str, base: Path) -> Config:
         if exc.context and problem.startswith("but "):  # "expected a single document..., but found ..."
             problem = f"{exc.context}, {problem}"
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (it has no mark)
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError(f"{source}:{line}: invalid YAML: character U+{char:04X} is not allowed in YAML text "
+                          "(nor is any control character other than tab, line feed and carriage return)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
     errors: list[str] = []

@@ -24,6 +24,7 @@ __all__ = [
     "parse_close",
     "check_close_code",
     "FrameReader",
+    "fragment_limit",
     "DATA_OPCODES",
     "CONTROL_OPCODES",
 ]
@@ -229,6 +230,36 @@ def parse_close(data: bytes) -> tuple[int, str]:
 _unpack_H = struct.Struct("!H").unpack_from
 _unpack_Q = struct.Struct("!Q").unpack_from
 
+#: A message may arrive in one frame per this many bytes of ``max_size``...
+FRAGMENT_BYTES = 16
+#: ...and in at least this many frames, however small ``max_size`` is.
+MIN_FRAGMENT_LIMIT = 1024
+_NO_FRAGMENT_LIMIT = 1 << 62  # max_size=None: no cap (a plain int keeps the check one comparison)
+
+
+def fragment_limit(max_size: int | None) -> int | None:
+    """Return how many frames a received message may take, given ``max_size``.
+
+    Payload bytes alone do not bound what a fragmented message costs: empty
+    continuation frames add nothing to its size but still take time to
+    parse, so a peer could keep one message open forever. A message may
+    therefore have at most ``max(max_size // 16, 1024)`` frames (65,536 for
+    the default 1 MiB); one more ends the connection with 1009, as a payload
+    over ``max_size`` does. A legitimate sender whose fragments average 16
+    bytes or more never reaches it (the Autobahn test suite's 4 MiB messages
+    in 64-byte fragments need a quarter of what a 4 MiB ``max_size`` allows).
+
+    Args:
+        max_size: the limit on a message's payload, or ``None``.
+
+    Returns:
+        The limit on the number of frames, or ``None`` (no limit) when
+        ``max_size`` is ``None``.
+    """
+    if max_size is None:
+        return None
+    return max(max_size // FRAGMENT_BYTES, MIN_FRAGMENT_LIMIT)
+
 
 class FrameReader:
     """Turns a byte stream into :class:`Frame` objects (RFC 6455 §5).
@@ -248,19 +279,25 @@ class FrameReader:
     and sizes early and keeps memory linear. It is only valid when no
     extension needs whole frames.
 
+    A message may take at most ``max_frames`` frames (by default
+    :func:`fragment_limit` of ``max_size``): a peer cannot keep a message
+    open forever with empty continuation frames (1009 beyond it).
+
     Args:
         mask_expected: ``True`` on a server (client frames MUST be masked),
             ``False`` on a client (server frames MUST NOT be masked).
         max_size: limit on a message's total payload, or ``None``.
         rsv_mask: the RSV bits negotiated extensions allow (``0x70`` = all).
         stream: deliver partial data frames in pieces (see above).
+        max_frames: limit on the frames of one message; ``None`` (default)
+            derives it from ``max_size`` (:func:`fragment_limit`).
     """
 
     __slots__ = ("buf", "pos", "need", "mask_expected", "max_size", "rsv_mask", "stream",
-                 "in_message", "message_size", "text_message", "_remaining", "_key", "_fin")
+                 "in_message", "message_size", "text_message", "_remaining", "_key", "_fin", "_max_frames")
 
     def __init__(self, mask_expected: bool, max_size: int | None = None, rsv_mask: int = 0,
-                 stream: bool = True) -> None:
+                 stream: bool = True, max_frames: int | None = None) -> None:
         self.buf = bytearray()
         self.pos = 0
         # len(buf) needed before the next frame can complete (0: unknown);
@@ -270,12 +307,24 @@ class FrameReader:
         self.max_size = max_size
         self.rsv_mask = rsv_mask
         self.stream = stream
-        self.in_message = False  # a fragmented message is in progress
+        # How many frames of a fragmented message arrived so far (0: none in progress).
+        self.in_message = 0
+        self.max_frames = fragment_limit(max_size) if max_frames is None else max_frames
         self.message_size = 0  # payload bytes of the current message so far
         self.text_message = False  # the current message is text (only text is streamed)
         self._remaining = 0  # payload bytes still due for the frame being streamed
         self._key: bytes | None = None  # its masking key, rotated to the next byte
         self._fin = True  # its FIN bit
+
+    @property
+    def max_frames(self) -> int | None:
+        """The limit on the frames of one message (``None``: no limit)."""
+        limit = self._max_frames
+        return None if limit == _NO_FRAGMENT_LIMIT else limit
+
+    @max_frames.setter
+    def max_frames(self, limit: int | None) -> None:
+        self._max_frames = _NO_FRAGMENT_LIMIT if limit is None else limit
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes to the buffer."""
@@ -379,6 +428,10 @@ class FrameReader:
                         if not in_message:
                             # RFC 6455 §5.4: a continuation frame needs a message to continue.
                             raise ProtocolError("continuation frame without a message in progress", close_code=1002)
+                        if in_message >= self._max_frames:
+                            raise PayloadTooBig(f"message in more than {in_message} frames: at most {in_message} "
+                                                f"are allowed (one per {FRAGMENT_BYTES} bytes of max_size, at "
+                                                f"least {MIN_FRAGMENT_LIMIT})", close_code=1009)
                         size = message_size + length
                     elif opcode > 2:
                         raise ProtocolError(f"reserved data opcode 0x{opcode:x} (RFC 6455 §5.2)", close_code=1002)
@@ -411,10 +464,10 @@ class FrameReader:
                         if opcode:
                             text_message = opcode == 1
                         if b0 & 0x80:
-                            in_message = False
+                            in_message = 0
                             message_size = 0
                         else:
-                            in_message = True
+                            in_message += 1
                             message_size = size
                     if b0 & 0x70:
                         append(Frame(_OPCODES[opcode], data, b0 & 0x80 != 0,
@@ -441,7 +494,7 @@ class FrameReader:
                     self._remaining = length - take
                     self._fin = b0 & 0x80 != 0
                     # The frame as a whole is accounted for now.
-                    in_message = not b0 & 0x80
+                    in_message = 0 if b0 & 0x80 else in_message + 1
                     message_size = 0 if b0 & 0x80 else size
                     append(Frame(_OPCODES[opcode], data, False, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
                     break

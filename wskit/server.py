@@ -125,6 +125,9 @@ class ServerProtocol(Protocol):
             if self._debug:
                 self.logger.debug("< %s %s HTTP/1.1", request.method, request.path)
             self._key = check_request(request, origins=self._origins)
+            offers = request.headers.get_all("Sec-WebSocket-Protocol")
+            if offers:
+                parse_subprotocol_header(offers)  # malformed: 400 now, not an error from accept()
             hook = self._plugins.check_request
             if hook is not None:
                 try:

@@ -13,7 +13,12 @@ backpressure in both directions:
   wait, the transport stops reading the socket until ``recv`` drains them;
 * sending: the transport's write buffer high-water mark is ``write_limit``;
   when it is exceeded the transport calls ``pause_writing`` and ``send``
-  waits for ``resume_writing``.
+  waits for ``resume_writing``;
+* automatic replies (the Pong answering a Ping) obey the same limit: when
+  one leaves the write buffer above ``write_limit``, the transport stops
+  reading the socket, so that a peer that sends Pings without reading the
+  Pongs cannot make the buffer grow; reading resumes when the buffer has
+  drained below the low-water mark (``write_limit // 4``).
 
 Two things keep small request/response exchanges cheap:
 
@@ -136,7 +141,8 @@ class Connection(asyncio.Protocol):
         self._close_timeout = close_timeout
         self._queue: deque[Data] = deque()
         self._recv_waiter: Waiter | None = None
-        self._paused_reading = False
+        self._paused_reading = False  # by the queue of received messages (max_queue)
+        self._paused_replies = False  # by automatic replies the peer does not read (write_limit)
         self._paused_writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._sending_fragments: asyncio.Future[None] | None = None
@@ -262,6 +268,12 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused_writing = False
+        if self._paused_replies:
+            # The peer read its replies: read its frames again (unless the
+            # queue of received messages keeps reading paused).
+            self._paused_replies = False
+            if not self._paused_reading and self._transport is not None and not self._lost:
+                self._transport.resume_reading()
         waiter = self._drain_waiter
         if waiter is not None:
             self._drain_waiter = None
@@ -346,7 +358,7 @@ class Connection(asyncio.Protocol):
             max_queue = self._max_queue
             if max_queue is not None and len(queue) >= max_queue and not self._paused_reading:
                 self._paused_reading = True
-                if self._transport is not None and not self._lost:
+                if not self._paused_replies and self._transport is not None and not self._lost:
                     self._transport.pause_reading()
             waiter = self._recv_waiter
             if waiter is not None:
@@ -366,6 +378,12 @@ class Connection(asyncio.Protocol):
         data = self._duties.answer_ping(event.data)
         if data:
             self._write(data)
+            if self._paused_writing and not self._paused_replies:
+                # The peer does not read its Pongs: stop reading its Pings
+                # until the write buffer drains (resume_writing).
+                self._paused_replies = True
+                if not self._paused_reading and self._transport is not None and not self._lost:
+                    self._transport.pause_reading()
 
     def _on_pong(self, data: bytes) -> None:
         for fut, rtt in self._duties.pong_received(data, time.monotonic()):
@@ -541,7 +559,7 @@ class Connection(asyncio.Protocol):
         message = queue.popleft()
         if self._paused_reading and len(queue) <= self._low_queue:
             self._paused_reading = False
-            if self._transport is not None and not self._lost:
+            if not self._paused_replies and self._transport is not None and not self._lost:
                 self._transport.resume_reading()
         if not queue:
             # Runs after the caller's current step, i.e. after it sent its reply.

@@ -88,9 +88,13 @@ class Connection:
         protocol: the sans-I/O protocol (a client or server protocol).
         max_queue: incoming messages buffered before the reader stops reading
             the socket; ``None`` for no limit.
-        write_limit: accepted for symmetry with the asyncio layer; blocking
-            writes never buffer in Python, so ``send`` returns once the kernel
-            took the bytes (its socket buffer is the only write buffer).
+        write_limit: blocking writes never buffer in Python, so ``send``
+            returns once the kernel took the bytes (its socket buffer is the
+            write buffer). Control frames built while another thread writes
+            wait in a list for it; when the Pongs answering the peer's Pings
+            make that list exceed ``write_limit``, the reader thread stops
+            reading until the writer has taken them (a peer that sends Pings
+            without reading cannot make it grow).
         close_timeout: how long :meth:`close` waits for the closing handshake
             and for the peer to close TCP, in seconds (``None``: forever).
         ping_interval: seconds between keepalive Pings; ``None`` disables
@@ -158,6 +162,9 @@ class Connection:
         # token back (at most about write_limit bytes wait here).
         self._backlog: list[Callable[[Protocol], list[bytes]]] = []
         self._backlog_size = 0
+        self._pending_size = 0  # bytes in _pending
+        # Notified (with _proto_lock) when the token holder takes _pending, or drops it.
+        self._pending_taken = threading.Condition(self._proto_lock)
         self._messages: collections.deque[Data] = collections.deque()
         # Guards _messages, _ended, _closing_local, _holding and the waiter state
         # below. Hot paths use it directly: a recv() that finds a message
@@ -531,8 +538,14 @@ class Connection:
         except InvalidState as exc:
             raise self._on_invalid_state(exc) from exc
 
-    def _send_control(self, build: Callable[[], list[bytes | None]] | Callable[[], list[bytes]]) -> None:
-        """Build frames and write them, or queue them if another thread is writing."""
+    def _send_control(self, build: Callable[[], list[bytes | None]] | Callable[[], list[bytes]],
+                      reply: bool = False) -> None:
+        """Build frames and write them, or queue them if another thread is writing.
+
+        ``reply``: an automatic reply built by the reader thread; if the queue
+        is over ``write_limit``, wait until the writer took it (the peer is
+        not reading: stop reading it too).
+        """
         with self._proto_lock:
             if self._sock_closed:
                 raise self._closed()
@@ -541,6 +554,10 @@ class Connection:
                 return
             if not self._write_lock.acquire(blocking=False):
                 self._pending.extend(data)  # the token holder writes them next
+                self._pending_size += sum(len(chunk) for chunk in data if chunk is not _FIN)
+                if reply:
+                    while self._pending_size > self.write_limit and not self._sock_closed:
+                        self._pending_taken.wait()
                 return
         self._write_holding_token(data)
 
@@ -571,9 +588,13 @@ class Connection:
                         released = True
                         return
                     self._pending = []
+                    self._pending_size = 0
+                    self._pending_taken.notify_all()
         except OSError as exc:
             with self._proto_lock:
                 self._pending = []
+                self._pending_size = 0
+                self._pending_taken.notify_all()
             if self._debug:
                 self.logger.debug("! write failed: %r", exc)
             self._abort()
@@ -833,7 +854,7 @@ class Connection:
             if isinstance(event, Ping):
                 data = event.data
                 try:
-                    self._send_control(lambda data=data: self._duties.answer_ping(data))
+                    self._send_control(lambda data=data: self._duties.answer_ping(data), reply=True)
                 except WebSocketClosed:
                     pass
             elif isinstance(event, Pong):
@@ -970,6 +991,8 @@ class Connection:
             with self._proto_lock:
                 self._sock_closed = True
                 self._pending = []
+                self._pending_size = 0
+                self._pending_taken.notify_all()
             try:
                 self.socket.close()
             except OSError:
