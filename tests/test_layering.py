@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     )),
     ("plugin machinery", ("wskit.configschema", "wskit.hookspecs", "wskit.plugin", "wskit.plugins", "wskit.plugins.*")),
     ("protocol objects", (
-        "wskit", "wskit._protocol", "wskit.client", "wskit.server", "wskit.protocol", "wskit.duties",
+        "wskit", "wskit._protocol", "wskit.client", "wskit.server", "wskit.protocol", "wskit.duties", "wskit.http2",
     )),
     ("configuration", ("wskit.config",)),
     ("I/O layers", (
@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 CORE = ("wskit._headermap", "wskit._protocol", "wskit.client", "wskit.defaults", "wskit.duties", "wskit.events",
         "wskit.exceptions", "wskit.extensions.base", "wskit.extensions.permessage_deflate", "wskit.frames",
         "wskit.handshake", "wskit.headers", "wskit.http11", "wskit.mask", "wskit.protocol", "wskit.server",
-        "wskit.statemachine")
+        "wskit.statemachine", "wskit.http2")
 ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync", "wskit.asgi")
 
 
