@@ -92,19 +92,35 @@ def _lower_items(headers: HeadersLike | None, own: frozenset[str], where: str) -
     return items
 
 
+# Received, these make a header block malformed (RFC 9113 §8.2.2); ``te`` may only be "trailers".
+_FORBIDDEN_RECEIVED = frozenset({"connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding"})
+
+
 def _split(block: Iterable[tuple[str | bytes, str | bytes]]) -> tuple[dict[str, str], list[H2Header]]:
-    """Split a received header block into its pseudo-headers and its regular headers (as ``str``)."""
+    """Split a received header block into its pseudo-headers and its regular headers (as ``str``).
+
+    Raises:
+        InvalidHandshake: the block is malformed (RFC 9113 §8.2): a name
+            with uppercase letters, a pseudo-header twice or after a regular
+            header, a connection-specific header.
+    """
     pseudo: dict[str, str] = {}
     regular: list[H2Header] = []
     for raw_name, raw_value in block:
         name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else raw_name
         value = raw_value.decode("latin-1") if isinstance(raw_value, bytes) else raw_value
+        if name != name.lower():
+            raise InvalidHandshake(f"header name {name!r} has uppercase letters (not allowed in HTTP/2)")
         if name.startswith(":"):
             if name in pseudo:
                 raise InvalidHandshake(f"pseudo-header {name} appears twice")
+            if regular:
+                raise InvalidHandshake(f"pseudo-header {name} after a regular header")
             pseudo[name] = value
         else:
-            regular.append((name.lower(), value))
+            if name in _FORBIDDEN_RECEIVED or (name == "te" and value.strip().lower() != "trailers"):
+                raise InvalidHandshake(f"connection-specific header {name!r} is not allowed in HTTP/2")
+            regular.append((name, value))
     return pseudo, regular
 
 

@@ -68,6 +68,8 @@ STREAM_WINDOW = 256 * 1024
 
 _HIGHEST_ID = 2**31 - 1
 
+_Received = tuple[bytes | str, bytes | str]  # a header as h2 hands it over
+
 
 class _LocalSettings(h2.settings.Settings):
     """Our settings, sent as they are; ``h2`` does not refuse excess streams itself.
@@ -105,7 +107,8 @@ class StreamTransport(asyncio.Transport):
         self._low = 16384
         self._protocol_paused = False
         self._closing = False  # close(): no more writes, nothing more delivered
-        self._end_wanted = False  # END_STREAM once _pending is sent (close or write_eof)
+        self._end_wanted = False  # END_STREAM once _pending is sent (close)
+        self._eof_written = False  # write_eof(): no more writes, our side ends after the peer's
         self.end_sent = False
         self.end_received = False
         self.lost = False
@@ -143,10 +146,16 @@ class StreamTransport(asyncio.Transport):
         self._carrier.send_pending(self)
 
     def write_eof(self) -> None:
-        if self._end_wanted or self.lost:
-            return
-        self._end_wanted = True
-        self._carrier.send_pending(self)
+        """Nothing more will be written; our side ends when the peer ends its own.
+
+        A WebSocket half-closes after its closing handshake, which already
+        told the peer that nothing follows. Ending the stream then could
+        race with a server that drops its state as soon as it ended the
+        stream (hypercorn fails the whole HTTP/2 connection on DATA for such
+        a stream): our side ends once the peer's has (RST_STREAM NO_ERROR,
+        see :meth:`close`), or at ``close_timeout`` (reset).
+        """
+        self._eof_written = True
 
     def can_write_eof(self) -> bool:
         return True
@@ -159,14 +168,14 @@ class StreamTransport(asyncio.Transport):
         self._lose(None)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:  # type: ignore[override]
-        if self._end_wanted or self.lost or not data:
+        if self._end_wanted or self._eof_written or self.lost or not data:
             return
         self._pending += data
         self._carrier.send_pending(self)
         self._check_high()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:  # type: ignore[override]
-        if self._end_wanted or self.lost:
+        if self._end_wanted or self._eof_written or self.lost:
             return
         for data in list_of_data:
             self._pending += data
@@ -260,7 +269,11 @@ class _Carrier(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.client_side = client_side
         self.logger = logger
-        config = h2.config.H2Configuration(client_side=client_side, header_encoding="utf-8")
+        # A server checks requests itself (wskit.http2): a malformed one is refused on its own
+        # stream (400), where h2 would end the whole connection.
+        # Headers stay bytes (wskit.http2 decodes them as ISO-8859-1, as HTTP/1.1 does).
+        config = h2.config.H2Configuration(client_side=client_side, header_encoding=None,
+                                           validate_inbound_headers=client_side)
         self.h2 = h2.connection.H2Connection(config)
         initial = {
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
@@ -326,7 +339,7 @@ class _Carrier(asyncio.Protocol):
         elif kind is h2.events.RequestReceived:
             ev_request = cast(h2.events.RequestReceived, event)
             assert ev_request.stream_id is not None
-            self.request_received(ev_request.stream_id, cast(list[H2Header], ev_request.headers or []))
+            self.request_received(ev_request.stream_id, list(ev_request.headers or []))
             if ev_request.stream_ended is not None:
                 self._ended(ev_request.stream_id)
         elif kind is h2.events.ResponseReceived:
@@ -336,7 +349,7 @@ class _Carrier(asyncio.Protocol):
             if stream is not None:
                 conn = stream.get_protocol()
                 assert isinstance(conn, H2ClientConnection)
-                conn._h2_response(cast(list[H2Header], ev_response.headers or []))
+                conn._h2_response(list(ev_response.headers or []))
             if ev_response.stream_ended is not None:
                 self._ended(ev_response.stream_id)
         elif kind is h2.events.StreamEnded:
@@ -392,7 +405,7 @@ class _Carrier(asyncio.Protocol):
 
     # -- for subclasses ------------------------------------------------------------------
 
-    def request_received(self, stream_id: int, block: list[H2Header]) -> None:
+    def request_received(self, stream_id: int, block: list[_Received]) -> None:
         self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)  # a server's push or a request to a client
 
     def settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
@@ -432,8 +445,16 @@ class _Carrier(asyncio.Protocol):
                 h2conn.send_data(stream_id, bytes(pending[:size]))
                 del pending[:size]
             if not pending and stream._end_wanted and not stream.end_sent:
-                h2conn.end_stream(stream_id)
                 stream.end_sent = True
+                if stream.end_received:
+                    # The peer ended its side already: the stream is complete. RST_STREAM NO_ERROR
+                    # rather than an empty END_STREAM, which some servers (hypercorn) fail on once
+                    # they dropped the stream they ended.
+                    h2conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+                    self.flush()
+                    stream._lose(None)
+                    return
+                h2conn.end_stream(stream_id)
         except h2.exceptions.ProtocolError:  # the stream or the connection is closed
             stream._lose(None)
             return
@@ -533,7 +554,7 @@ class H2ClientConnection(client_module.ClientConnection):
         """The HTTP/2 stream of this WebSocket."""
         return None if self._transport is None else cast(int, self._transport.get_extra_info("stream_id"))
 
-    def _h2_response(self, block: list[H2Header]) -> None:
+    def _h2_response(self, block: list[_Received]) -> None:
         try:
             self.protocol.receive_response(block)
         except InvalidHandshake as exc:
@@ -783,7 +804,7 @@ class H2ServerConnection(server_module.ServerConnection):
         transport = self._transport
         return transport if isinstance(transport, StreamTransport) and not transport.lost else None
 
-    def _h2_request(self, block: list[H2Header]) -> None:
+    def _h2_request(self, block: list[_Received]) -> None:
         try:
             events = self.protocol.receive_request(block)
         except InvalidHandshake as exc:
@@ -857,7 +878,7 @@ class _ServerCarrier(_Carrier):
         super().__init__(client_side=False, **kwargs)
         self.acceptor = acceptor
 
-    def request_received(self, stream_id: int, block: list[H2Header]) -> None:
+    def request_received(self, stream_id: int, block: list[_Received]) -> None:
         if self.going_away or len(self.streams) >= self.max_streams:
             # RFC 9113 §5.1.2: beyond SETTINGS_MAX_CONCURRENT_STREAMS, refused; the others go on.
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
