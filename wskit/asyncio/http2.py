@@ -107,8 +107,7 @@ class StreamTransport(asyncio.Transport):
         self._low = 16384
         self._protocol_paused = False
         self._closing = False  # close(): no more writes, nothing more delivered
-        self._end_wanted = False  # END_STREAM once _pending is sent (close)
-        self._eof_written = False  # write_eof(): no more writes, our side ends after the peer's
+        self._end_wanted = False  # END_STREAM once _pending is sent (close or write_eof)
         self.end_sent = False
         self.end_received = False
         self.lost = False
@@ -146,16 +145,11 @@ class StreamTransport(asyncio.Transport):
         self._carrier.send_pending(self)
 
     def write_eof(self) -> None:
-        """Nothing more will be written; our side ends when the peer ends its own.
-
-        A WebSocket half-closes after its closing handshake, which already
-        told the peer that nothing follows. Ending the stream then could
-        race with a server that drops its state as soon as it ended the
-        stream (hypercorn fails the whole HTTP/2 connection on DATA for such
-        a stream): our side ends once the peer's has (RST_STREAM NO_ERROR,
-        see :meth:`close`), or at ``close_timeout`` (reset).
-        """
-        self._eof_written = True
+        """End our side of the stream (END_STREAM once written data is sent) and keep reading."""
+        if self._end_wanted or self.lost:
+            return
+        self._end_wanted = True
+        self._carrier.send_pending(self)
 
     def can_write_eof(self) -> bool:
         return True
@@ -168,14 +162,14 @@ class StreamTransport(asyncio.Transport):
         self._lose(None)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:  # type: ignore[override]
-        if self._end_wanted or self._eof_written or self.lost or not data:
+        if self._end_wanted or self.lost or not data:
             return
         self._pending += data
         self._carrier.send_pending(self)
         self._check_high()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:  # type: ignore[override]
-        if self._end_wanted or self._eof_written or self.lost:
+        if self._end_wanted or self.lost:
             return
         for data in list_of_data:
             self._pending += data
