@@ -333,7 +333,8 @@ class _Carrier(asyncio.Protocol):
         elif kind is h2.events.RequestReceived:
             ev_request = cast(h2.events.RequestReceived, event)
             assert ev_request.stream_id is not None
-            self.request_received(ev_request.stream_id, list(ev_request.headers or []))
+            self.request_received(ev_request.stream_id, list(ev_request.headers or []),
+                                  ev_request.stream_ended is not None)
             if ev_request.stream_ended is not None:
                 self._ended(ev_request.stream_id)
         elif kind is h2.events.ResponseReceived:
@@ -399,7 +400,7 @@ class _Carrier(asyncio.Protocol):
 
     # -- for subclasses ------------------------------------------------------------------
 
-    def request_received(self, stream_id: int, block: list[_Received]) -> None:
+    def request_received(self, stream_id: int, block: list[_Received], ended: bool) -> None:
         self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)  # a server's push or a request to a client
 
     def settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
@@ -798,9 +799,14 @@ class H2ServerConnection(server_module.ServerConnection):
         transport = self._transport
         return transport if isinstance(transport, StreamTransport) and not transport.lost else None
 
-    def _h2_request(self, block: list[_Received]) -> None:
+    def _h2_request(self, block: list[_Received], ended: bool) -> None:
         try:
             events = self.protocol.receive_request(block)
+            if ended:
+                exc = InvalidHandshake("extended CONNECT with END_STREAM: the stream must stay open to carry the "
+                                       "WebSocket")
+                self.protocol._handshake_failed(exc)
+                raise exc
         except InvalidHandshake as exc:
             request = self.protocol.request
             if request is not None and self.server._process_request is not None and exc.status == 405:
@@ -816,6 +822,11 @@ class H2ServerConnection(server_module.ServerConnection):
         self._task = self._loop.create_task(self._run(cast(Request, events[0])))
         self.server._tasks.add(self._task)
         self._task.add_done_callback(self.server._tasks.discard)
+
+    def eof_received(self) -> bool | None:
+        if self._opening:
+            return True  # a request without a body (a GET) ends its side at once: the answer still goes out
+        return super().eof_received()
 
     def _send_error(self, exc: InvalidHandshake) -> None:
         response = exc.response
@@ -872,7 +883,7 @@ class _ServerCarrier(_Carrier):
         super().__init__(client_side=False, **kwargs)
         self.acceptor = acceptor
 
-    def request_received(self, stream_id: int, block: list[_Received]) -> None:
+    def request_received(self, stream_id: int, block: list[_Received], ended: bool) -> None:
         if self.going_away or len(self.streams) >= self.max_streams:
             # RFC 9113 §5.1.2: beyond SETTINGS_MAX_CONCURRENT_STREAMS, refused; the others go on.
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
@@ -881,7 +892,7 @@ class _ServerCarrier(_Carrier):
         stream = StreamTransport(self, stream_id, conn)
         self.streams[stream_id] = stream
         conn.connection_made(stream)
-        conn._h2_request(block)
+        conn._h2_request(block, ended)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
