@@ -8,6 +8,7 @@ middle of a message) is played by the ``h2`` package itself, driven by hand.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import ssl
 import subprocess
@@ -224,6 +225,13 @@ def test_any_request_built_is_accepted_and_the_choice_agrees(path: str, offered:
     assert [e.name for e in client.extensions] == [e.name for e in server.extensions]
 
 
+def test_docs_sansio_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "http2.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "H2ServerProtocol(" in b)
+    exec(compile(block, "docs/http2.md", "exec"), {})
+    assert capsys.readouterr().out == "CONNECT /chat chat\n"
+
+
 # -- asyncio: TLS certificate, servers, helpers ----------------------------------------------
 
 
@@ -288,9 +296,10 @@ class RawH2:
     def flush(self) -> None:
         self.writer.write(self.conn.data_to_send())
 
-    def request(self, path: str = "/", **changes: str | None) -> int:
+    def request(self, path: str = "/", end: bool = False, **changes: str | None) -> int:
         stream_id = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(stream_id, block_with(**{":path": path, ":authority": f"{HOST}", **changes}))
+        self.conn.send_headers(stream_id, block_with(**{":path": path, ":authority": f"{HOST}", **changes}),
+                               end_stream=end)
         self.flush()
         return stream_id
 
@@ -496,7 +505,8 @@ def test_invalid_requests_get_an_error_response_on_their_stream_only(tls: Any) -
             cases = {raw.request(**{"sec-websocket-version": "8"}): ("426", b"version 13"),
                      raw.request(**{":protocol": "chat"}): ("501", b"not supported"),
                      raw.request(**{"Bad-Name": "x"}): ("400", b"uppercase"),
-                     raw.request(**{":method": "GET", ":protocol": None}): ("405", b"extended CONNECT")}
+                     raw.request(**{":method": "GET", ":protocol": None}): ("405", b"extended CONNECT"),
+                     raw.request(end=True): ("400", b"END_STREAM")}
             for stream_id, (status, text) in cases.items():
                 answer = await raw.response(stream_id)
                 assert answer[":status"] == status
