@@ -205,7 +205,7 @@ class StreamTransport(asyncio.Transport):
         if not held and self._eof_held and self._reading:
             self._eof_held = False
             self._deliver_eof()
-        self._carrier.flush()
+        self._carrier.soon()
 
     # -- what the carrier tells the stream --------------------------------------------
 
@@ -282,6 +282,8 @@ class _Carrier(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, StreamTransport] = {}
         self.tcp_paused = False
+        self._receiving = False  # in data_received: it writes what h2 has to send when it ends
+        self._flush_handle: asyncio.Handle | None = None
         self.going_away = False  # GOAWAY sent or received: no new stream
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
@@ -306,9 +308,13 @@ class _Carrier(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        for event in events:
-            self._dispatch(event)
-        self.flush()
+        self._receiving = True
+        try:
+            for event in events:
+                self._dispatch(event)
+        finally:
+            self._receiving = False
+            self.flush()  # with what the streams answered meanwhile: one write
 
     def _dispatch(self, event: h2.events.Event) -> None:
         kind = type(event)
@@ -409,7 +415,17 @@ class _Carrier(asyncio.Protocol):
 
     # -- for streams -------------------------------------------------------------------
 
+    def soon(self) -> None:
+        """Write what h2 has to send once the current callback ends: the frames of many
+        streams, and of a burst of messages, go out in one TLS write."""
+        if self._receiving or self._flush_handle is not None:
+            return  # data_received, or the pending callback, writes it
+        self._flush_handle = self.loop.call_soon(self.flush)
+
     def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -446,14 +462,14 @@ class _Carrier(asyncio.Protocol):
                     # rather than an empty END_STREAM, which some servers (hypercorn) fail on once
                     # they dropped the stream they ended.
                     h2conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-                    self.flush()
+                    self.soon()
                     stream._lose(None)
                     return
                 h2conn.end_stream(stream_id)
         except h2.exceptions.ProtocolError:  # the stream or the connection is closed
             stream._lose(None)
             return
-        self.flush()
+        self.soon()
         stream._check_low()
         if stream.end_sent and stream.end_received:
             self.stream_done(stream)
@@ -463,7 +479,7 @@ class _Carrier(asyncio.Protocol):
             self.h2.reset_stream(stream.stream_id, code)
         except h2.exceptions.ProtocolError:
             pass  # already closed
-        self.flush()
+        self.soon()
 
     def stream_done(self, stream: StreamTransport) -> None:
         if stream.end_sent and stream.end_received:
@@ -516,7 +532,7 @@ class _Carrier(asyncio.Protocol):
                 # The answer is complete; the request side is not needed (RFC 9113 §8.1).
                 self.reset(stream, ErrorCodes.NO_ERROR)
                 stream._lose(None)
-        self.flush()
+        self.soon()
 
 
 def _code_name(code: Any) -> str:
@@ -591,7 +607,7 @@ class _ClientCarrier(_Carrier):
         self.streams[stream_id] = stream
         conn.connection_made(stream)
         self.h2.send_headers(stream_id, conn.protocol.request_headers(), end_stream=False)
-        self.flush()
+        self.soon()
 
     def forget(self, stream: StreamTransport) -> None:
         super().forget(stream)
