@@ -434,6 +434,24 @@ def test_falls_back_to_http11_when_the_server_does_not_offer_h2(tls: Any) -> Non
     run(main())
 
 
+def test_a_bad_request_header_fails_that_connect_only(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+
+    async def main() -> None:
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx) as server:
+            uri = f"wss://{HOST}:{port_of(server)}/"
+            ctx = client_ctx()
+            async with http2.connect(uri, ssl=ctx) as first:
+                with pytest.raises(ValueError, match="'Connection' is not allowed over HTTP/2"):
+                    await http2.connect(uri, ssl=ctx, extra_headers=[("Connection", "keep-alive")])
+                async with http2.connect(uri, ssl=ctx, extra_headers=[("X-Ok", "1")]) as second:
+                    assert second.transport._carrier is first.transport._carrier  # type: ignore[union-attr]
+                    await second.send("fine")
+                    assert await second.recv() == "fine"
+
+    run(main())
+
+
 def test_http2_needs_tls() -> None:
     with pytest.raises(ValueError, match="h2c"):
         http2.connect("ws://127.0.0.1:1/")

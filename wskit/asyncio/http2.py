@@ -32,7 +32,7 @@ import asyncio
 import collections
 import logging
 import uuid
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 try:
@@ -55,7 +55,7 @@ from . import server as server_module
 from .connection import Connection, make_logger
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .server import Server
+    pass
 
 __all__ = ["H2ClientConnection", "H2ServerConnection", "StreamTransport", "connect", "serve",
            "MAX_STREAMS", "STREAM_WINDOW"]
@@ -274,7 +274,9 @@ class _Carrier(asyncio.Protocol):
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536,
         }
-        if not client_side:
+        if client_side:
+            initial[h2.settings.SettingCodes.ENABLE_PUSH] = 0
+        else:
             initial[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
         self.h2.local_settings = _LocalSettings(client=client_side, initial_values=initial)
         self.max_streams = max_streams
@@ -602,11 +604,12 @@ class _ClientCarrier(_Carrier):
                 and len(self.streams) + self.reserved < self.h2.remote_settings.max_concurrent_streams)
 
     def open_stream(self, conn: H2ClientConnection) -> None:
+        block = conn.protocol.request_headers()  # first: it raises for bad extra headers
         stream_id = self.h2.get_next_available_stream_id()
         stream = StreamTransport(self, stream_id, conn)
         self.streams[stream_id] = stream
         conn.connection_made(stream)
-        self.h2.send_headers(stream_id, conn.protocol.request_headers(), end_stream=False)
+        self.h2.send_headers(stream_id, block, end_stream=False)
         self.soon()
 
     def forget(self, stream: StreamTransport) -> None:
@@ -707,10 +710,16 @@ class connect(client_module.connect):
         carrier = await self._carrier(holder)
         if carrier is None:
             return  # HTTP/1.1: holder has the open connection
-        conn = self._make_h2()
-        holder.append(conn)
-        carrier.reserved -= 1
-        carrier.open_stream(conn)
+        try:
+            conn = self._make_h2()
+            holder.append(conn)
+        finally:
+            carrier.reserved -= 1
+        try:
+            carrier.open_stream(conn)
+        finally:
+            if not carrier.streams and not carrier.reserved:
+                carrier.shutdown()  # nothing else uses it
         await conn._handshake
 
     async def _carrier(self, holder: list[client_module.ClientConnection]) -> _ClientCarrier | None:
@@ -999,9 +1008,6 @@ class serve(server_module.serve):
                                   logger=logger, **self._options.connection_kwargs())
         holder.append(conn)
         return conn
-
-    def __await__(self) -> Generator[Any, None, Server]:
-        return self._start().__await__()
 
 
 def _check_window(stream_window: int, max_streams: int) -> None:
