@@ -452,6 +452,58 @@ def test_a_bad_request_header_fails_that_connect_only(tls: Any) -> None:
     run(main())
 
 
+class PlainH2(asyncio.Protocol):
+    """An HTTP/2 server (h2) that does not offer RFC 8441: no SETTINGS_ENABLE_CONNECT_PROTOCOL."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        self.conn.initiate_connection()
+        transport.write(self.conn.data_to_send())  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self.transport.write(self.conn.data_to_send())  # type: ignore[attr-defined]
+
+
+def test_falls_back_to_http11_when_h2_has_no_extended_connect(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    server_ctx.set_alpn_protocols(["h2", "http/1.1"])
+    taken: list[PlainH2] = []
+
+    class Acceptor:
+        """Where wskit.asyncio.http2.serve hooks in: here, hand h2 connections to PlainH2."""
+
+        def take_over(self, conn: ServerConnection, transport: asyncio.BaseTransport) -> bool:
+            if transport.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
+                return False
+            plain = PlainH2()
+            taken.append(plain)
+            transport.set_protocol(plain)
+            plain.connection_made(transport)
+            return True
+
+        def close(self) -> None:
+            pass
+
+    async def main() -> None:
+        async with serve_h1(echo, HOST, 0, ssl=server_ctx) as server:
+            server._http2 = Acceptor()
+            ctx = client_ctx()
+            async with http2.connect(f"wss://{HOST}:{port_of(server)}/", ssl=ctx) as ws:
+                assert type(ws) is ClientConnection  # the second connection, HTTP/1.1 only
+                assert ws.transport is not None
+                assert ws.transport.get_extra_info("ssl_object").selected_alpn_protocol() == "http/1.1"
+                await ws.send("fallback")
+                assert await ws.recv() == "fallback"
+            assert len(taken) == 1  # the HTTP/2 attempt
+            assert ctx.get_ca_certs()  # the caller's context, still usable
+            async with http2.connect(f"wss://{HOST}:{port_of(server)}/", ssl=ctx) as again:
+                assert type(again) is ClientConnection and len(taken) == 2  # h2 offered again, then fell back
+
+    run(main())
+
+
 def test_http2_needs_tls() -> None:
     with pytest.raises(ValueError, match="h2c"):
         http2.connect("ws://127.0.0.1:1/")
