@@ -712,6 +712,26 @@ def test_server_close_sends_1001_and_goaway(tls: Any) -> None:
     run(main())
 
 
+def test_server_close_ends_idle_http2_connections_and_pings_work(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+
+    async def main() -> None:
+        server = await http2.serve(echo, HOST, 0, ssl=server_ctx)
+        idle = await RawH2.open(port_of(server), client_ctx())  # an HTTP/2 connection without any stream
+        await idle.until(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))
+        ws = await http2.connect(f"wss://{HOST}:{port_of(server)}/", ssl=client_ctx())
+        latency = await (await ws.ping())
+        assert latency >= 0 and ws.latency == latency
+        server.close()
+        await server.wait_closed()  # returns: the idle connection did not hold it
+        await idle.until(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+        assert await idle.reader.read() == b""
+        await ws.wait_closed()
+        assert ws.close_code == 1001
+
+    run(main())
+
+
 def test_refused_handshake_raises_with_the_response(tls: Any) -> None:
     server_ctx, client_ctx = tls
 
