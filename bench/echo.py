@@ -10,6 +10,10 @@ Loads:
   pipelined   50 clients, each sends a burst of 32-byte messages, then reads the echoes
   1 MiB       one client, 1 MiB binary round trips
 
+wskit-http2 (TLS) gets its own two loads, the same pipelined burst through
+wskit's asyncio clients: 50 WebSockets on 50 TLS connections (HTTP/1.1), and
+50 WebSockets as streams of one HTTP/2 connection (RFC 8441).
+
     python bench/echo.py [--quick] [--impl wskit-asyncio --impl websockets ...]
 """
 
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,7 +36,7 @@ from wskit import BinaryMessage, ClientProtocol, TextMessage
 
 HERE = Path(__file__).resolve().parent
 IMPLS = ["wskit-asyncio", "wskit-uvloop", "wskit-sync", "websockets", "picows", "aiohttp", "floor",
-         "uvicorn-wskit", "uvicorn-websockets-sansio", "uvicorn-wsproto"]
+         "uvicorn-wskit", "uvicorn-websockets-sansio", "uvicorn-wsproto", "wskit-http2"]
 # The same ASGI echo app on uvicorn with each of its WebSocket implementations.
 UVICORN_OWN = ("uvicorn-websockets-sansio", "uvicorn-wsproto")
 # "floor" is no library: the least an asyncio.Protocol must do to echo small
@@ -129,6 +134,43 @@ async def big(port: int, n: int) -> int:
     return n
 
 
+def insecure_tls() -> Any:
+    """A client TLS context for the benchmark's self-signed certificate (loopback only)."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def pipelined_tls(port: int, clients: int, burst: int, rounds: int, http2: bool) -> int:
+    """The pipelined load through wskit's asyncio clients over TLS: HTTP/1.1 connections or HTTP/2 streams."""
+    from wskit.asyncio import connect
+    from wskit.asyncio import http2 as h2
+
+    uri = f"wss://127.0.0.1:{port}/"
+    options: dict[str, Any] = {"compression": None, "max_size": None, "ping_interval": None}
+    if http2:
+        context = insecure_tls()  # one context: the streams share one HTTP/2 connection
+        conns = await asyncio.gather(*(h2.connect(uri, ssl=context, **options) for _ in range(clients)))
+        assert len({ws.transport._carrier for ws in conns}) == 1  # type: ignore[union-attr]
+    else:
+        conns = [await connect(uri, ssl=insecure_tls(), **options) for _ in range(clients)]
+    msg = "x" * 32
+
+    async def run(ws: Any) -> None:
+        for _ in range(rounds):
+            for _ in range(burst):
+                await ws.send(msg)
+            for _ in range(burst):
+                await ws.recv()
+
+    await asyncio.gather(*(run(ws) for ws in conns))
+    await asyncio.gather(*(ws.close() for ws in conns))
+    return clients * burst * rounds
+
+
 def run_load(proc: subprocess.Popen[str], coro_factory: object) -> tuple[float, float, int]:
     cpu0 = cpu_seconds(proc)
     t0 = time.perf_counter()
@@ -150,6 +192,10 @@ def main() -> int:
         "pipelined 50x32 B": lambda port: pipelined(port, 50, 100, max(1, int(8 * scale))),
         "1 MiB echo": lambda port: big(port, max(4, int(40 * scale))),
     }
+    tls_loads = {
+        "50x32 B, 50 TLS": lambda port: pipelined_tls(port, 50, 100, max(1, int(8 * scale)), http2=False),
+        "50x32 B, 1 HTTP/2": lambda port: pipelined_tls(port, 50, 100, max(1, int(8 * scale)), http2=True),
+    }
     print(f"{'server':<26}{'load':<20}{'CPU us/msg':>12}{'msgs/s':>12}")
     results: dict[tuple[str, str], float] = {}
     for impl in impls:
@@ -162,7 +208,7 @@ def main() -> int:
                 err = proc.stderr.read() if proc.stderr else ""
                 print(f"{impl:<26}unavailable: {err.strip().splitlines()[-1] if err.strip() else 'did not start'}")
                 continue
-            for load, make in loads.items():
+            for load, make in (tls_loads if impl == "wskit-http2" else loads).items():
                 if impl in SMALL_ONLY and load == "1 MiB echo":
                     continue
                 cpus, rates = [], []
@@ -182,6 +228,10 @@ def main() -> int:
         for (impl, load), cpu in results.items():
             if impl != base and (base, load) in results:
                 print(f"  {impl:<26}{load:<20}{results[(base, load)] / cpu:6.2f}x")
+    if ("wskit-http2", "50x32 B, 1 HTTP/2") in results and ("wskit-http2", "50x32 B, 50 TLS") in results:
+        ratio = results[("wskit-http2", "50x32 B, 50 TLS")] / results[("wskit-http2", "50x32 B, 1 HTTP/2")]
+        print(f"\nHTTP/2: server CPU per message, 50 TLS connections / 50 streams on one HTTP/2 connection: "
+              f"{ratio:.2f}x (> 1: HTTP/2 uses less)")
     own = [(impl, load) for (impl, load) in results if impl in UVICORN_OWN]
     if any(k[0] == "uvicorn-wskit" for k in results) and own:
         print("\nuvicorn: server CPU per message, best of uvicorn's own backends / uvicorn-wskit (>= 1: wskit wins)")

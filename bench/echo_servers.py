@@ -6,7 +6,9 @@ IMPL: wskit-asyncio, wskit-uvloop (the same on uvloop), wskit-sync,
 websockets, picows, aiohttp, floor, and a plain ASGI echo application on
 uvicorn (asyncio loop, h11 or httptools, access log off) with each WebSocket
 implementation: uvicorn-wskit (``--ws wskit.asgi:UvicornProtocol``),
-uvicorn-websockets-sansio, uvicorn-wsproto. Prints
+uvicorn-websockets-sansio, uvicorn-wsproto; and wskit-http2
+(``wskit.asyncio.http2.serve`` over TLS with a self-signed certificate,
+made with the openssl binary: HTTP/1.1 or HTTP/2 by ALPN). Prints
 "ready" once listening; then, for every line read on stdin, prints the
 process's CPU time in seconds (all threads, exited ones included:
 CLOCK_PROCESS_CPUTIME_ID). Runs until killed.
@@ -215,6 +217,38 @@ async def floor_server(port: int) -> None:
     await server.serve_forever()
 
 
+def self_signed(folder: str) -> Any:
+    """A TLS server context with a certificate for 127.0.0.1 made by the openssl binary."""
+    import ssl
+    import subprocess
+
+    cert, key = f"{folder}/cert.pem", f"{folder}/key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def wskit_http2(port: int) -> None:
+    """wskit.asyncio.http2.serve over TLS: HTTP/1.1 or HTTP/2 as the client's ALPN chooses."""
+    import tempfile
+
+    from wskit.asyncio import http2
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    with tempfile.TemporaryDirectory(prefix="wskit-bench-") as folder:
+        context = self_signed(folder)
+    async with http2.serve(echo, HOST, port, ssl=context, compression=None, max_size=None,
+                           ping_interval=None) as server:
+        ready()
+        await server.serve_forever()
+
+
 def main() -> None:
     impl, port = sys.argv[1], int(sys.argv[2])
     if impl == "wskit-sync":
@@ -234,6 +268,7 @@ def main() -> None:
         "picows": picows_server,
         "aiohttp": aiohttp_server,
         "floor": floor_server,
+        "wskit-http2": wskit_http2,
     }[impl](port)
     asyncio.run(coro)
 

@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("plugin machinery", ("wskit.configschema", "wskit.hookspecs", "wskit.plugin", "wskit.plugins", "wskit.plugins.*")),
     ("protocol objects", (
         "wskit", "wskit._protocol", "wskit.client", "wskit.server", "wskit.protocol", "wskit.duties",
-        "wskit.broadcast", "wskit.auth", "wskit.routing",
+        "wskit.broadcast", "wskit.auth", "wskit.routing", "wskit.http2",
     )),
     ("configuration", ("wskit.config",)),
     ("I/O layers", (
@@ -45,7 +45,7 @@ CORE = ("wskit._headermap", "wskit._protocol", "wskit.client", "wskit.defaults",
         "wskit.exceptions", "wskit.extensions.base", "wskit.extensions.permessage_deflate", "wskit.frames",
         "wskit.handshake", "wskit.headers", "wskit.http11", "wskit.mask", "wskit.protocol", "wskit.server",
         "wskit.statemachine", "wskit.broadcast", "wskit.auth", "wskit.routing", "wskit.proxy", "wskit.redirects",
-        "wskit.reconnect")
+        "wskit.reconnect", "wskit.http2")
 ABOVE_THE_CORE = ("wskit.config", "wskit._io", "wskit.cli", "wskit.asyncio", "wskit.sync", "wskit.asgi")
 
 

@@ -72,6 +72,9 @@ class ServerConnection(Connection):
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        http2 = self.server._http2
+        if http2 is not None and http2.take_over(self, transport):
+            return  # TLS ALPN chose h2: wskit.asyncio.http2 serves this TCP connection
         super().connection_made(transport)
         self.server._connections.add(self)
         if self._open_timeout is not None:
@@ -288,6 +291,7 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._close_task: asyncio.Task[None] | None = None
         self._close_requested: asyncio.Future[None] | None = None
+        self._http2: Any = None  # set by wskit.asyncio.http2.serve: take_over(connection, transport), close()
 
     @property
     def connections(self) -> set[ServerConnection]:
@@ -324,6 +328,8 @@ class Server:
     async def _close(self, close_connections: bool) -> None:
         if self._server is not None:
             self._server.close()
+        if self._http2 is not None:
+            self._http2.close()  # GOAWAY on each HTTP/2 connection; it closes once its streams end
         if close_connections:
             conns = list(self._connections)
             for conn in conns:
