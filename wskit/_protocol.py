@@ -33,7 +33,7 @@ from .events import (
     TextMessage,
 )
 from .exceptions import ConnectionClosedError, InvalidState, PayloadTooBig, PluginError, ProtocolError
-from .frames import Frame, FrameReader, Opcode, encode_frame, parse_close, serialize_close, serialize_frame
+from .frames import CloseCode, Frame, FrameReader, Opcode, encode_frame, parse_close, serialize_close, serialize_frame
 from .plugin import PluginManager, default_manager
 from .statemachine import State, StateInfo, StateSpec, Trigger, load_spec
 
@@ -416,7 +416,7 @@ class Protocol:
             self._check_send("a Pong")
         return self._send_control(Opcode.PONG, data)
 
-    def send_close(self, code: int = 1000, reason: str = "") -> list[bytes]:
+    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> list[bytes]:
         """Build a Close frame: start the closing handshake, or answer the peer's.
 
         ``send_close(1005, "")`` sends a Close frame without payload, so a
@@ -512,7 +512,7 @@ class Protocol:
             error = self._culprit(ext, where, exc)
             if error is not exc:
                 error.__cause__ = exc
-            failure = ProtocolError(f"internal error: {error}", close_code=1011)
+            failure = ProtocolError(f"internal error: {error}", close_code=CloseCode.INTERNAL_ERROR)
             failure.__cause__ = error
             reason = INTERNAL_ERROR_REASON
             self.logger.error("%s; failing the connection with 1011", error,
@@ -668,7 +668,7 @@ class Protocol:
             except PayloadTooBig as exc:
                 # The extension names the budget it was given: report the user's limit.
                 raise PayloadTooBig(f"message exceeds max_size={max_size} once decoded: {exc}",
-                                    close_code=1009) from exc
+                                    close_code=CloseCode.MESSAGE_TOO_BIG) from exc
             except ProtocolError:
                 raise
             except Exception as exc:
@@ -678,10 +678,11 @@ class Protocol:
             size = (self._msg_size if opcode == 0 else 0) + len(frame.data)
             if max_size is not None and size > max_size:
                 raise PayloadTooBig(f"message of at least {size} bytes (decoded) exceeds max_size={max_size}",
-                                    close_code=1009)
+                                    close_code=CloseCode.MESSAGE_TOO_BIG)
             self._msg_size = 0 if frame.fin else size
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
-            raise ProtocolError("a frame still has RSV bits set after every extension decoded it", close_code=1002)
+            raise ProtocolError("a frame still has RSV bits set after every extension decoded it",
+                                close_code=CloseCode.PROTOCOL_ERROR)
         return frame
 
     def _user_limit(self, error: ProtocolError) -> ProtocolError:
@@ -697,7 +698,7 @@ class Protocol:
         limit = reader.max_frames
         if type(error) is PayloadTooBig and (limit is None or reader.in_message < limit):
             too_big = PayloadTooBig(f"message exceeds max_size={self._max_size}: its frames are larger than that "
-                                    "before decoding", close_code=1009)
+                                    "before decoding", close_code=CloseCode.MESSAGE_TOO_BIG)
             too_big.__cause__ = error
             return too_big
         return error
@@ -709,7 +710,7 @@ class Protocol:
         The Close frame carries ``reason``, by default the exception's text.
         """
         exc.events = events
-        code = exc.close_code or 1002
+        code = exc.close_code or CloseCode.PROTOCOL_ERROR
         exc.close_code = code
         self._failure = exc
         si = self._si
@@ -763,7 +764,7 @@ class Protocol:
         exception: BaseException | None = self._failure if si.failed else None
         if self._close_code is None:
             # RFC 6455 §7.1.5: no Close frame received: the close code is 1006.
-            self._close_code = 1006
+            self._close_code = CloseCode.ABNORMAL_CLOSURE
             self._close_reason = ""
         if exception is None and not si.clean:
             exception = ConnectionClosedError(self._close_code, self._close_reason,
@@ -800,7 +801,7 @@ def _takes_max_size(function: Any) -> bool:
 def _invalid_utf8(exc: UnicodeDecodeError) -> ProtocolError:
     # RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection (1007).
     return ProtocolError(f"invalid UTF-8 in a text message: {exc.reason} (byte 0x{exc.object[exc.start]:02x})",
-                         close_code=1007)
+                         close_code=CloseCode.INVALID_DATA)
 
 
 _managers: collections.OrderedDict[tuple[int, ...], tuple[PluginManager, tuple[object, ...]]] = (

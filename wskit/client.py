@@ -18,6 +18,7 @@ from ._protocol import LoggerLike, Protocol, Side
 from .defaults import MAX_SIZE, USER_AGENT
 from .events import Event, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, ProtocolError
+from .frames import CloseCode
 from .handshake import build_request, check_response, generate_key, parse_uri
 from .headers import Headers, parse_extension_header, serialize_extension_header
 from .http11 import _DEFAULT_LIMITS, HTTPLimits, ResponseParser, serialize_request
@@ -295,7 +296,7 @@ class ClientProtocol(Protocol):
 
     def _handshake_failed(self, exc: InvalidHandshake) -> None:
         if self._close_code is None:
-            self._close_code = 1006
+            self._close_code = CloseCode.ABNORMAL_CLOSURE
             self._close_reason = ""
         self._failure = exc
         if Trigger.HANDSHAKE_FAILED in self._si.triggers:

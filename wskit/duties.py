@@ -55,6 +55,7 @@ from .exceptions import (
     ProtocolError,
     WebSocketClosed,
 )
+from .frames import CloseCode
 
 __all__ = [
     "After",
@@ -69,13 +70,13 @@ __all__ = [
     "send_type_error",
 ]
 
-OK_CODES = frozenset((1000, 1001, 1005))
+OK_CODES = frozenset((CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD))
 """Close codes of a clean end, after a complete closing handshake (RFC 6455 §7.4.1)."""
 
-KEEPALIVE_FAILURE = (1011, "keepalive ping timeout")
+KEEPALIVE_FAILURE = (CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 """Code and reason when a keepalive Ping got no Pong within ``ping_timeout``."""
 
-FRAGMENT_FAILURE = (1011, "error while sending a fragmented message")
+FRAGMENT_FAILURE = (CloseCode.INTERNAL_ERROR, "error while sending a fragmented message")
 """Code and reason when a message sent from an iterable cannot be completed.
 
 The rule for ``send(iterable)``, the same in every layer: items are read one
@@ -348,9 +349,10 @@ class Duties:
                 # RFC 6455 §5.5.1: answer the peer's Close, echoing its code.
                 code = protocol.close_code
                 try:
-                    data = protocol.send_close(1005 if code is None else code, protocol.close_reason or "")
+                    data = protocol.send_close(CloseCode.NO_STATUS_RCVD if code is None else code,
+                                               protocol.close_reason or "")
                 except ProtocolError:
-                    data = protocol.send_close(1000, "")
+                    data = protocol.send_close(CloseCode.NORMAL_CLOSURE, "")
             # RFC 6455 §7.1.1: the server closes the TCP connection first.
             return Release(data, After.CLOSE if protocol.closes_transport_first else After.WAIT)
         return Release(held, After.HALF_CLOSE if protocol.closes_transport_first else After.WAIT)  # type: ignore[arg-type]
@@ -431,6 +433,6 @@ class Duties:
         if self.clean:
             exc = ConnectionClosedOK(code, reason)
         else:
-            exc = ConnectionClosedError(1006 if code is None else code, reason)
+            exc = ConnectionClosedError(CloseCode.ABNORMAL_CLOSURE if code is None else code, reason)
         exc.__cause__ = self.protocol.failure
         return exc

@@ -68,6 +68,10 @@ class CloseCode(enum.IntEnum):
     BAD_GATEWAY = 1014
     TLS_HANDSHAKE = 1015
 
+    def __str__(self) -> str:
+        # A close code prints as its number (as IntEnum members do from Python 3.11 on).
+        return str(int(self))
+
 
 CLOSE_CODE_NAMES: dict[int, str] = {
     1000: "OK",
@@ -188,7 +192,7 @@ def serialize_close(code: int, reason: str) -> bytes:
         ProtocolError: if the code may not be sent or the reason is longer
             than 123 bytes once encoded.
     """
-    if code == 1005:
+    if code == CloseCode.NO_STATUS_RCVD:
         if reason:
             raise ProtocolError("close code 1005 carries no reason (it means 'no status code')")
         return b""
@@ -211,19 +215,20 @@ def parse_close(data: bytes) -> tuple[int, str]:
     """
     n = len(data)
     if n == 0:
-        return 1005, ""
+        return CloseCode.NO_STATUS_RCVD, ""
     if n == 1:
-        raise ProtocolError("Close frame payload of 1 byte: a close code takes 2 bytes", close_code=1002)
+        raise ProtocolError("Close frame payload of 1 byte: a close code takes 2 bytes",
+                            close_code=CloseCode.PROTOCOL_ERROR)
     code = (data[0] << 8) | data[1]
     try:
         check_close_code(code)
     except ProtocolError as exc:
-        raise ProtocolError(f"received {exc}", close_code=1002) from None
+        raise ProtocolError(f"received {exc}", close_code=CloseCode.PROTOCOL_ERROR) from None
     try:
         reason = bytes(data[2:]).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"Close frame reason is not valid UTF-8: {exc.reason} at byte {exc.start}",
-                            close_code=1007) from None
+                            close_code=CloseCode.INVALID_DATA) from None
     return code, reason
 
 
@@ -397,53 +402,56 @@ class FrameReader:
                         if length >> 63:
                             # RFC 6455 §5.2: the most significant bit MUST be 0.
                             raise ProtocolError("frame length has its most significant bit set (RFC 6455 §5.2)",
-                                                close_code=1002)
+                                                close_code=CloseCode.PROTOCOL_ERROR)
                 masked = b1 & 0x80
                 if masked != mask_expected:
                     # RFC 6455 §5.1: clients MUST mask, servers MUST NOT.
                     if mask_expected:
                         raise ProtocolError("unmasked frame from a client: client frames must be masked",
-                                            close_code=1002)
+                                            close_code=CloseCode.PROTOCOL_ERROR)
                     raise ProtocolError("masked frame from a server: server frames must not be masked",
-                                        close_code=1002)
+                                        close_code=CloseCode.PROTOCOL_ERROR)
                 opcode = b0 & 0x0F
                 if b0 & rsv_forbidden:
                     # RFC 6455 §5.2: RSV bits MUST be 0 unless an extension defines them.
                     raise ProtocolError(f"RSV bits 0x{(b0 & 0x70) >> 4:x} set on a {_opname(opcode)} frame, "
-                                        "but no negotiated extension defines them", close_code=1002)
+                                        "but no negotiated extension defines them", close_code=CloseCode.PROTOCOL_ERROR)
                 if opcode >= 8:
                     if opcode > 10:
-                        raise ProtocolError(f"reserved control opcode 0x{opcode:x} (RFC 6455 §5.2)", close_code=1002)
+                        raise ProtocolError(f"reserved control opcode 0x{opcode:x} (RFC 6455 §5.2)",
+                                            close_code=CloseCode.PROTOCOL_ERROR)
                     if not b0 & 0x80:
                         # RFC 6455 §5.5: control frames MUST NOT be fragmented.
                         raise ProtocolError(f"fragmented {_opname(opcode)} frame: control frames must have FIN set",
-                                            close_code=1002)
+                                            close_code=CloseCode.PROTOCOL_ERROR)
                     if length > 125:
                         # RFC 6455 §5.5: control frames MUST have a payload of 125 bytes or less.
                         raise ProtocolError(f"frame length {length} > 125 for a {_opname(opcode)} frame",
-                                            close_code=1002)
+                                            close_code=CloseCode.PROTOCOL_ERROR)
                     size = 0
                 else:
                     if opcode == 0:
                         if not in_message:
                             # RFC 6455 §5.4: a continuation frame needs a message to continue.
-                            raise ProtocolError("continuation frame without a message in progress", close_code=1002)
+                            raise ProtocolError("continuation frame without a message in progress",
+                                                close_code=CloseCode.PROTOCOL_ERROR)
                         if in_message >= self._max_frames:
                             raise PayloadTooBig(f"message in more than {in_message} frames: at most {in_message} "
                                                 f"are allowed (one per {FRAGMENT_BYTES} bytes of max_size, at "
-                                                f"least {MIN_FRAGMENT_LIMIT})", close_code=1009)
+                                                f"least {MIN_FRAGMENT_LIMIT})", close_code=CloseCode.MESSAGE_TOO_BIG)
                         size = message_size + length
                     elif opcode > 2:
-                        raise ProtocolError(f"reserved data opcode 0x{opcode:x} (RFC 6455 §5.2)", close_code=1002)
+                        raise ProtocolError(f"reserved data opcode 0x{opcode:x} (RFC 6455 §5.2)",
+                                            close_code=CloseCode.PROTOCOL_ERROR)
                     else:
                         if in_message:
                             # RFC 6455 §5.4: fragments of one message are not interleaved with another.
                             raise ProtocolError(f"{_opname(opcode)} frame while a fragmented message is in progress "
-                                                "(expected a continuation frame)", close_code=1002)
+                                                "(expected a continuation frame)", close_code=CloseCode.PROTOCOL_ERROR)
                         size = length
                     if max_size is not None and size > max_size:
                         raise PayloadTooBig(f"message of at least {size} bytes exceeds max_size={max_size}",
-                                            close_code=1009)
+                                            close_code=CloseCode.MESSAGE_TOO_BIG)
                 if masked:
                     hlen += 4
                 start = pos + hlen

@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from .client import ClientProtocol
 from .events import Event, Request, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, PluginError
+from .frames import CloseCode
 from .handshake import select_subprotocol
 from .headers import (
     Headers,
@@ -503,7 +504,7 @@ class H2ServerProtocol(ServerProtocol):
         if "content-length" not in names:
             items.append(("content-length", str(len(body))))
         self.response = Response(status, _PHRASES.get(status, ""), Headers._trusted(items), body)
-        self._close_code = 1006
+        self._close_code = CloseCode.ABNORMAL_CLOSURE
         self._close_reason = ""
         self._fire(Trigger.HANDSHAKE_FAILED)
         return []

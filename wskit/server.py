@@ -17,6 +17,7 @@ from .client import ConfigSource, HeadersLike, _plugin_factories, takes_config
 from .defaults import MAX_SIZE, USER_AGENT
 from .events import Event, Request, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, PluginError
+from .frames import CloseCode
 from .handshake import build_accept_response, check_request, select_subprotocol
 from .headers import Headers, parse_extension_header, parse_subprotocol_header, serialize_extension_header
 from .http11 import _DEFAULT_LIMITS, _PHRASES, HTTPLimits, RequestParser, build_error_response, serialize_response
@@ -281,14 +282,14 @@ class ServerProtocol(Protocol):
         data = serialize_response(status, None, hdrs, body)
         phrase = _PHRASES.get(status, "")
         self.response = Response(status, phrase, hdrs, body)
-        self._close_code = 1006
+        self._close_code = CloseCode.ABNORMAL_CLOSURE
         self._close_reason = ""
         self._fire(Trigger.HANDSHAKE_FAILED)
         return [data]
 
     def _handshake_failed(self, exc: InvalidHandshake) -> None:
         self._failure = exc
-        self._close_code = 1006
+        self._close_code = CloseCode.ABNORMAL_CLOSURE
         self._close_reason = ""
         if Trigger.HANDSHAKE_FAILED in self._si.triggers:
             self._fire(Trigger.HANDSHAKE_FAILED)

@@ -38,6 +38,7 @@ from ..asyncio.connection import Connection, make_logger
 from ..defaults import CLOSE_TIMEOUT, WRITE_LIMIT
 from ..events import Request
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
+from ..frames import CloseCode
 from ..protocol import ServerProtocol, State
 
 __all__ = ["ASGIApp", "ASGIConnection", "ClientDisconnected"]
@@ -60,7 +61,7 @@ class ClientDisconnected(OSError):
     """
 
     def __init__(self, code: int | None, reason: str | None) -> None:
-        self.code = 1006 if code is None else code
+        self.code = CloseCode.ABNORMAL_CLOSURE if code is None else code
         self.reason = reason or ""
         super().__init__(f"the WebSocket connection is closed (code {self.code})")
 
@@ -79,7 +80,8 @@ _CONNECT: dict[str, Any] = {"type": "websocket.connect"}
 
 def _disconnect(exc: WebSocketClosed) -> dict[str, Any]:
     code = exc.code
-    return {"type": "websocket.disconnect", "code": 1006 if code is None else code, "reason": exc.reason or ""}
+    return {"type": "websocket.disconnect", "code": CloseCode.ABNORMAL_CLOSURE if code is None else code,
+            "reason": exc.reason or ""}
 
 
 class ASGIConnection(Connection):
@@ -264,7 +266,7 @@ class ASGIConnection(Connection):
             self._phase = _Phase.DONE
             self._write(exc.to_send)
             self._close_transport()
-            raise ClientDisconnected(1006, "") from exc
+            raise ClientDisconnected(CloseCode.ABNORMAL_CLOSURE, "") from exc
         except ValueError as exc:  # a subprotocol the client did not offer, a bad header
             raise self._invalid(message, str(exc)) from None
         self._phase = _Phase.OPEN
@@ -287,14 +289,14 @@ class ASGIConnection(Connection):
             # The server gave up waiting for the application (graceful shutdown timeout).
             if self._phase is _Phase.OPEN and not self._lost:
                 self._phase = _Phase.DONE
-                self._fail(1012, "server shutting down")
+                self._fail(CloseCode.SERVICE_RESTART, "server shutting down")
             else:
-                self._end_for_app(1012, "")
+                self._end_for_app(CloseCode.SERVICE_RESTART, "")
             raise
         except Exception as exc:
             if exc is not self._reported:
                 self.error_logger.error("Exception in ASGI application", exc_info=True)
-            self._end_for_app(1011, "internal error")
+            self._end_for_app(CloseCode.INTERNAL_ERROR, "internal error")
         else:
             if result is not None:
                 self.error_logger.error("ASGI application should return None, but returned %r", result)
@@ -303,10 +305,10 @@ class ASGIConnection(Connection):
                 self.error_logger.error("ASGI application returned without %s",
                                         "accepting or denying the WebSocket connection" if phase is _Phase.CONNECTING
                                         else "completing its HTTP response (more_body was never False)")
-                self._end_for_app(1011, "internal error")
+                self._end_for_app(CloseCode.INTERNAL_ERROR, "internal error")
             elif phase is _Phase.OPEN:
                 self._phase = _Phase.DONE
-                await self.close(1000)
+                await self.close(CloseCode.NORMAL_CLOSURE)
         if not self._lost:
             await self.wait_closed()
 
@@ -333,7 +335,7 @@ class ASGIConnection(Connection):
                              f"is {self._phase.value}: {problem}")
         self.error_logger.error("%s", error)
         self._reported = error
-        self._end_for_app(1011, "internal error")
+        self._end_for_app(CloseCode.INTERNAL_ERROR, "internal error")
         return error
 
     async def receive(self) -> Message:
@@ -379,7 +381,7 @@ class ASGIConnection(Connection):
                     raise ClientDisconnected(exc.code, exc.reason) from None
                 return
             if kind == "websocket.close":
-                code = message.get("code", 1000)
+                code = message.get("code", CloseCode.NORMAL_CLOSURE)
                 reason = message.get("reason") or ""
                 if type(code) is not int or not isinstance(reason, str):
                     raise self._invalid(message, "'code' must be an int and 'reason' a str")
@@ -444,7 +446,7 @@ class ASGIConnection(Connection):
             else:
                 self._close_transport()
         else:
-            self._spawn(self.close(1012, "server shutting down"))
+            self._spawn(self.close(CloseCode.SERVICE_RESTART, "server shutting down"))
 
 
 def _address(info: Any, server: bool = False) -> Any:

@@ -42,6 +42,7 @@ from ..defaults import (
 from ..duties import check_options
 from ..events import Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError, ProxyError
+from ..frames import CloseCode
 from ..handshake import WSURI
 from ..http11 import HTTPLimits
 from ..plugins.deflate import io_extensions
@@ -114,7 +115,7 @@ class ClientConnection(Connection):
         if self._handshake.done():
             return
         exc: BaseException = error if error is not None else ConnectionClosedError(
-            1006, "", "connection closed during the opening handshake")
+            CloseCode.ABNORMAL_CLOSURE, "", "connection closed during the opening handshake")
         self._handshake.set_exception(exc)
 
     @property
@@ -363,7 +364,8 @@ class connect:  # lowercase: used like a function, as in python-websockets
                 tls = await loop.start_tls(transport, tunnel, ssl,
                                            server_hostname=self._client.server_hostname_for(wsuri))
                 if tls is None:  # pragma: no cover - only when the transport closed meanwhile
-                    raise ConnectionClosedError(1006, "", f"proxy {proxy} closed the tunnel during TLS")
+                    raise ConnectionClosedError(CloseCode.ABNORMAL_CLOSURE, "",
+                                                f"proxy {proxy} closed the tunnel during TLS")
                 transport = tls
         except BaseException:
             transport.abort()

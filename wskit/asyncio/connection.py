@@ -59,7 +59,7 @@ from ..duties import (
 )
 from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
 from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState, ProtocolError, WebSocketClosed
-from ..frames import Opcode
+from ..frames import CloseCode, Opcode
 from ..protocol import Protocol, State
 from ._waiter import Waiter
 
@@ -719,7 +719,7 @@ class Connection(asyncio.Protocol):
         if self._paused_writing:
             await self._drain()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Perform the closing handshake and wait until the transport is closed.
 
         Waits at most ``close_timeout`` for the peer; then the transport is

@@ -48,6 +48,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from ..events import Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake
+from ..frames import CloseCode
 from ..handshake import parse_uri
 from ..headers import Headers
 from ..http2 import CONNECTION_SPECIFIC, H2ClientProtocol, H2Header, H2ServerProtocol, error_response
@@ -597,7 +598,7 @@ class _ClientCarrier(_Carrier):
         super().connection_lost(exc)
         if not self.settings.done():
             self.settings.set_exception(ConnectionClosedError(
-                1006, "", "the HTTP/2 connection closed before the server's SETTINGS"))
+                CloseCode.ABNORMAL_CLOSURE, "", "the HTTP/2 connection closed before the server's SETTINGS"))
             self.settings.exception()  # retrieved: nobody may be waiting
         _forget_carrier(self)
 

@@ -30,6 +30,7 @@ from ..defaults import (
 from ..duties import check_options
 from ..events import Request, Response
 from ..exceptions import InvalidHandshake, WebSocketClosed
+from ..frames import CloseCode
 from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
 from ..plugins.deflate import io_extensions
@@ -231,9 +232,9 @@ class ServerConnection(Connection):
             pass  # the connection is already closed; nothing to report
         except Exception:
             self.logger.error("connection handler failed", exc_info=True)
-            await self.close(1011, "internal error")
+            await self.close(CloseCode.INTERNAL_ERROR, "internal error")
         else:
-            await self.close(1000)
+            await self.close(CloseCode.NORMAL_CLOSURE)
 
     @property
     def request(self) -> Request | None:
@@ -335,7 +336,8 @@ class Server:
             for conn in conns:
                 if conn._opening and conn.transport is not None:
                     conn.transport.close()
-            await asyncio.gather(*(c.close(1001, "server shutting down") for c in conns if not c._opening),
+            await asyncio.gather(*(c.close(CloseCode.GOING_AWAY,
+                                           "server shutting down") for c in conns if not c._opening),
                                  return_exceptions=True)
         if self._tasks:
             timeout = self._close_timeout if close_connections else None
@@ -675,7 +677,7 @@ def route(routes: Any, host: str | Sequence[str] | None = None, port: int | None
             raise
         except Exception:
             connection.logger.error("handler of route %s failed", found.rule, exc_info=True)
-            await connection.close(1011, "internal error")
+            await connection.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     return serve(dispatch, host, port, process_request=match, **kwargs)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..exceptions import ConfigError, WebSocketClosed, WSKitError
+from ..frames import CloseCode
 from ._format import describe_close, describe_error, format_message
 from .serve import load_config
 
@@ -55,9 +56,9 @@ PROMPT = "> "
 
 def exit_status(code: int | None) -> int:
     """Return the exit status for a connection that ended with close code ``code``."""
-    if code in (1000, 1001, 1005):
+    if code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD):
         return EXIT_CLEAN
-    if code is None or code == 1006:
+    if code is None or code == CloseCode.ABNORMAL_CLOSURE:
         return EXIT_LOST
     return EXIT_CLOSED_WITH_ERROR
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from ..exceptions import ConfigError, NegotiationError, PayloadTooBig, ProtocolError
-from ..frames import Frame
+from ..frames import CloseCode, Frame
 from .base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
 
 __all__ = [
@@ -297,14 +297,14 @@ class PerMessageDeflate(Extension):
                 raise ProtocolError(
                     f"RSV1 set on a control frame (opcode {opcode:#x}); permessage-deflate never compresses "
                     "control frames",
-                    close_code=1002,
+                    close_code=CloseCode.PROTOCOL_ERROR,
                 )
             return frame
         if opcode == 0:
             if frame.rsv1:  # RFC 7692 §6.1: RSV1 only on the first frame of a message
                 raise ProtocolError(
                     "RSV1 set on a continuation frame; permessage-deflate sets it on the first frame only",
-                    close_code=1002,
+                    close_code=CloseCode.PROTOCOL_ERROR,
                 )
             if not self._inflating:  # continuation of an uncompressed message
                 return frame
@@ -313,7 +313,7 @@ class PerMessageDeflate(Extension):
                 raise ProtocolError(
                     f"new data frame (opcode {opcode:#x}) inside a fragmented compressed message; "
                     "expected a continuation frame",
-                    close_code=1002,
+                    close_code=CloseCode.PROTOCOL_ERROR,
                 )
             if not frame.rsv1:
                 return frame
@@ -353,14 +353,14 @@ class PerMessageDeflate(Extension):
                     raise PayloadTooBig(
                         f"decompressed message exceeds max_size: this frame inflates to more than the "
                         f"{max_size} bytes the message may still grow by",
-                        close_code=1009,
+                        close_code=CloseCode.MESSAGE_TOO_BIG,
                     )
         except _zlib_error as exc:
             self._decompressor = None
             raise ProtocolError(
                 f"invalid permessage-deflate data in {'final' if fin else 'non-final'} frame "
                 f"(opcode {opcode:#x}, {len(data)} bytes): {exc}",
-                close_code=1007,
+                close_code=CloseCode.INVALID_DATA,
             ) from None
         if decompressor.eof:
             # The peer ended the deflate stream (a BFINAL block, RFC 7692 §7.2.3.4).
@@ -371,7 +371,7 @@ class PerMessageDeflate(Extension):
                 raise ProtocolError(
                     f"data after the end of the deflate stream in a permessage-deflate message "
                     f"(opcode {opcode:#x}, {len(unused)} unused bytes)",
-                    close_code=1007,
+                    close_code=CloseCode.INVALID_DATA,
                 )
         if fin:
             self._inflating = False

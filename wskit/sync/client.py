@@ -42,6 +42,7 @@ from ..defaults import (
 from ..duties import check_options
 from ..events import Event, Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError, ProxyError
+from ..frames import CloseCode
 from ..handshake import WSURI
 from ..http11 import HTTPLimits
 from ..plugins.deflate import io_extensions
@@ -538,19 +539,21 @@ def _handshake(
         except TimeoutError:
             raise TimeoutError("timed out during the opening handshake") from None
         except ConnectionError as exc:
-            raise ConnectionClosedError(1006, "", f"connection lost during the opening handshake: {exc}") from exc
+            raise ConnectionClosedError(CloseCode.ABNORMAL_CLOSURE, "",
+                                        f"connection lost during the opening handshake: {exc}") from exc
         if not data:
             try:
                 protocol.receive_eof()
             except InvalidHandshake as exc:
                 if exc.response is None:
                     raise ConnectionClosedError(
-                        1006, "", "connection closed during the opening handshake") from exc
+                        CloseCode.ABNORMAL_CLOSURE, "", "connection closed during the opening handshake") from exc
                 raise
             response = protocol.response
             if response is not None and response.status_code != 101:
                 raise _rejected(response)
-            raise ConnectionClosedError(1006, "", "connection closed during the opening handshake")
+            raise ConnectionClosedError(CloseCode.ABNORMAL_CLOSURE, "",
+                                        "connection closed during the opening handshake")
         try:
             events = protocol.receive_data(data)
         except InvalidHandshake as exc:

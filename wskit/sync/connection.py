@@ -55,6 +55,7 @@ from ..duties import (
 )
 from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
 from ..exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidState, ProtocolError, WebSocketClosed
+from ..frames import CloseCode
 from ..mask import send_nowait
 from ..protocol import Protocol, State
 
@@ -241,7 +242,7 @@ class Connection:
         if exc_type is None:
             self.close()
         else:
-            self.close(1011, "internal error")
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     # -- receiving ---------------------------------------------------------
 
@@ -425,7 +426,7 @@ class Connection:
         """
         self._send_control_checked(lambda: self.protocol.send_pong(data))
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Perform the closing handshake and close the socket.
 
         Waits up to ``close_timeout`` for the peer's Close and for the end of
@@ -462,7 +463,7 @@ class Connection:
     def _closed(self) -> WebSocketClosed:
         exc = self._closed_exc
         if exc is None:  # still closing: report what we know so far
-            code = self._duties.close_code or 1006
+            code = self._duties.close_code or CloseCode.ABNORMAL_CLOSURE
             return ConnectionClosedError(code, self._duties.close_reason or "", "connection is closing")
         return exc
 

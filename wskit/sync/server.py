@@ -39,6 +39,7 @@ from ..defaults import (
 from ..duties import check_options
 from ..events import Event, Request, Response
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
+from ..frames import CloseCode
 from ..headers import Headers
 from ..http11 import HTTPLimits, serialize_response
 from ..plugins.deflate import io_extensions
@@ -193,7 +194,7 @@ class Server:
         finally:
             self._serving.release()
 
-    def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def shutdown(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Stop accepting, close every connection and wait for their threads.
 
         Connections receive a Close with ``code`` (1001 "going away" by
@@ -289,14 +290,14 @@ class Server:
         connection.logger.info("connection open")
         try:
             if closing:  # shutdown() started after the handshake: it did not see us
-                connection._start_close(1001, "server shutting down")
+                connection._start_close(CloseCode.GOING_AWAY, "server shutting down")
             try:
                 self.handler(connection)
             except WebSocketClosed as exc:  # the connection ended under the handler: not a bug
                 connection.logger.debug("handler stopped: %s", exc)
             except Exception:
                 connection.logger.error("connection handler failed", exc_info=True)
-                connection.close(1011, "internal error")
+                connection.close(CloseCode.INTERNAL_ERROR, "internal error")
             else:
                 connection.close()
         finally:
@@ -717,7 +718,7 @@ def route(routes: Any, host: str | None = None, port: int | None = None, *,
             raise
         except Exception:
             connection.logger.error("handler of route %s failed", found.rule, exc_info=True)
-            connection.close(1011, "internal error")
+            connection.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     return serve(dispatch, host, port, process_request=match, **kwargs)
 
