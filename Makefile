@@ -90,3 +90,8 @@ clean: ## Remove build outputs, caches and the in-place C extension (keeps .venv
 
 distclean: clean ## clean, and remove .venv.
 	rm -rf $(VENV)
+
+# -- scale and soak (not part of `make test`; tests/test_soak.py runs it with tiny counts) --
+.PHONY: soak
+soak: $(STAMP) ## Soak: 10,000 idle connections (asyncio), 2,000 (sync), 1,000 x 100 echoes, no leak. ARGS="--idle 5000"
+	$(VPY) bench/soak.py $(ARGS)
