@@ -3,23 +3,28 @@
 The server (wskit.asyncio or wskit.sync, an echo handler, default options) runs
 in a child process of this script; the client (wskit's sans-I/O
 ``ClientProtocol`` on an ``asyncio.Protocol``, no compression offered) runs
-here. Everything uses 127.0.0.1. For each server:
+here. Everything uses 127.0.0.1. For each server, two cycles (the first one
+warms up the allocators: pymalloc's arenas and malloc's heap keep much of what
+they grew to, so only the second shows whether memory still grows):
 
-  warm-up   ``--conns`` connections x 10 messages, closed; then the baseline
   idle      ``--idle`` (asyncio) or ``--sync-idle`` (sync) connections opened
-            and left idle: server RSS per idle connection
+            and left idle: server RSS per idle connection (first cycle, from
+            the cold start)
   echo      while those stay open, ``--conns`` more connections, each echoing
             ``--messages`` text and binary messages: every echo is checked
             (count, order, type, contents)
   close     every connection closed by the client (each must get the 1000
-            answer: the idle ones were still alive); then the server must come
-            back to its baseline: the same number of asyncio tasks, threads
-            and file descriptors, and RSS within 10%.
+            answer: the idle ones were still alive)
 
-The server process answers the command ``stats`` on its stdin with one JSON
-line: RSS (after ``gc.collect()``, then again after glibc's ``malloc_trim``),
-tasks (``len(asyncio.all_tasks())``), threads (``threading.active_count()``),
-file descriptors (``/proc/self/fd``), open connections and live handlers.
+After the second cycle the server must be back to its baseline (taken after
+the first): the same number of asyncio tasks, threads and file descriptors,
+no connection or handler left, and RSS within 10%.
+
+The server process answers ``stats`` on its stdin with one JSON line, after a
+``gc.collect()``: RSS, tasks (``len(asyncio.all_tasks())``), threads
+(``threading.active_count()``), file descriptors (``/proc/self/fd``), open
+connections, live handlers and ``sys.getallocatedblocks()``; ``trim`` does the
+same after glibc's ``malloc_trim(0)``.
 
 Both processes raise RLIMIT_NOFILE up to the hard limit; when the hard limit,
 the ephemeral port range or (sync) the thread limits are too small for the
@@ -87,13 +92,14 @@ def _malloc_trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _stats(tasks: int, connections: int, handlers: int) -> str:
+def _stats(command: str, tasks: int, connections: int, handlers: int) -> str:
     gc.collect()
-    rss = _rss()
-    _malloc_trim()
+    if command == "trim":  # give the free pages malloc keeps back to the system first
+        _malloc_trim()
     return json.dumps({
-        "rss": rss, "rss_trimmed": _rss(), "tasks": tasks, "threads": threading.active_count(),
+        "rss": _rss(), "tasks": tasks, "threads": threading.active_count(),
         "fds": len(os.listdir("/proc/self/fd")), "connections": connections, "handlers": handlers,
+        "blocks": sys.getallocatedblocks(),
     })
 
 
@@ -119,8 +125,8 @@ def serve_asyncio(fd_limit: int) -> None:
             async with serve(echo, HOST, 0) as server:
                 port = server.sockets[0].getsockname()[1]
                 print(f"ready {port} {fd_limit}", flush=True)
-                while await stdin.readline():
-                    print(_stats(len(asyncio.all_tasks()), len(server.connections), handlers), flush=True)
+                while command := (await stdin.readline()).decode().strip():
+                    print(_stats(command, len(asyncio.all_tasks()), len(server.connections), handlers), flush=True)
         finally:
             transport.close()
 
@@ -149,8 +155,8 @@ def serve_sync(fd_limit: int) -> None:
         thread = threading.Thread(target=server.serve_forever, name="serve_forever")
         thread.start()
         print(f"ready {port} {fd_limit}", flush=True)
-        for _ in sys.stdin:
-            print(_stats(0, len(server.connections), handlers), flush=True)
+        for line in sys.stdin:
+            print(_stats(line.strip(), 0, len(server.connections), handlers), flush=True)
         server.shutdown()
         thread.join()
 
@@ -276,9 +282,10 @@ class Server:
             raise RuntimeError(f"the {kind} server did not start")
         self.port, self.fd_limit = int(line[1]), int(line[2])
 
-    async def stats(self) -> dict[str, int]:
+    async def stats(self, command: str = "stats") -> dict[str, int]:
+        """The server's counts (``stats``), or the same after giving free heap pages back (``trim``)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("stats\n")
+        self.proc.stdin.write(f"{command}\n")
         self.proc.stdin.flush()
         line = await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
         return dict(json.loads(line))
@@ -341,6 +348,23 @@ def limits(idle: int, conns: int, kind: str) -> tuple[int, list[str]]:
     return idle, notes
 
 
+async def cycle(server: Server, idle: int, conns: int, messages: int) -> dict[str, Any]:
+    """Open ``idle`` idle connections, echo on ``conns`` more, close them all; the server's counts on the way."""
+    c: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    peers = await open_peers(server.port, idle)
+    c["idle_stats"] = await server.settle(connections=idle)  # the server may still be starting handlers
+    c["open_seconds"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    echoers = await open_peers(server.port, conns)
+    c["lost"], c["wrong"] = await echo_all(echoers, messages)
+    c["echo_seconds"] = time.perf_counter() - t1
+    c["echoed"] = conns * messages - c["lost"]
+    c["peak"] = await server.stats()
+    c["close_unanswered"] = await close_peers(echoers) + await close_peers(peers)
+    return c
+
+
 async def soak(kind: str, idle: int, conns: int, messages: int) -> dict[str, Any]:
     idle, notes = limits(idle, conns, kind)
     for note in notes:
@@ -348,58 +372,52 @@ async def soak(kind: str, idle: int, conns: int, messages: int) -> dict[str, Any
     server = Server(kind, idle + conns + FD_MARGIN)
     result: dict[str, Any] = {"server": kind, "idle": idle, "conns": conns, "messages": messages, "notes": notes}
     try:
-        # Warm-up: the server's first connections allocate caches, interned strings, free lists...
-        warm = await open_peers(server.port, conns)
-        await echo_all(warm, 10)
-        await close_peers(warm)
-        del warm
-        base = await server.settle()
-        result["baseline"] = base
+        # A few connections first: what the first connection loads once (modules, caches) is not per connection.
+        await close_peers(await open_peers(server.port, 10))
+        cold = result["cold"] = await server.settle()
+        # Warm-up: a whole cycle. The allocators (pymalloc's arenas, malloc's heap) keep
+        # much of what they grew to; the cycle after it shows whether memory still grows.
+        warm = result["warmup"] = await cycle(server, idle, conns, messages)
+        result["rss_per_idle"] = (warm["idle_stats"]["rss"] - cold["rss"]) / idle if idle else 0.0
+        base = result["baseline"] = await server.settle()
+        result["baseline_trimmed"] = await server.stats("trim")
+        run = result["run"] = await cycle(server, idle, conns, messages)
+        final = result["final"] = await server.settle(base)
+        result["final_trimmed"] = await server.stats("trim")
 
-        t0 = time.perf_counter()
-        peers = await open_peers(server.port, idle)
-        loaded = await server.settle(connections=idle)  # the server may still be starting the last handlers
-        result["idle_stats"] = loaded
-        result["rss_per_idle"] = (loaded["rss"] - base["rss"]) / idle if idle else 0.0
-        result["open_seconds"] = time.perf_counter() - t0
-
-        t1 = time.perf_counter()
-        echoers = await open_peers(server.port, conns)
-        lost, wrong = await echo_all(echoers, messages)
-        result["echo_seconds"] = time.perf_counter() - t1
-        result["echoed"] = conns * messages - lost
-        result["lost"], result["wrong"] = lost, wrong
-        result["peak"] = await server.stats()
-        unanswered = await close_peers(echoers) + await close_peers(peers)
-        result["close_unanswered"] = unanswered
-        del peers, echoers
-
-        final = await server.settle(base)
-        result["final"] = final
+        result["echoed"] = warm["echoed"] + run["echoed"]
+        result["lost"] = warm["lost"] + run["lost"]
+        result["wrong"] = warm["wrong"] + run["wrong"]
+        result["close_unanswered"] = warm["close_unanswered"] + run["close_unanswered"]
         result["leaked"] = {k: final[k] - base[k] for k in COUNTS if final[k] > base[k]}
         result["rss_growth"] = final["rss"] / base["rss"] - 1
-        result["rss_trimmed_growth"] = final["rss_trimmed"] / base["rss_trimmed"] - 1
-        result["ok"] = (lost == 0 and wrong == 0 and unanswered == 0 and not result["leaked"]
-                        and result["rss_growth"] <= MEMORY_TOLERANCE)
+        result["blocks_growth"] = final["blocks"] - cold["blocks"]
+        result["ok"] = (result["lost"] == 0 and result["wrong"] == 0 and result["close_unanswered"] == 0
+                        and not result["leaked"] and result["rss_growth"] <= MEMORY_TOLERANCE)
     finally:
         server.stop()
     return result
 
 
 def report(r: dict[str, Any]) -> None:
-    kib = 1024
-    base, final = r["baseline"], r["final"]
-    print(f"{r['server']} server")
-    print(f"  idle connections      {r['idle']:>8,}   RSS {base['rss'] / kib**2:.1f} -> "
-          f"{r['idle_stats']['rss'] / kib**2:.1f} MiB: {r['rss_per_idle'] / kib:.1f} KiB per idle connection "
-          f"(opened in {r['open_seconds']:.1f} s)")
-    print(f"  echo                  {r['conns']:>8,} x {r['messages']} messages: {r['echoed']:,} echoed, "
-          f"{r['lost']} lost, {r['wrong']} wrong ({r['echo_seconds']:.1f} s)")
-    print(f"  close                 {r['idle'] + r['conns']:,} closed, {r['close_unanswered']} without the 1000 answer")
-    print(f"  after close           RSS {final['rss'] / kib**2:.1f} MiB vs baseline {base['rss'] / kib**2:.1f} "
-          f"({r['rss_growth']:+.1%}; after malloc_trim {final['rss_trimmed'] / kib**2:.1f} vs "
-          f"{base['rss_trimmed'] / kib**2:.1f}, {r['rss_trimmed_growth']:+.1%})")
-    print(f"  tasks/threads/fds     {base['tasks']}/{base['threads']}/{base['fds']} at baseline, "
+    mib = 2**20
+    cold, warm, base, run, final = r["cold"], r["warmup"], r["baseline"], r["run"], r["final"]
+    print(f"{r['server']} server: {r['idle']:,} idle connections, {r['conns']:,} x {r['messages']} echoes; "
+          f"a warm-up cycle, then the measured cycle")
+    print(f"  idle connections   RSS {cold['rss'] / mib:.1f} -> {warm['idle_stats']['rss'] / mib:.1f} MiB: "
+          f"{r['rss_per_idle'] / 1024:.1f} KiB per idle connection (opened in {warm['open_seconds']:.1f} s; "
+          f"{run['open_seconds']:.1f} s in the measured cycle)")
+    print(f"  echo               {r['echoed']:,} of {2 * r['conns'] * r['messages']:,} echoed, {r['lost']} lost, "
+          f"{r['wrong']} wrong ({warm['echo_seconds']:.1f} s, {run['echo_seconds']:.1f} s)")
+    print(f"  close              {2 * (r['idle'] + r['conns']):,} closed, "
+          f"{r['close_unanswered']} without the 1000 answer")
+    print(f"  memory             RSS {base['rss'] / mib:.1f} MiB after the warm-up, {run['peak']['rss'] / mib:.1f} at "
+          f"the peak, {final['rss'] / mib:.1f} after close ({r['rss_growth']:+.1%}; limit +{MEMORY_TOLERANCE:.0%}); "
+          f"cold start {cold['rss'] / mib:.1f} MiB; Python blocks {cold['blocks']:,} cold, {final['blocks']:,} after "
+          f"({r['blocks_growth']:+,}); after malloc_trim {r['baseline_trimmed']['rss'] / mib:.1f} MiB at the "
+          f"baseline, {r['final_trimmed']['rss'] / mib:.1f} after close")
+    print(f"  tasks/threads/fds  {base['tasks']}/{base['threads']}/{base['fds']} at the baseline, "
+          f"{run['peak']['tasks']}/{run['peak']['threads']}/{run['peak']['fds']} at the peak, "
           f"{final['tasks']}/{final['threads']}/{final['fds']} after close; leaked: {r['leaked'] or 'nothing'}")
     print(f"  {'OK' if r['ok'] else 'FAILED'}", flush=True)
 
