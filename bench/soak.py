@@ -50,13 +50,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wskit import BinaryMessage, ClientProtocol, Close, Response, TextMessage
+from wskit import BinaryMessage, ClientProtocol, Close, Ping, Response, State, TextMessage
 
 HOST = "127.0.0.1"
 MEMORY_TOLERANCE = 0.10  # RSS after all closed may exceed the baseline by this fraction
@@ -193,6 +194,8 @@ class Peer(asyncio.Protocol):
                 if self.complete is not None and len(self.received) >= self.expected:
                     self.complete.set_result(None)
                     self.complete = None
+            elif isinstance(event, Ping) and self.proto.state is State.OPEN:  # the server's keepalive
+                self.transport.writelines(self.proto.send_pong(event.data))
             elif isinstance(event, Close):
                 self.close_code = event.code
 
@@ -234,15 +237,19 @@ async def open_peers(port: int, count: int) -> list[Peer]:
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
-async def close_peers(peers: list[Peer]) -> int:
-    """Close every peer; return how many did not get the server's 1000 answer."""
+async def close_peers(peers: list[Peer]) -> dict[str, int]:
+    """Close every peer; return how many got each answer ("1000", other codes, "none": no Close)."""
     limit = asyncio.Semaphore(OPENING * 4)
 
-    async def one(peer: Peer) -> bool:
+    async def one(peer: Peer) -> int | None:
         async with limit:
-            return await peer.close() == 1000
+            return await peer.close()
 
-    return sum(not ok for ok in await asyncio.gather(*(one(p) for p in peers)))
+    return dict(Counter("none" if code is None else str(code) for code in await asyncio.gather(*map(one, peers))))
+
+
+def unanswered(closes: dict[str, int]) -> int:
+    return sum(n for code, n in closes.items() if code != "1000")
 
 
 def message(conn: int, index: int) -> str | bytes:
@@ -260,7 +267,8 @@ async def echo_all(peers: list[Peer], messages: int) -> tuple[int, int]:
         sent = [message(conn, i) for i in range(messages)]
         for m in sent:
             peer.transport.writelines(peer.proto.send_text(m) if isinstance(m, str) else peer.proto.send_binary(m))
-        await done
+        with contextlib.suppress(ConnectionError):  # what did not come back counts as lost
+            await done
         got = peer.received
         lost = messages - len(got)
         wrong = sum(a != b or type(a) is not type(b) for a, b in zip(sent, got)) + max(0, len(got) - messages)
@@ -361,7 +369,10 @@ async def cycle(server: Server, idle: int, conns: int, messages: int) -> dict[st
     c["echo_seconds"] = time.perf_counter() - t1
     c["echoed"] = conns * messages - c["lost"]
     c["peak"] = await server.stats()
-    c["close_unanswered"] = await close_peers(echoers) + await close_peers(peers)
+    t2 = time.perf_counter()
+    c["closes"] = dict(Counter(await close_peers(echoers)) + Counter(await close_peers(peers)))
+    c["close_unanswered"] = unanswered(c["closes"])
+    c["close_seconds"] = time.perf_counter() - t2
     return c
 
 
@@ -382,7 +393,9 @@ async def soak(kind: str, idle: int, conns: int, messages: int) -> dict[str, Any
         base = result["baseline"] = await server.settle()
         result["baseline_trimmed"] = await server.stats("trim")
         run = result["run"] = await cycle(server, idle, conns, messages)
+        t0 = time.perf_counter()
         final = result["final"] = await server.settle(base)
+        result["settle_seconds"] = time.perf_counter() - t0
         result["final_trimmed"] = await server.stats("trim")
 
         result["echoed"] = warm["echoed"] + run["echoed"]
@@ -410,7 +423,9 @@ def report(r: dict[str, Any]) -> None:
     print(f"  echo               {r['echoed']:,} of {2 * r['conns'] * r['messages']:,} echoed, {r['lost']} lost, "
           f"{r['wrong']} wrong ({warm['echo_seconds']:.1f} s, {run['echo_seconds']:.1f} s)")
     print(f"  close              {2 * (r['idle'] + r['conns']):,} closed, "
-          f"{r['close_unanswered']} without the 1000 answer")
+          f"{r['close_unanswered']} without the 1000 answer "
+          f"(answers: {dict(Counter(r['warmup']['closes']) + Counter(r['run']['closes']))}; "
+          f"{warm['close_seconds']:.1f} s, {run['close_seconds']:.1f} s; released in {r['settle_seconds']:.1f} s)")
     print(f"  memory             RSS {base['rss'] / mib:.1f} MiB after the warm-up, {run['peak']['rss'] / mib:.1f} at "
           f"the peak, {final['rss'] / mib:.1f} after close ({r['rss_growth']:+.1%}; limit +{MEMORY_TOLERANCE:.0%}); "
           f"cold start {cold['rss'] / mib:.1f} MiB; Python blocks {cold['blocks']:,} cold, {final['blocks']:,} after "
