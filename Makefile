@@ -93,5 +93,5 @@ distclean: clean ## clean, and remove .venv.
 
 # -- scale and soak (not part of `make test`; tests/test_soak.py runs it with tiny counts) --
 .PHONY: soak
-soak: $(STAMP) ## Soak: 10,000 idle connections (asyncio), 2,000 (sync), 1,000 x 100 echoes, no leak. ARGS="--idle 5000"
+soak: $(STAMP) ## Soak: 10,000 idle + 1,000 x 100 echoes (asyncio), 2,000 + 500 x 100 (sync); nothing lost or leaked. ARGS="--idle 5000"
 	$(VPY) bench/soak.py $(ARGS)

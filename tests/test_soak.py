@@ -24,7 +24,7 @@ SOAK = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
 def test_soak_loses_nothing_and_leaks_nothing(server: str) -> None:
     run = subprocess.run(
         [sys.executable, str(SOAK), "--server", server, "--idle", "20", "--sync-idle", "20",
-         "--conns", "20", "--messages", "10", "--time-limit", "60", "--json"],
+         "--conns", "20", "--sync-conns", "20", "--messages", "10", "--time-limit", "60", "--json"],
         capture_output=True, text=True, timeout=120,
     )
     assert run.stdout, run.stderr
