@@ -64,6 +64,7 @@ MEMORY_TOLERANCE = 0.10  # RSS after all closed may exceed the baseline by this 
 FD_MARGIN = 64  # descriptors a process needs besides its connections
 OPENING = 100  # connections being opened at once (below the server's listen backlog)
 SETTLE_SECONDS = 30.0  # how long the server may take to release a closed connection
+BLOCKS_SLACK = 1000  # Python blocks a cycle may add besides half a block per connection (caches, the stats)
 COUNTS = ("tasks", "threads", "fds", "connections", "handlers")  # must come back to the baseline
 
 
@@ -413,7 +414,7 @@ async def soak(kind: str, idle: int, conns: int, messages: int) -> dict[str, Any
         result["blocks_cycle_growth"] = final["blocks"] - base["blocks"]
         result["ok"] = (result["lost"] == 0 and result["wrong"] == 0 and result["close_unanswered"] == 0
                         and not result["leaked"] and result["rss_growth"] <= MEMORY_TOLERANCE
-                        and result["blocks_cycle_growth"] < (idle + conns) / 2)
+                        and result["blocks_cycle_growth"] < BLOCKS_SLACK + (idle + conns) / 2)
     finally:
         server.stop()
     return result
