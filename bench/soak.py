@@ -51,7 +51,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -465,13 +464,15 @@ def main(argv: list[str] | None = None) -> int:
         (serve_asyncio if args.serve == "asyncio" else serve_sync)(limit)
         return 0
 
-    results = []
+    results: list[dict[str, Any]] = []
     for kind in args.server or ["asyncio", "sync"]:
         idle, conns = (args.idle, args.conns) if kind == "asyncio" else (args.sync_idle, args.sync_conns)
-        run: Callable[[], Awaitable[dict[str, Any]]] = lambda kind=kind, idle=idle, conns=conns: asyncio.wait_for(  # noqa: E731
-            soak(kind, idle, conns, args.messages), args.time_limit)
+
+        async def bounded(kind: str = kind, idle: int = idle, conns: int = conns) -> dict[str, Any]:
+            return await asyncio.wait_for(soak(kind, idle, conns, args.messages), args.time_limit)
+
         try:
-            result = asyncio.run(run())
+            result = asyncio.run(bounded())
         except asyncio.TimeoutError:
             result = {"server": kind, "ok": False, "error": f"not finished in {args.time_limit:.0f} s"}
             print(f"{kind} server\n  FAILED: {result['error']}", flush=True)
