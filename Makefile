@@ -135,3 +135,8 @@ fuzz: $(STAMP) ## Fuzz the parsers longer (FUZZ_EXAMPLES=20000 hypothesis exampl
 				-artifact_prefix=build/fuzz/ -print_final_stats=0 || exit 1; \
 		done; \
 	else echo "atheris is not available here: hypothesis targets only"; fi
+
+# -- scale and soak (not part of `make test`; tests/test_soak.py runs it with tiny counts) --
+.PHONY: soak
+soak: $(STAMP) ## Soak: 10,000 idle + 1,000 x 100 echoes (asyncio), 2,000 + 500 x 100 (sync); nothing lost or leaked. ARGS="--idle 5000"
+	$(VPY) bench/soak.py $(ARGS)

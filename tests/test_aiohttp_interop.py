@@ -40,6 +40,7 @@ class AiohttpServer:
 
     def __init__(self) -> None:
         self.closed_with: list[int | None] = []
+        self.closes = threading.Condition()  # notified on each append to closed_with
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -55,7 +56,9 @@ class AiohttpServer:
                 await ws.send_str(msg.data)
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 await ws.send_bytes(msg.data)
-        self.closed_with.append(ws.close_code)
+        with self.closes:
+            self.closed_with.append(ws.close_code)
+            self.closes.notify_all()
         return ws
 
     async def start(self) -> None:
@@ -74,6 +77,12 @@ class AiohttpServer:
         assert self.runner is not None
         await self.runner.cleanup()
 
+    def wait_closes(self, count: int, timeout: float = 10) -> list[int | None]:
+        """From another thread than the server's: wait until ``count`` handlers ended; their codes."""
+        with self.closes:
+            assert self.closes.wait_for(lambda: len(self.closed_with) >= count, timeout), self.closed_with
+            return list(self.closed_with)
+
     def url(self, path: str) -> str:
         return f"ws://{HOST}:{self.port}{path}"
 
@@ -85,12 +94,11 @@ def arun(coro: Any) -> Any:
 async def no_other_tasks() -> None:
     """The wskit side leaves no task behind once closed."""
     current = asyncio.current_task()
-    for _ in range(20):  # aiohttp finishes its own handler tasks shortly after the close
-        others = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        if not others:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"tasks left running: {others}")
+    # aiohttp finishes its own handler tasks shortly after the close: wait for them to end.
+    others = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if others:
+        _, pending = await asyncio.wait(others, timeout=10)
+        assert not pending, f"tasks left running: {pending}"
 
 
 # -- wskit asyncio client -> aiohttp server ---------------------------------------------
@@ -122,13 +130,9 @@ def test_asyncio_client_to_aiohttp_server(path: str, compression: str | None) ->
                 await ws.close(4001, "client says bye")
                 # close_code is the peer's answer: an echo of 4001 or, as aiohttp does, 1000.
                 assert ws.close_code in (4001, 1000)
-            for _ in range(100):
-                if server.closed_with:
-                    break
-                await asyncio.sleep(0.01)
-            assert server.closed_with == [4001]
         finally:
-            await server.stop()
+            await server.stop()  # waits for aiohttp's handler to end
+        assert server.closed_with == [4001]
         await no_other_tasks()
 
     arun(main())
@@ -207,11 +211,7 @@ def test_sync_client_to_aiohttp_server(threaded_aiohttp: AiohttpServer, path: st
             continue  # the aiohttp loop's executor, not ours
         thread.join(5)
         assert not thread.is_alive(), f"thread left running: {thread.name}"
-    deadline = 100
-    while len(server.closed_with) < 2 and deadline:
-        threading.Event().wait(0.01)
-        deadline -= 1
-    assert server.closed_with[0] == 4001
+    assert 4001 in server.wait_closes(2)  # the code we closed with; the other is the server's own close
 
 
 # -- aiohttp client -> wskit asyncio server ---------------------------------------------

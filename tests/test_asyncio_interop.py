@@ -82,7 +82,7 @@ def test_wskit_client_websockets_server(compression: str | None) -> None:
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 def test_websockets_client_wskit_server(compression: str | None) -> None:
-    closes: list[tuple[int | None, str | None]] = []
+    closes: asyncio.Queue[tuple[int | None, str | None]] = asyncio.Queue()
 
     async def handler(ws: ServerConnection) -> None:
         try:
@@ -92,7 +92,7 @@ def test_websockets_client_wskit_server(compression: str | None) -> None:
                     return
                 await ws.send(message)
         finally:
-            closes.append((ws.close_code, ws.close_reason))
+            closes.put_nowait((ws.close_code, ws.close_reason))
 
     async def main() -> None:
         async with serve(handler, HOST, 0, compression=compression, subprotocols=["chat"],
@@ -117,12 +117,12 @@ def test_websockets_client_wskit_server(compression: str | None) -> None:
                     await ws.recv()
                 assert info.value.rcvd is not None
                 assert (info.value.rcvd.code, info.value.rcvd.reason) == (4002, "as asked")
+            assert await asyncio.wait_for(closes.get(), 5) == (4002, "as asked")
             async with ws_asyncio_client.connect(uri, compression=compression) as ws:
                 await ws.send("x")
                 assert await ws.recv() == "x"
                 await ws.close(1001, "client leaving")
-            await asyncio.sleep(0.05)
-        assert closes == [(4002, "as asked"), (1001, "client leaving")]
+            assert await asyncio.wait_for(closes.get(), 5) == (1001, "client leaving")
 
     arun(main())
 

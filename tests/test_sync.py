@@ -483,17 +483,15 @@ def test_configuration_file_options() -> None:
 
 
 def test_sync_connect_sends_the_user_agent_given() -> None:
-    agents: list[str | None] = []
-
     def handler(ws: ServerConnection) -> None:
-        agents.append(ws.request.headers.get("User-Agent") if ws.request else "missing")
+        # Each connection hears its own User-Agent back: no order between handler threads to rely on.
+        ws.send(ws.request.headers.get("User-Agent", "(none)") if ws.request else "(no request)")
 
     with running(handler) as (_, uri):
-        with connect(uri, user_agent="probe/1.0"):
-            pass
-        with connect(uri, user_agent=None):
-            pass
-    assert agents == ["probe/1.0", None]
+        with connect(uri, user_agent="probe/1.0") as ws:
+            assert ws.recv() == "probe/1.0"
+        with connect(uri, user_agent=None) as ws:
+            assert ws.recv() == "(none)"
 
 
 # -- the receive queue: hand-over between the reader and recv() ----------------
