@@ -24,6 +24,7 @@ import pytest
 
 from wskit.asyncio import connect
 from wskit.defaults import VERSION
+from wskit.plugin import PluginManager
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -297,7 +298,8 @@ def test_serve_address_already_in_use_is_one_line() -> None:
 @pytest.mark.parametrize(("flags", "expected"), [((), ["permessage-deflate"]), (("--no-compression",), [])])
 def test_serve_compression_on_and_off(flags: tuple[str, ...], expected: list[str]) -> None:
     async def extensions(url: str) -> list[str]:
-        async with connect(url) as ws:
+        # The client offers wskit's own extensions only, whatever else is installed.
+        async with connect(url, plugin_manager=PluginManager(entry_points=False)) as ws:
             return [ext.name for ext in ws.protocol.extensions]
 
     with announced("serve", "--port", "0", *flags) as (_, url):

@@ -34,6 +34,7 @@ from wskit.exceptions import ConnectionClosedError, InvalidState
 from wskit.frames import Opcode
 from wskit.headers import Headers
 from wskit.http2 import H2ClientProtocol, H2ServerProtocol, error_response
+from wskit.plugin import PluginManager
 from wskit.statemachine import State
 
 from helpers import client_frame
@@ -44,8 +45,13 @@ HOST = "127.0.0.1"
 # -- sans-I/O: the extended CONNECT and its answer -----------------------------------------
 
 
+# wskit's own plugins only: the tests below name the extensions they expect, whatever else is installed.
+BUILTINS = PluginManager(entry_points=False)
+
+
 def pair(**server_kwargs: Any) -> tuple[H2ClientProtocol, H2ServerProtocol]:
-    return H2ClientProtocol("wss://example.com/chat", subprotocols=["chat"]), H2ServerProtocol(**server_kwargs)
+    return (H2ClientProtocol("wss://example.com/chat", subprotocols=["chat"], plugin_manager=BUILTINS),
+            H2ServerProtocol(plugin_manager=BUILTINS, **server_kwargs))
 
 
 def test_request_headers_are_an_extended_connect() -> None:
@@ -344,9 +350,10 @@ def test_echo_over_http2(tls: Any) -> None:
         await echo(ws)
 
     async def main() -> None:
-        async with http2.serve(handler, HOST, 0, ssl=server_ctx, subprotocols=["chat"]) as server:
+        async with http2.serve(handler, HOST, 0, ssl=server_ctx, subprotocols=["chat"],
+                               plugin_manager=BUILTINS) as server:
             uri = f"wss://{HOST}:{port_of(server)}/room?x=1"
-            async with http2.connect(uri, ssl=client_ctx(), subprotocols=["chat"]) as ws:
+            async with http2.connect(uri, ssl=client_ctx(), subprotocols=["chat"], plugin_manager=BUILTINS) as ws:
                 assert isinstance(ws, http2.H2ClientConnection) and isinstance(ws, ClientConnection)
                 assert ws.http_version == "2" and ws.stream_id == 1
                 assert ws.transport is not None and ws.transport.get_extra_info("ssl_object") is not None
