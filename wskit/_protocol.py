@@ -491,8 +491,11 @@ class Protocol:
                 last = fin and start + size >= n
                 out.append(emit(Frame(opcode if start == 0 else Opcode.CONT, chunk, last)))
         if opcode is not Opcode.CONT:
-            self._out_message = 0 if fin else opcode
-            self._out_raw = not (fin or compress)
+            if fin:
+                self._out_message = 0
+            else:
+                self._out_message = opcode
+                self._out_raw = not compress  # read by send_continuation while it is open
         elif fin:
             self._out_message = 0
         self._update_plain_send()
