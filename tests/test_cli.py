@@ -594,3 +594,50 @@ def test_interactive_server_closing_ends_the_session(controlled: ControlledServe
     term.type("close 1011\r")
     assert term.wait() == 3
     assert "Connection closed: 1011 (internal error), reason 'as asked'." in screen(term.output)
+
+
+# -- proxy and redirects -------------------------------------------------------------
+
+
+def run_connect(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    environment.update(env or {})
+    return subprocess.run(wskit_command("connect", *args), input="through\n", cwd=ROOT, capture_output=True,
+                          text=True, timeout=30, env=environment)
+
+
+def test_connect_through_a_proxy() -> None:
+    from proxy_servers import HTTPProxy, echo_server
+
+    with echo_server() as server, HTTPProxy() as proxy:
+        result = run_connect(server.uri, "--proxy", proxy.url)
+        assert result.returncode == 0, result.stderr
+        assert "< through" in result.stdout.splitlines()
+        assert proxy.targets == [f"127.0.0.1:{server.port}"]
+
+
+def test_connect_no_proxy_ignores_the_environment_and_a_refusing_proxy_is_named() -> None:
+    from proxy_servers import HTTPProxy, echo_server
+
+    with echo_server() as server, HTTPProxy(behaviour="refuse") as proxy:
+        env = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url}
+        refused = run_connect(server.uri, env=env)
+        assert refused.returncode == 1
+        assert "403" in refused.stderr and "Traceback" not in refused.stderr
+        direct = run_connect(server.uri, "--no-proxy", env=env)
+        assert direct.returncode == 0, direct.stderr
+        assert "< through" in direct.stdout.splitlines()
+        assert len(proxy.requests) == 1  # only the first command asked it
+
+
+def test_connect_follows_redirects_up_to_max_redirects() -> None:
+    from proxy_servers import RedirectServer, echo_server
+
+    with echo_server() as server, RedirectServer(lambda path: (302, [("Location", server.uri)])) as redirect:
+        followed = run_connect(redirect.uri())
+        assert followed.returncode == 0, followed.stderr
+        assert "< through" in followed.stdout.splitlines()
+        refused = run_connect(redirect.uri(), "--max-redirects", "0")
+        assert refused.returncode == 1
+        assert "302" in refused.stderr and "Traceback" not in refused.stderr
+

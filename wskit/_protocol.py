@@ -129,6 +129,8 @@ class Protocol:
         "_subprotocol",
         "_plain_send",
         "_out_message",
+        "_out_raw",
+        "_uncompressed",
     )
 
     def __init__(
@@ -183,6 +185,10 @@ class Protocol:
         self._msg_size = 0
         self._subprotocol: str | None = None
         self._out_message = 0  # opcode of a fragmented message being sent, or 0
+        self._out_raw = False  # that fragmented message is sent with compress=False
+        # The extensions that still encode a message sent with compress=False,
+        # or None when no extension compresses (compress=False changes nothing).
+        self._uncompressed: list[Extension] | None = None
         self._plain_send = True  # see _update_plain_send
         self._update_plain_send()
         if extensions:
@@ -300,6 +306,10 @@ class Protocol:
     def _set_extensions(self, extensions: list[Extension]) -> None:
         self._extensions = extensions
         self._encoders = [ext.encode for ext in extensions] or None
+        if any(getattr(ext, "compresses", False) for ext in extensions):
+            self._uncompressed = [ext for ext in extensions if not getattr(ext, "compresses", False)]
+        else:
+            self._uncompressed = None
         self._decoders = [_decoder_of(ext) for ext in reversed(extensions)] or None
         rsv = 0
         for ext in extensions:
@@ -325,13 +335,18 @@ class Protocol:
         si = self._si
         raise InvalidState(f"cannot send {what} in state {si.public.name} ({si.description})")
 
-    def send_text(self, data: str, fin: bool = True) -> list[bytes]:
+    def send_text(self, data: str, fin: bool = True, *, compress: bool = True) -> list[bytes]:
         """Build the frames of a text message.
 
         Args:
             data: the message.
             fin: ``False`` to send only the first fragment of a message that
                 :meth:`send_continuation` completes.
+            compress: ``False`` to send this message uncompressed: extensions
+                that compress (``Extension.compresses``, e.g.
+                permessage-deflate) leave it alone and keep their state, the
+                other extensions still apply. For a fragmented message it
+                holds for every fragment. No effect without such an extension.
 
         Returns:
             Bytes to write to the transport, in order.
@@ -348,15 +363,18 @@ class Protocol:
             raise TypeError(f"send_text() takes a str, got {type(data).__name__} (use send_binary for bytes)") from None
         if fin and self._plain_send:
             return [encode_frame(0x81, payload, self._mask)]
-        return self._send_message(Opcode.TEXT, payload, fin)
+        return self._send_message(Opcode.TEXT, payload, fin, compress)
 
-    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> list[bytes]:
+    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True, *,
+                    compress: bool = True) -> list[bytes]:
         """Build the frames of a binary message.
 
         Args:
             data: the message.
             fin: ``False`` to send only the first fragment of a message that
                 :meth:`send_continuation` completes.
+            compress: ``False`` to send this message uncompressed (see
+                :meth:`send_text`).
 
         Returns:
             Bytes to write to the transport, in order.
@@ -370,10 +388,13 @@ class Protocol:
             raise TypeError("send_binary() takes bytes-like data, got str (use send_text for text)")
         if fin and self._plain_send:
             return [encode_frame(0x82, data, self._mask)]
-        return self._send_message(Opcode.BINARY, bytes(data), fin)
+        return self._send_message(Opcode.BINARY, bytes(data), fin, compress)
 
     def send_continuation(self, data: str | bytes | bytearray | memoryview, fin: bool) -> list[bytes]:
         """Build the next fragment of a message started with ``fin=False``.
+
+        The fragment is compressed, or not, as the message's first one was
+        (``compress=`` of :meth:`send_text` / :meth:`send_binary`).
 
         Args:
             data: the fragment (``str`` is encoded as UTF-8; each fragment of a
@@ -392,7 +413,7 @@ class Protocol:
         if not self._out_message:
             raise InvalidState("send_continuation() needs a message started with send_text/send_binary(fin=False)")
         payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        return self._send_message(Opcode.CONT, payload, fin)
+        return self._send_message(Opcode.CONT, payload, fin, not self._out_raw)
 
     def send_ping(self, data: bytes | bytearray | memoryview | str = b"") -> list[bytes]:
         """Build a Ping frame (a ``str`` is encoded as UTF-8).
@@ -454,22 +475,27 @@ class Protocol:
             return [encode_frame(0x80 | opcode, data, self._mask)]
         return [self._emit(Frame(opcode, bytes(data)))]
 
-    def _send_message(self, opcode: Opcode, payload: bytes, fin: bool = True) -> list[bytes]:
+    def _send_message(self, opcode: Opcode, payload: bytes, fin: bool = True, compress: bool = True) -> list[bytes]:
         if opcode is not Opcode.CONT and self._out_message:
             # RFC 6455 §5.4: fragments of one message are not interleaved with another.
             raise InvalidState("a fragmented message is being sent: finish it with send_continuation(..., fin=True)")
+        emit = self._emit if compress or self._uncompressed is None else self._emit_uncompressed
         size = self._max_fragment_size
         if size is None or len(payload) <= size:
-            out = [self._emit(Frame(opcode, payload, fin))]
+            out = [emit(Frame(opcode, payload, fin))]
         else:
             out = []
             n = len(payload)
             for start in range(0, n, size):
                 chunk = payload[start:start + size]
                 last = fin and start + size >= n
-                out.append(self._emit(Frame(opcode if start == 0 else Opcode.CONT, chunk, last)))
+                out.append(emit(Frame(opcode if start == 0 else Opcode.CONT, chunk, last)))
         if opcode is not Opcode.CONT:
-            self._out_message = 0 if fin else opcode
+            if fin:
+                self._out_message = 0
+            else:
+                self._out_message = opcode
+                self._out_raw = not compress  # read by send_continuation while it is open
         elif fin:
             self._out_message = 0
         self._update_plain_send()
@@ -483,6 +509,20 @@ class Protocol:
                     frame = encode(frame)
                 except Exception as exc:
                     raise self._internal_error(self._extensions[i], "encode", exc)  # noqa: B904 - the chain is set
+        data = serialize_frame(frame, self._mask)
+        hook = self._on_sent
+        if hook is not None:
+            self._observe(hook, "wskit_frame_sent", frame)
+        return data
+
+    def _emit_uncompressed(self, frame: Frame) -> bytes:
+        # _emit for a message sent with compress=False: compressing extensions
+        # are skipped, so their state (e.g. a deflate context) does not move.
+        for ext in self._uncompressed or ():
+            try:
+                frame = ext.encode(frame)
+            except Exception as exc:
+                raise self._internal_error(ext, "encode", exc)  # noqa: B904 - the chain is set
         data = serialize_frame(frame, self._mask)
         hook = self._on_sent
         if hook is not None:

@@ -30,6 +30,8 @@ class Broadcast:
     Args:
         message: a ``str`` (a text message) or a bytes-like object (a binary
             message).
+        compress: ``False`` sends it uncompressed on connections that
+            negotiated permessage-deflate (see ``Protocol.send_text``).
 
     Attributes:
         text: whether the message is a text message.
@@ -40,9 +42,9 @@ class Broadcast:
         TypeError: for another type.
     """
 
-    __slots__ = ("text", "payload", "shared", "_message", "_frame")
+    __slots__ = ("text", "payload", "shared", "_message", "_frame", "_compress")
 
-    def __init__(self, message: str | bytes | bytearray | memoryview) -> None:
+    def __init__(self, message: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
         if isinstance(message, str):
             self.text = True
             self.payload = message.encode("utf-8")
@@ -53,6 +55,7 @@ class Broadcast:
             raise TypeError(f"broadcast() takes a str or a bytes-like message, not {type(message).__name__}")
         self._message = message
         self._frame: bytes | None = None
+        self._compress = compress
         self.shared = 0
 
     def __len__(self) -> int:
@@ -79,5 +82,5 @@ class Broadcast:
             self.shared += 1
             return [frame]
         if self.text:
-            return protocol.send_text(self._message)  # type: ignore[arg-type]
-        return protocol.send_binary(self.payload)
+            return protocol.send_text(self._message, compress=self._compress)  # type: ignore[arg-type]
+        return protocol.send_binary(self.payload, compress=self._compress)

@@ -575,7 +575,8 @@ class Connection(asyncio.Protocol):
         """
         return _Messages(self)
 
-    async def send(self, message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data]) -> None:
+    async def send(self, message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data], *,
+                   compress: bool = True) -> None:
         """Send a message.
 
         A ``str`` is sent as a text message, a bytes-like object as a binary
@@ -583,6 +584,13 @@ class Connection(asyncio.Protocol):
         objects) is sent as one fragmented message, one frame per item.
 
         Waits while the transport's write buffer is above ``write_limit``.
+
+        Args:
+            message: the message.
+            compress: ``False`` sends this message uncompressed on a
+                connection that negotiated permessage-deflate (RSV1 clear; the
+                compression context of the next messages is unchanged), e.g.
+                for data that is already compressed. No effect otherwise.
 
         Raises:
             ConnectionClosedOK: the connection was closed cleanly.
@@ -596,13 +604,13 @@ class Connection(asyncio.Protocol):
         protocol = self.protocol
         try:
             if type(message) is str:
-                data = protocol.send_text(message)
+                data = protocol.send_text(message) if compress else protocol.send_text(message, compress=False)
             elif isinstance(message, (bytes, bytearray, memoryview)):
-                data = protocol.send_binary(message)
+                data = protocol.send_binary(message) if compress else protocol.send_binary(message, compress=False)
             elif isinstance(message, str):
-                data = protocol.send_text(str(message))
+                data = protocol.send_text(str(message), compress=compress)
             else:
-                await self._send_fragments(message)
+                await self._send_fragments(message, compress)
                 return
         except InvalidState:
             raise await self._closed_error() from None
@@ -616,15 +624,15 @@ class Connection(asyncio.Protocol):
         if self._paused_writing:
             await self._drain()
 
-    def _frame(self, opcode: int, part: Any, fin: bool) -> list[bytes]:
+    def _frame(self, opcode: int, part: Any, fin: bool, compress: bool = True) -> list[bytes]:
         protocol = self.protocol
         if opcode == Opcode.CONT:
-            return protocol.send_continuation(part, fin)
+            return protocol.send_continuation(part, fin)  # compressed as the first fragment was
         if opcode == Opcode.TEXT:
-            return protocol.send_text(part, fin)
-        return protocol.send_binary(part, fin)
+            return protocol.send_text(part, fin, compress=compress)
+        return protocol.send_binary(part, fin, compress=compress)
 
-    async def _send_fragments(self, message: Any) -> None:
+    async def _send_fragments(self, message: Any, compress: bool = True) -> None:
         # The rule (wskit.duties.FRAGMENT_FAILURE): items are read one ahead.
         if not is_fragment_source(message):
             raise send_type_error(message)
@@ -658,7 +666,7 @@ class Connection(asyncio.Protocol):
                     index += 1
                     fragment_kind(chunk, index, text)
                 try:
-                    data = self._frame(opcode, previous, chunk is _END)
+                    data = self._frame(opcode, previous, chunk is _END, compress)
                 except InvalidState:
                     raise await self._closed_error() from None
                 self._write(data)

@@ -584,7 +584,8 @@ def _remove_unix_socket(path: str | None, logger: logging.Logger) -> None:
         logger.warning("could not remove the Unix socket %s: %s", path, exc)
 
 
-def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview) -> list[Connection]:
+def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview, *,
+              compress: bool = True) -> list[Connection]:
     """Send a message to many connections at once, waiting for none of them.
 
     The message is written to each open connection's transport now; the
@@ -603,6 +604,9 @@ def broadcast(connections: Iterable[Connection], message: Data | bytearray | mem
     Args:
         connections: the connections, e.g. ``server.connections``.
         message: a ``str`` (text message) or bytes-like (binary message).
+        compress: ``False`` sends it uncompressed to the connections that
+            negotiated permessage-deflate (their compression context is
+            unchanged), e.g. for data that is already compressed.
 
     Returns:
         The open connections that did not get the message.
@@ -610,7 +614,7 @@ def broadcast(connections: Iterable[Connection], message: Data | bytearray | mem
     Raises:
         TypeError: ``message`` is neither ``str`` nor bytes-like.
     """
-    shared = Broadcast(message)
+    shared = Broadcast(message, compress=compress)
     frames_for = shared.frames_for
     skipped: list[Connection] = []
     for connection in connections:

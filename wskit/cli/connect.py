@@ -85,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "server certificate)")
     parser.add_argument("--compression", action=argparse.BooleanOptionalAction, default=None,
                         help="offer permessage-deflate (default: on, or the configuration's compression.enabled)")
+    proxy = parser.add_mutually_exclusive_group()
+    proxy.add_argument("--proxy", metavar="URL",
+                       help="connect through this proxy (http://, https://, socks5://...; credentials in the URL); "
+                            "default: the environment's HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY")
+    proxy.add_argument("--no-proxy", action="store_true", help="use no proxy, whatever the environment says")
+    parser.add_argument("--max-redirects", metavar="N", type=int, default=None,
+                        help="redirects to follow in the opening handshake (default: 10; 0 follows none)")
     parser.add_argument("--history", metavar="FILE", default=None,
                         help=f"history file of the interactive mode (default: {_shown(history_path())})")
     parser.add_argument("--no-history", action="store_true", help="keep no history file")
@@ -198,6 +205,14 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
         options["subprotocols"] = args.subprotocols
     if args.compression is not None:
         options["compression"] = "deflate" if args.compression else None
+    if args.no_proxy:
+        options["proxy"] = None
+    elif args.proxy is not None:
+        options["proxy"] = args.proxy
+    if args.max_redirects is not None:
+        if args.max_redirects < 0:
+            raise _Reported(f"--max-redirects must be 0 or more, got {args.max_redirects}")
+        options["max_redirects"] = args.max_redirects
     if args.cafile is not None:
         context = ssl.create_default_context(cafile=None)
         try:
@@ -220,6 +235,8 @@ async def _connect(args: argparse.Namespace, out: TextIO, interactive: bool) -> 
     if uri is None and args.unix is None:
         raise _Reported("give the URL to connect to (ws://HOST:PORT/PATH), or client.uri in a --config FILE")
     options = _client_options(args)
+    if args.unix is not None and args.proxy is not None:
+        raise _Reported("--proxy does not apply to a connection over --unix")
     where = uri if uri is not None else f"unix:{args.unix}"
     try:
         if args.unix is not None:

@@ -27,10 +27,17 @@ class Extension:
     extension token used in ``Sec-WebSocket-Extensions``. ``rsv_mask`` says
     which RSV bits the extension gives meaning to (``0x40`` RSV1, ``0x20``
     RSV2, ``0x10`` RSV3): incoming frames may only set those bits.
+
+    ``compresses`` is ``True`` for an extension that compresses messages
+    (permessage-deflate): a message sent with ``compress=False`` (e.g.
+    ``send(message, compress=False)``) does not go through its
+    :meth:`encode`, so its state is untouched by that message, while the
+    other extensions still encode it.
     """
 
     name: str = "x-unnamed"
     rsv_mask: int = 0
+    compresses: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass

@@ -154,7 +154,9 @@ class PerMessageDeflate(Extension):
         level: zlib compression level (-1..9).
         mem_level: zlib ``memLevel`` (1..9).
         min_size: unfragmented messages shorter than this are sent
-            uncompressed (RSV1 clear).
+            uncompressed (RSV1 clear). A single message is sent uncompressed
+            with ``send(message, compress=False)``: this extension declares
+            :attr:`~wskit.extensions.base.Extension.compresses`.
 
     Raises:
         ConfigError: if a setting is out of range.
@@ -162,6 +164,9 @@ class PerMessageDeflate(Extension):
 
     name = EXTENSION_NAME
     rsv_mask = 0x40
+    # A message sent with compress=False skips encode() (so the compressor's
+    # context does not move) and goes out with RSV1 clear (RFC 7692 §6).
+    compresses = True
 
     __slots__ = (
         "_compressor",

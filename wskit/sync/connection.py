@@ -37,6 +37,7 @@ import uuid
 from _thread import LockType
 from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -347,7 +348,8 @@ class Connection:
 
     # -- sending -----------------------------------------------------------
 
-    def send(self, message: Data | bytearray | memoryview | Iterable[str | bytes | bytearray | memoryview]) -> None:
+    def send(self, message: Data | bytearray | memoryview | Iterable[str | bytes | bytearray | memoryview], *,
+             compress: bool = True) -> None:
         """Send a message; safe to call from several threads.
 
         Args:
@@ -355,6 +357,10 @@ class Connection:
                 message), or an iterable of ``str`` or of bytes-like parts,
                 sent as the fragments of one message (all parts of one type;
                 the message is not held in memory whole).
+            compress: ``False`` sends this message uncompressed on a
+                connection that negotiated permessage-deflate (RSV1 clear; the
+                compression context of the next messages is unchanged), e.g.
+                for data that is already compressed. No effect otherwise.
 
         Blocks while the kernel's socket buffer is full (send-side
         backpressure).
@@ -373,10 +379,12 @@ class Connection:
         elif isinstance(message, (bytes, bytearray, memoryview)):
             build = self.protocol.send_binary
         elif is_fragment_source(message):
-            self._send_fragments(message)  # type: ignore[arg-type]
+            self._send_fragments(message, compress)  # type: ignore[arg-type]
             return
         else:
             raise send_type_error(message)
+        if not compress:
+            build = partial(build, compress=False)
         # Wait for the writer token, build the frames, write them.
         write_lock = self._write_lock
         write_lock.acquire()
@@ -477,7 +485,7 @@ class Connection:
         closed.__cause__ = exc
         return closed
 
-    def _send_fragments(self, parts: Iterable[Any]) -> None:
+    def _send_fragments(self, parts: Iterable[Any], compress: bool = True) -> None:
         """Send an iterable's parts as the fragments of one message (RFC 6455 §5.4).
 
         The writer token is held for the whole message, so other threads'
@@ -503,10 +511,10 @@ class Connection:
             for part in iterator:
                 index += 1
                 fragment_kind(part, index, text)
-                self._write_fragment(previous, text, started, fin=False)
+                self._write_fragment(previous, text, started, fin=False, compress=compress)
                 started = True
                 previous = part
-            self._write_fragment(previous, text, started, fin=True)
+            self._write_fragment(previous, text, started, fin=True, compress=compress)
         except WebSocketClosed:
             held = False
             raise
@@ -523,14 +531,14 @@ class Connection:
             self._fail(*FRAGMENT_FAILURE)  # a fragment left: the message cannot be completed
         raise error
 
-    def _write_fragment(self, part: Any, text: bool, started: bool, fin: bool) -> None:
+    def _write_fragment(self, part: Any, text: bool, started: bool, fin: bool, compress: bool = True) -> None:
         with self._proto_lock:
-            if started:
+            if started:  # compressed, or not, as the first fragment was
                 data: list[bytes | None] = list(self.protocol.send_continuation(part, fin))
             elif text:
-                data = list(self.protocol.send_text(part, fin))
+                data = list(self.protocol.send_text(part, fin, compress=compress))
             else:
-                data = list(self.protocol.send_binary(part, fin))
+                data = list(self.protocol.send_binary(part, fin, compress=compress))
         self._write_holding_token(data, keep=True)
 
     def _send_control_checked(self, build: Callable[[], list[bytes]]) -> None:

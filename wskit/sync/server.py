@@ -626,7 +626,8 @@ def _remove_unix_socket(path: str | None, logger: logging.Logger | logging.Logge
         logger.warning("could not remove the Unix socket %s: %s", path, exc)
 
 
-def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview) -> list[Connection]:
+def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview, *,
+              compress: bool = True) -> list[Connection]:
     """Send a message to many connections at once, waiting for none of them.
 
     The message goes to each open connection now, with a write that never
@@ -644,6 +645,9 @@ def broadcast(connections: Iterable[Connection], message: Data | bytearray | mem
     Args:
         connections: the connections, e.g. ``server.connections``.
         message: a ``str`` (text message) or bytes-like (binary message).
+        compress: ``False`` sends it uncompressed to the connections that
+            negotiated permessage-deflate (their compression context is
+            unchanged), e.g. for data that is already compressed.
 
     Returns:
         The open connections that did not get the message.
@@ -651,7 +655,7 @@ def broadcast(connections: Iterable[Connection], message: Data | bytearray | mem
     Raises:
         TypeError: ``message`` is neither ``str`` nor bytes-like.
     """
-    shared = Broadcast(message)
+    shared = Broadcast(message, compress=compress)
     frames_for = shared.frames_for
     size = len(shared)
     skipped: list[Connection] = []
