@@ -40,7 +40,6 @@ from .client import ClientProtocol
 from .events import Event, Request, Response
 from .exceptions import InvalidHandshake, InvalidState, NegotiationError, PluginError
 from .frames import CloseCode
-from .handshake import select_subprotocol
 from .headers import (
     Headers,
     HeadersLike,
@@ -429,18 +428,7 @@ class H2ServerProtocol(ServerProtocol):
         if not self._si.handshake or self.request is None:
             raise InvalidState(f"accept() needs a received, unanswered request (state {self.state.name})")
         req = self.request if request is None else request
-        values = req.headers.get_all("Sec-WebSocket-Protocol")
-        offered = parse_subprotocol_header(values) if values else []
-        if subprotocol is not None:
-            if subprotocol not in offered:
-                raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client (offered: {offered})")
-            chosen: str | None = subprotocol
-        elif self._selector is not None:
-            chosen = self._selector(self, offered)
-            if chosen is not None and chosen not in offered:
-                raise ValueError(f"select_subprotocol returned {chosen!r}, which the client did not offer")
-        else:
-            chosen = select_subprotocol(offered, self._subprotocols)
+        chosen = self._choose_subprotocol(req, subprotocol)
         if chosen is not None and not is_token(chosen):
             raise ValueError(f"subprotocol {chosen!r} is not a token")
         items: list[H2Header] = []

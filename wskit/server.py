@@ -144,6 +144,25 @@ class ServerProtocol(Protocol):
             raise
         return [request]
 
+    def _choose_subprotocol(self, req: Request, subprotocol: str | None) -> str | None:
+        """The subprotocol to answer ``req`` with: ``subprotocol`` if given, else the selector's or ours.
+
+        Raises:
+            ValueError: ``subprotocol`` (or the selector's choice) was not offered.
+        """
+        values = req.headers.get_all("Sec-WebSocket-Protocol")
+        offered = parse_subprotocol_header(values) if values else []
+        if subprotocol is not None:
+            if subprotocol not in offered:
+                raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client (offered: {offered})")
+            return subprotocol
+        if self._selector is not None:
+            chosen = self._selector(self, offered)
+            if chosen is not None and chosen not in offered:
+                raise ValueError(f"select_subprotocol returned {chosen!r}, which the client did not offer")
+            return chosen
+        return select_subprotocol(offered, self._subprotocols)
+
     def accept(
         self,
         request: Request | None = None,
@@ -176,18 +195,7 @@ class ServerProtocol(Protocol):
         if not self._si.handshake or self.request is None:
             raise InvalidState(f"accept() needs a received, unanswered request (state {self.state.name})")
         req = self.request if request is None else request
-        values = req.headers.get_all("Sec-WebSocket-Protocol")
-        offered = parse_subprotocol_header(values) if values else []
-        if subprotocol is not None:
-            if subprotocol not in offered:
-                raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client (offered: {offered})")
-            chosen: str | None = subprotocol
-        elif self._selector is not None:
-            chosen = self._selector(self, offered)
-            if chosen is not None and chosen not in offered:
-                raise ValueError(f"select_subprotocol returned {chosen!r}, which the client did not offer")
-        else:
-            chosen = select_subprotocol(offered, self._subprotocols)
+        chosen = self._choose_subprotocol(req, subprotocol)
         try:
             extensions, answer = self._negotiate(req)
         except InvalidHandshake as exc:
