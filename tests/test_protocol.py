@@ -1,8 +1,8 @@
-"""Tests for wskit.protocol.Protocol: the sans-I/O data path (RFC 6455 §5-§8) and API.md's contract.
+"""Tests for wskit.protocol.Protocol: the sans-I/O data path (RFC 6455 §5-§8) and its contract (docs/sansio.md).
 
 Receiver rules are tested through ``receive_data`` of a bare ``Protocol``
 with hand-built frames (tests/helpers.py), one test per rule; every failure
-is also checked against API.md's failure contract (close code, ``to_send``,
+is also checked against the documented failure contract (close code, ``to_send``,
 state, what may still be sent, ``receive_eof``).
 """
 
@@ -59,7 +59,7 @@ def frame_for(receiver: Protocol, opcode: int, payload: bytes = b"", **kwargs: o
 
 
 def check_failing(receiver: Protocol, exc: ProtocolError, code: int) -> None:
-    """Assert API.md's contract for a connection that failed with ``code``."""
+    """Assert the documented contract for a connection that failed with ``code``."""
     assert receiver.state is State.CLOSING
     # Nothing more is read.
     assert receiver.receive_data(frame_for(receiver, Opcode.TEXT, b"late")) == []
@@ -629,7 +629,7 @@ def test_eof_after_peer_close_keeps_peer_code() -> None:
     assert (s.close_code, s.close_reason) == (4000, "app")
 
 
-# -- state permissions (API.md table) -------------------------------------------------------------
+# -- state permissions (the table of docs/sansio.md) ------------------------------------------------
 
 
 def _open() -> Protocol:

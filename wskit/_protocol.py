@@ -816,8 +816,8 @@ class Protocol:
 def _decoder_of(ext: Extension) -> Any:
     """Return ``ext.decode``, adapted to take ``max_size=`` if it does not.
 
-    API.md lets an extension's ``decode`` accept the frame alone (the seed's
-    example); the protocol still checks the decoded size itself.
+    An extension's ``decode`` may take the frame alone (``decode(frame)``);
+    the protocol still checks the decoded size itself.
     """
     decode = ext.decode
     if _takes_max_size(getattr(decode, "__func__", decode)):
