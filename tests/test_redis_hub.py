@@ -132,10 +132,12 @@ def test_a_message_published_on_one_hub_reaches_the_clients_of_every_other(redis
             ports = [s.sockets[0].getsockname()[1] for s in servers]
             clients = [await w.join(port, "lobby") for w, port in zip(workers, ports)]
             elsewhere = await other_prefix.join(ports[3], "lobby")
+            # Published by two workers: their order is not defined, so each goes round before the next.
             await clients[0].send("hello from worker 0")
-            await clients[2].send(b"\x00\x01 binary from worker 2")
             for ws in clients:
                 assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hello from worker 0"
+            await clients[2].send(b"\x00\x01 binary from worker 2")
+            for ws in clients:
                 assert await asyncio.wait_for(ws.recv(), TIMEOUT) == b"\x00\x01 binary from worker 2"
             await elsewhere.send("only for my prefix")
             assert await asyncio.wait_for(elsewhere.recv(), TIMEOUT) == "only for my prefix"  # not the others'
