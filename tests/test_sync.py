@@ -43,13 +43,13 @@ def _fd_count() -> int | None:
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Every test must leave no thread running and no socket open."""
-    threads = threading.active_count()
+    before = set(threading.enumerate())  # a thread of an earlier test may still be ending: not ours
     fds = _fd_count()
     yield
     deadline = time.monotonic() + 3
-    while threading.active_count() > threads and time.monotonic() < deadline:
+    while any(t not in before for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert threading.active_count() == threads, threading.enumerate()
+    assert [t for t in threading.enumerate() if t not in before] == []
     if fds is not None:
         while (_fd_count() or 0) > fds and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -24,12 +24,12 @@ MiB = 2**20
 
 @pytest.fixture(autouse=True)
 def no_thread_leak() -> Iterator[None]:
-    threads = threading.active_count()
+    before = set(threading.enumerate())  # a thread of an earlier test may still be ending: not ours
     yield
     deadline = time.monotonic() + 3
-    while threading.active_count() > threads and time.monotonic() < deadline:
+    while any(t not in before for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert threading.active_count() == threads, threading.enumerate()
+    assert [t for t in threading.enumerate() if t not in before] == []
 
 
 @contextlib.contextmanager
