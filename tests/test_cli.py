@@ -641,3 +641,45 @@ def test_connect_follows_redirects_up_to_max_redirects() -> None:
         assert refused.returncode == 1
         assert "302" in refused.stderr and "Traceback" not in refused.stderr
 
+
+
+def test_connect_reconnect_after_a_lost_connection_sends_the_later_lines(controlled: ControlledServer) -> None:
+    client = subprocess.Popen(wskit_command("connect", "--reconnect", controlled.url), cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert client.stdin is not None and client.stdout is not None
+
+        def say(line: str) -> None:
+            assert client.stdin is not None
+            client.stdin.write(f"{line}\n")
+            client.stdin.flush()
+
+        def read() -> str:
+            assert client.stdout is not None
+            return client.stdout.readline().rstrip("\n")
+
+        assert read() == f"Connected to {controlled.url}."
+        say("before")
+        assert read() == "< before"
+        say("drop")  # the server aborts the TCP connection: no closing handshake
+        assert read() == "Connection lost: 1006 (abnormal closure); reconnecting."
+        assert read() == "Reconnected."
+        say("after")
+        assert read() == "< after"
+        client.stdin.close()  # the end of the input still closes with 1000
+        client.wait(timeout=20)
+        out, err = client.stdout.read(), client.stderr.read() if client.stderr is not None else ""
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(timeout=10)
+    assert client.returncode == 0, err
+    assert [controlled.received.get(timeout=10) for _ in range(3)] == ["before", "drop", "after"]
+    assert out.splitlines()[-1] == "Connection closed: 1000 (normal closure)."
+    assert "Traceback" not in err
+
+
+def test_connect_without_reconnect_a_lost_connection_still_ends_it(controlled: ControlledServer) -> None:
+    result = talk(controlled.url, stdin="drop\nnever sent\n")
+    assert result.returncode == 4, result.stderr
+    assert "reconnecting" not in result.stdout and "Reconnected" not in result.stdout

@@ -5,6 +5,8 @@ with line editing and a history kept between sessions (readline, where
 Python has it); incoming messages are printed above the line being typed,
 which stays as it was. When standard input is a pipe or a file, each line
 is sent as one message and, at its end, the connection is closed cleanly.
+With ``--reconnect``, a lost connection is followed by a new one, lines
+typed meanwhile waiting their turn (see :data:`RECONNECT_CODES`).
 
 The exit status says how the connection ended (see :data:`EXIT_STATUSES`).
 """
@@ -19,9 +21,9 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from ..exceptions import ConfigError, WebSocketClosed, WSKitError
 from ..frames import CloseCode
@@ -95,6 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", metavar="FILE", default=None,
                         help=f"history file of the interactive mode (default: {_shown(history_path())})")
     parser.add_argument("--no-history", action="store_true", help="keep no history file")
+    parser.add_argument("--reconnect", action="store_true",
+                        help="when the connection is lost (or the server goes away or restarts: 1001, 1012, 1013), "
+                             "or an attempt fails in a way that may pass, connect again after a growing delay; "
+                             "lines typed meanwhile are sent once connected again")
     parser.epilog = "exit status: " + "; ".join(f"{status}: {text.split(':')[0].split(' (')[0]}"
                                                 for status, text in EXIT_STATUSES.items())
 
@@ -224,59 +230,45 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-async def _connect(args: argparse.Namespace, out: TextIO, interactive: bool) -> int:
-    from ..asyncio import connect, unix_connect
+RECONNECT_CODES = frozenset({CloseCode.GOING_AWAY, CloseCode.ABNORMAL_CLOSURE, CloseCode.SERVICE_RESTART,
+                             CloseCode.TRY_AGAIN_LATER})
+"""With ``--reconnect``: the ways a connection may end (server going away or restarting, connection lost)
+after which the client connects again; any other end ends the command as without ``--reconnect``."""
 
+
+class _Lines:
+    """The lines to send, outliving each connection: a queue, plus a line to send again first."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.again: str | None = None
+
+    async def get(self) -> str | None:
+        if self.again is not None:
+            line, self.again = self.again, None
+            return line
+        return await self.queue.get()
+
+
+async def _session(ws: Any, lines: _Lines, interrupted: asyncio.Future[None],
+                   show: Callable[[str], None]) -> tuple[bool, bool]:
+    """Send the lines and print the messages of one connection until it ends.
+
+    Returns:
+        ``(the client ended it, a message went either way)``: the client ends it on Ctrl-C
+        (``interrupted``) and at the end of the input; otherwise the server or the network did.
+    """
     loop = asyncio.get_running_loop()
-    config = load_config(args.config)
-    uri: str | None = args.url
-    if uri is None and config is not None and config.is_set("client.uri"):
-        uri = config.get("client.uri")
-    if uri is None and args.unix is None:
-        raise _Reported("give the URL to connect to (ws://HOST:PORT/PATH), or client.uri in a --config FILE")
-    options = _client_options(args)
-    if args.unix is not None and args.proxy is not None:
-        raise _Reported("--proxy does not apply to a connection over --unix")
-    where = uri if uri is not None else f"unix:{args.unix}"
-    try:
-        if args.unix is not None:
-            ws = await unix_connect(args.unix, uri, config=config, **options)
-        else:
-            ws = await connect(uri, config=config, **options)
-    except (OSError, TimeoutError, WSKitError, ValueError) as exc:
-        raise _Reported(describe_error(exc, where)) from None
-    chosen = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
-    print(f"Connected to {where}{chosen}.", file=out, flush=True)
-    if interactive:
-        print("Type a message and Enter to send it; Ctrl-D closes the connection.", file=out, flush=True)
-
-    history = None if args.no_history else Path(args.history) if args.history else history_path()
-    terminal = _Terminal(out, history) if interactive else None
-
-    def show(text: str) -> None:
-        if terminal is not None:
-            terminal.show(text)
-        else:
-            print(text, file=out, flush=True)
+    exchanged = False
 
     async def printer() -> None:
+        nonlocal exchanged
         async for message in ws:
+            exchanged = True
             show(f"< {format_message(message)}")
 
-    interrupted: asyncio.Future[None] = loop.create_future()
-
-    def interrupt() -> None:
-        if not interrupted.done():
-            interrupted.set_result(None)
-
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows / not the main thread
-        loop.add_signal_handler(signal.SIGINT, interrupt)
     receiving = loop.create_task(printer())
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    if terminal is not None:
-        terminal.start(loop, lines)
-    else:
-        _stdin_lines(loop, lines)
+    client_ended = False
     try:
         while not receiving.done() and not interrupted.done():
             getting = loop.create_task(lines.get())
@@ -289,12 +281,17 @@ async def _connect(args: argparse.Namespace, out: TextIO, interactive: bool) -> 
                 break
             line = getting.result()
             if line is None:  # Ctrl-D / end of the pipe
+                client_ended = True
                 break
             try:
                 await ws.send(line)
             except WebSocketClosed:
+                lines.again = line  # not sent: first of the next connection, if there is one
                 break
-        await ws.close()
+            exchanged = True
+        client_ended = client_ended or interrupted.done()
+        if client_ended:
+            await ws.close()
         with contextlib.suppress(WebSocketClosed):
             await receiving
     finally:
@@ -303,6 +300,97 @@ async def _connect(args: argparse.Namespace, out: TextIO, interactive: bool) -> 
             with contextlib.suppress(asyncio.CancelledError, WebSocketClosed):
                 await receiving
         await ws.close()
+    return client_ended, exchanged
+
+
+async def _connect(args: argparse.Namespace, out: TextIO, interactive: bool) -> int:
+    from ..asyncio import connect, unix_connect
+    from ..reconnect import backoff_delays, is_transient
+
+    loop = asyncio.get_running_loop()
+    config = load_config(args.config)
+    uri: str | None = args.url
+    if uri is None and config is not None and config.is_set("client.uri"):
+        uri = config.get("client.uri")
+    if uri is None and args.unix is None:
+        raise _Reported("give the URL to connect to (ws://HOST:PORT/PATH), or client.uri in a --config FILE")
+    options = _client_options(args)
+    if args.unix is not None and args.proxy is not None:
+        raise _Reported("--proxy does not apply to a connection over --unix")
+    where = uri if uri is not None else f"unix:{args.unix}"
+    terminal: _Terminal | None = None
+
+    def show(text: str) -> None:
+        if terminal is not None:
+            terminal.show(text)
+        else:
+            print(text, file=out, flush=True)
+
+    def retry_or_raise(exc: Exception) -> Exception | None:
+        if not is_transient(exc):
+            return exc
+        show(f"{describe_error(exc, where)}; retrying.")
+        return None
+
+    if args.reconnect:
+        options["process_exception"] = retry_or_raise
+    connector = (unix_connect(args.unix, uri, config=config, **options) if args.unix is not None
+                 else connect(uri, config=config, **options))
+    attempts = cast(AsyncGenerator[Any, None], connector.__aiter__()) if args.reconnect else None
+    try:
+        ws = await (attempts.__anext__() if attempts is not None else connector)
+    except (OSError, TimeoutError, WSKitError, ValueError) as exc:
+        raise _Reported(describe_error(exc, where)) from None
+    chosen = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
+    print(f"Connected to {where}{chosen}.", file=out, flush=True)
+    if interactive:
+        print("Type a message and Enter to send it; Ctrl-D closes the connection.", file=out, flush=True)
+
+    history = None if args.no_history else Path(args.history) if args.history else history_path()
+    terminal = _Terminal(out, history) if interactive else None
+    interrupted: asyncio.Future[None] = loop.create_future()
+
+    def interrupt() -> None:
+        if not interrupted.done():
+            interrupted.set_result(None)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows / not the main thread
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    lines = _Lines()
+    if terminal is not None:
+        terminal.start(loop, lines.queue)
+    else:
+        _stdin_lines(loop, lines.queue)
+    # After a connection that carried no message, wait before the next one (a server that accepts then
+    # drops every connection is not hammered); the reconnecting iterator spaces out failed attempts.
+    pauses = backoff_delays()
+    try:
+        while True:
+            client_ended, exchanged = await _session(ws, lines, interrupted, show)
+            if attempts is None or client_ended or ws.close_code not in RECONNECT_CODES:
+                break
+            lost = "lost" if ws.close_code == CloseCode.ABNORMAL_CLOSURE else "closed"
+            show(f"Connection {lost}: {describe_close(ws.close_code, ws.close_reason)}; reconnecting.")
+            if exchanged:
+                pauses = backoff_delays()
+            else:
+                await asyncio.wait({interrupted}, timeout=next(pauses))
+            following = loop.create_task(attempts.__anext__())
+            await asyncio.wait({following, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
+            if interrupted.done():
+                break
+            try:
+                ws = following.result()
+            except (OSError, TimeoutError, WSKitError, ValueError) as exc:
+                raise _Reported(describe_error(exc, where)) from None
+            show("Reconnected.")
+    finally:
+        if attempts is not None:
+            await attempts.aclose()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
         if terminal is not None:
