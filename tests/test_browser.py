@@ -56,8 +56,9 @@ def chromium() -> Iterator[str]:
 
 
 @asynccontextmanager
-async def browser(binary: str) -> AsyncIterator[str]:
-    """Start headless Chromium; yield its DevTools browser URL (ws://127.0.0.1:PORT/devtools/browser/ID).
+async def browser(binary: str, *flags: str) -> AsyncIterator[str]:
+    """Start headless Chromium (with extra command-line ``flags``); yield its DevTools browser URL
+    (ws://127.0.0.1:PORT/devtools/browser/ID).
 
     Stopped by its PID at the end.
     """
@@ -65,7 +66,7 @@ async def browser(binary: str) -> AsyncIterator[str]:
         proc = await asyncio.create_subprocess_exec(
             binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
             "--no-proxy-server", "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank",
+            "--remote-debugging-port=0", f"--user-data-dir={profile}", *flags, "about:blank",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         assert proc.stderr is not None
         seen: list[str] = []
@@ -110,9 +111,10 @@ class DevTools:
                 return answer["result"]
 
 
-async def run_page(binary: str, url: str) -> tuple[Any, Any]:
-    """Open ``url`` in a new tab; return the page's result (its promise) and the JSON in its #result."""
-    async with browser(binary) as browser_url:
+async def run_page(binary: str, url: str, *flags: str) -> tuple[Any, Any]:
+    """Open ``url`` in a new tab of a Chromium started with ``flags``; return the page's result (its
+    promise) and the JSON in its #result."""
+    async with browser(binary, *flags) as browser_url:
         async with connect(browser_url, max_size=None) as ws:
             target = await DevTools(ws).call("Target.createTarget", url="about:blank")
         page_url = browser_url.split("/devtools/")[0] + f"/devtools/page/{target['targetId']}"

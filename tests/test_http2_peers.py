@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser import PAGE, DevTools, check, find_chromium
+from test_browser import PAGE, check, chromium, run_page  # noqa: F401 - chromium is a fixture
 
 from wskit import Request, Response
 from wskit.asyncio import ServerConnection, http2
@@ -169,72 +166,7 @@ def test_many_wskit_streams_on_one_hypercorn_connection(hypercorn: int, certific
 # -- wskit serves, headless Chromium connects -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[str]:
-    path = find_chromium()
-    if path is None:
-        pytest.skip("headless Chromium not found: install Debian's chromium package (apt-get install chromium), "
-                    "or set WSKIT_CHROMIUM to a Chromium or Chrome binary")
-    yield path
-
-
-@asynccontextmanager
-async def browser(binary: str) -> AsyncIterator[str]:
-    """Headless Chromium accepting our self-signed certificate; yields its DevTools URL. Stopped by PID."""
-    with tempfile.TemporaryDirectory(prefix="wskit-chromium-") as profile:
-        proc = await asyncio.create_subprocess_exec(
-            binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-            "--no-proxy-server", "--disable-dev-shm-usage", "--ignore-certificate-errors",
-            "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-            "about:blank",
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        assert proc.stderr is not None
-        seen: list[str] = []
-        drain: asyncio.Future[bytes] | None = None
-        try:
-            while True:
-                line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode(errors="replace")
-                if not line:
-                    raise AssertionError("Chromium exited before listening for DevTools:\n" + "".join(seen))
-                seen.append(line)
-                match = re.search(r"DevTools listening on (ws://\S+)", line)
-                if match:
-                    break
-            drain = asyncio.ensure_future(proc.stderr.read())
-            yield match.group(1)
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-            if drain is not None:
-                await drain
-
-
-async def run_page(binary: str, url: str) -> tuple[Any, Any]:
-    """Open ``url`` in a new tab; return the page's result and the JSON in its #result (as test_browser does)."""
-    from wskit.asyncio import connect
-
-    async with browser(binary) as browser_url:
-        async with connect(browser_url, max_size=None) as ws:
-            target = await DevTools(ws).call("Target.createTarget", url="about:blank")
-        page_url = browser_url.split("/devtools/")[0] + f"/devtools/page/{target['targetId']}"
-        async with connect(page_url, max_size=None) as ws:
-            page = DevTools(ws)
-            await page.call("Page.navigate", url=url)
-            waited = await page.call(
-                "Runtime.evaluate", awaitPromise=True, returnByValue=True,
-                expression="new Promise(done => { const look = () => window.exchange ? "
-                           "window.exchange.then(done) : setTimeout(look, 20); look(); })")
-            dom = await page.call("Runtime.evaluate", returnByValue=True,
-                                  expression="document.getElementById('result').textContent")
-    return waited["result"]["value"], json.loads(dom["result"]["value"])
-
-
-def test_chromium_opens_its_websocket_over_http2(chromium: str, certificate: tuple[Path, Path]) -> None:
+def test_chromium_opens_its_websocket_over_http2(chromium: str, certificate: tuple[Path, Path]) -> None:  # noqa: F811
     cert, key = certificate
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
@@ -258,7 +190,7 @@ def test_chromium_opens_its_websocket_over_http2(chromium: str, certificate: tup
         async with http2.serve(echo, HOST, 0, ssl=server_ctx, process_request=page, subprotocols=["chat"],
                                max_size=None) as server:
             port = server.sockets[0].getsockname()[1]
-            return await run_page(chromium, f"https://{HOST}:{port}/")
+            return await run_page(chromium, f"https://{HOST}:{port}/", "--ignore-certificate-errors")
 
     check(*run(main()))
     assert pages and pages[0] == "H2ServerConnection"  # the page itself came over HTTP/2
