@@ -24,7 +24,7 @@ ACCELERATOR_REPORT := import wskit.mask as m; print('wskit C accelerator:', 'bui
 
 .DEFAULT_GOAL := help
 # `docs` is also the name of the folder of pages: without .PHONY, make would find it up to date.
-.PHONY: help venv install run test docs docs-serve lint typecheck pytest bench compliance compliance-setup compliance-ci compliance-reference clean distclean
+.PHONY: help venv install run test docs docs-serve lint typecheck coverage pytest bench compliance compliance-setup compliance-ci compliance-reference clean distclean
 
 help: ## Show this help.
 	@echo "Usage: make TARGET [PYTHON=python3.x]"
@@ -81,6 +81,15 @@ lint: $(STAMP) ## Only ruff.
 
 typecheck: $(STAMP) ## Only mypy.
 	$(VENV)/bin/mypy
+
+# Branch coverage of the whole suite, subprocesses included (see [tool.coverage.*] in
+# pyproject.toml), then the floors: 100% for the sans-I/O core, 95% for every other module.
+coverage: $(STAMP) ## Only the test suite, measured: branch coverage report and its floors (.ci/coverage_floors.py).
+	rm -rf .coverage-data && mkdir -p .coverage-data
+	$(VPY) -m coverage run -m pytest $(ARGS)
+	$(VPY) -m coverage combine -q
+	$(VPY) -m coverage report
+	$(VPY) .ci/coverage_floors.py
 
 pytest: $(STAMP) ## Only the test suite; pass options with ARGS="-k mask -x".
 	$(VPY) -m pytest $(ARGS)

@@ -35,7 +35,7 @@ from .reconnect import backoff_delays, check_backoff, is_transient
 from .redirects import redirect_target, strip_credentials, too_many_redirects, with_credentials
 from .statemachine import StateSpec, load_spec
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from .config import Config
 
 P = ParamSpec("P")

@@ -37,7 +37,7 @@ from .frames import CloseCode, Frame, FrameReader, Opcode, encode_frame, parse_c
 from .plugin import PluginManager, default_manager
 from .statemachine import State, StateInfo, StateSpec, Trigger, load_spec
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from .extensions.base import Extension
 
 __all__ = ["Protocol", "Side", "State", "LoggerLike"]

@@ -24,7 +24,7 @@ from .headers import Headers, parse_extension_header, serialize_extension_header
 from .http11 import _DEFAULT_LIMITS, HTTPLimits, ResponseParser, serialize_request
 from .statemachine import State, StateSpec, Trigger
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from .extensions.base import ClientExtensionFactory, Extension
     from .plugin import PluginManager
 

@@ -47,7 +47,7 @@ from .configschema import KINDS, ConfigSchema, Key, PluginConfig, SectionSchema
 from .defaults import CLOSE_TIMEOUT, MAX_QUEUE, MAX_SIZE, OPEN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from .exceptions import ConfigError, InvalidURI, PluginError
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     import ssl
 
     from .plugin import PluginManager

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from .configschema import ConfigSchema, PluginConfig
     from .events import Request, Response
     from .extensions.base import ClientExtensionFactory, ServerExtensionFactory

@@ -23,7 +23,7 @@ from .headers import Headers, parse_extension_header, parse_subprotocol_header, 
 from .http11 import _DEFAULT_LIMITS, _PHRASES, HTTPLimits, RequestParser, build_error_response, serialize_response
 from .statemachine import State, StateSpec, Trigger
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from .extensions.base import Extension, ServerExtensionFactory
     from .plugin import PluginManager
 

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from .defaults import CLOSE_TIMEOUT
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from .asyncio.server import Handler, Server
     from .hub import Hub
 

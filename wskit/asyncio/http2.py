@@ -57,7 +57,7 @@ from . import client as client_module
 from . import server as server_module
 from .connection import Connection, make_logger
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     pass
 
 __all__ = ["H2ClientConnection", "H2ServerConnection", "StreamTransport", "connect", "serve",

@@ -38,7 +38,7 @@ from ..protocol import ServerProtocol, State
 from ..routing import Match, Router
 from .connection import Connection, Data, LoggerLike, make_logger
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from ..config import Config
     from ..plugin import PluginManager
     from ..statemachine import StateSpec

@@ -28,7 +28,7 @@ from ..exceptions import ConfigError
 from ..extensions.permessage_deflate import ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory
 from ..hookspecs import hookimpl
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from ..configschema import ConfigSchema
     from ..plugin import PluginManager
 

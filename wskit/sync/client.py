@@ -50,7 +50,7 @@ from ..proxy import ConnectHandshake
 from ..redirects import strip_credentials
 from .connection import Connection, make_logger
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from ..config import Config
     from ..plugin import PluginManager
     from ..statemachine import StateSpec

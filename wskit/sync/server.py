@@ -48,7 +48,7 @@ from ..routing import Match, Router
 from ..server import ServerProtocol
 from .connection import Connection, Data, _shutdown, make_logger
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from ..config import Config
     from ..plugin import PluginManager
     from ..statemachine import StateSpec
