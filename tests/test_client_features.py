@@ -124,3 +124,9 @@ def test_migration_page_examples_run(index: int, capsys: pytest.CaptureFixture[s
     exec(compile(block, f"docs/migration.md block {index}", "exec"), {})
     expected = re.findall(r"# prints: (.*)", block)
     assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_sync_page_example_of_what_connect_returns(capsys: pytest.CaptureFixture[str]) -> None:
+    block = next(block for block in python_blocks("sync.md") if "connect(uri).open()" in block)
+    exec(compile(block, "docs/sync.md: what connect() returns", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == re.findall(r"# prints: (.*)", block) == ["welcome", "refused"]

@@ -155,7 +155,7 @@ def open_asyncio(loop: LoopThread, *args: Any, **kwargs: Any) -> Handle:
 
 
 def open_sync(*args: Any, **kwargs: Any) -> Handle:
-    return Handle(ws_sync.connect(*args, **kwargs), None)
+    return Handle(ws_sync.connect(*args, **kwargs).open(), None)
 
 
 @dataclass

@@ -119,7 +119,7 @@ def reconnect(layer: str, uri: str, body: Callable[[Any, int], bool], **options:
     """
     count = 0
     if layer == "sync":
-        for ws in ws_sync.connect(uri, reconnect=True, **options):
+        for ws in ws_sync.connect(uri, **options):
             count += 1
             try:
                 if body(ws, count):
@@ -255,5 +255,99 @@ def test_process_exception_decides(layer: str) -> None:
 
 
 def test_sync_reconnect_refuses_a_socket() -> None:
-    with pytest.raises(ValueError, match="sock= can be used only once"):
-        ws_sync.connect("ws://127.0.0.1:1/", reconnect=True, sock=socket.socket())
+    with socket.socket() as sock, pytest.raises(ValueError, match=r"connect\(sock=...\) cannot be iterated over"):
+        iter(ws_sync.connect("ws://127.0.0.1:1/", reconnect=True, sock=sock))
+
+
+# -- what wskit.sync.connect() returns --------------------------------------------------------
+
+
+def test_sync_connect_opens_at_once_and_with_gives_the_connection() -> None:
+    with serving(echo) as server:
+        handle = ws_sync.connect(server.uri)
+        assert len(server.connections) == 1  # open before any use: the server has it
+        assert repr(handle).endswith(" open>>")
+        with handle as ws:
+            assert isinstance(ws, ws_sync.ClientConnection)
+            assert handle.open() is ws  # one connection, however it is reached
+            ws.send("hi")
+            assert ws.recv() == "hi"
+        assert ws.close_code == 1000
+
+
+def test_sync_connect_used_directly_stands_for_its_connection_and_iterates_messages() -> None:
+    def two_then_close(ws: Any) -> None:
+        ws.send("one")
+        ws.send("two")
+        ws.close()
+
+    with serving(two_then_close) as server:
+        ws = ws_sync.connect(server.uri)
+        assert ws.subprotocol is None  # a first use: ws is now that connection
+        assert list(ws) == ["one", "two"]  # its messages, until the server closes
+        assert ws.close_code == 1000
+
+
+def test_sync_connect_raises_what_a_retry_cannot_fix_at_once() -> None:
+    def forbidden(conn: Any, request: Any) -> Any:
+        return Response(403, "Forbidden", Headers([("Content-Length", "0")]))
+
+    with serving(echo, process_request=forbidden) as server:
+        with pytest.raises(InvalidHandshake) as info:
+            ws_sync.connect(server.uri)
+    assert info.value.response is not None and info.value.response.status_code == 403
+
+
+def test_sync_connect_keeps_a_transient_failure_for_the_first_use() -> None:
+    uri = f"ws://{HOST}:{free_port()}/"
+    handle = ws_sync.connect(uri)  # refused: a retry may fix it, so not raised here
+    assert "first attempt failed: ConnectionRefusedError" in repr(handle)
+    with pytest.raises(ConnectionRefusedError):
+        handle.send("lost?")  # the first use raises it: nothing is sent silently
+    with pytest.raises(ConnectionRefusedError):
+        handle.open()  # a later use tries again, and fails again
+
+
+def test_sync_iteration_retries_a_failed_first_attempt_without_reconnect_flag() -> None:
+    port = free_port()
+    started = contextlib.ExitStack()
+
+    def start_server(exc: Exception) -> Exception | None:
+        if not isinstance(exc, ConnectionRefusedError):
+            return exc
+        started.enter_context(serving(echo, port))  # up for the retry
+        return None
+
+    with started:
+        for ws in ws_sync.connect(f"ws://{HOST}:{port}/", process_exception=start_server, **FAST):
+            ws.send("late")
+            assert ws.recv() == "late"
+            break
+        assert ws.close_code == 1000  # leaving the loop closes the connection
+
+
+def test_sync_unix_connect_reconnects_through_the_socket_path(tmp_path: Any) -> None:
+    path = str(tmp_path / "ws.sock")
+    seen: list[int] = []
+
+    def handler(ws: Any) -> None:
+        seen.append(1)
+        ws.send(f"connection {len(seen)}")
+        ws.close()
+
+    server = ws_sync.unix_serve(handler, path)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        got = []
+        for ws in ws_sync.unix_connect(path, **FAST):
+            try:
+                got.append(ws.recv())
+                ws.recv()
+            except ConnectionClosed:
+                if len(got) == 2:
+                    break
+        assert got == ["connection 1", "connection 2"]
+    finally:
+        server.shutdown()
+        thread.join(5)

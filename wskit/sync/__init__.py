@@ -25,7 +25,7 @@ from ..exceptions import (
     RedirectError,
     WebSocketClosed,
 )
-from .client import ClientConnection, Reconnecting, connect, unix_connect
+from .client import ClientConnection, Connect, Reconnecting, connect, unix_connect
 from .connection import Connection, Data, PingEvent
 from .server import (
     Handler,
@@ -52,6 +52,7 @@ __all__ = [
     "ProcessResponse",
     "Connection",
     "ClientConnection",
+    "Connect",
     "Reconnecting",
     "ServerConnection",
     "Server",

@@ -6,10 +6,11 @@ import logging
 import os
 import socket
 import ssl as ssl_module
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .._io import (
     ClientOptions,
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from ..plugin import PluginManager
     from ..statemachine import StateSpec
 
-__all__ = ["ClientConnection", "Reconnecting", "connect", "unix_connect"]
+__all__ = ["ClientConnection", "Connect", "Reconnecting", "connect", "unix_connect"]
 
 
 class ClientConnection(Connection):
@@ -75,132 +76,136 @@ class ClientConnection(Connection):
         self.logger.info("connection closed (code %s)", self.close_code)
 
 
-class Reconnecting:
-    """What ``connect(uri, reconnect=True)`` returns: iterate over it to reconnect for ever.
+class Connect:
+    """What :func:`connect` returns: one connection, or a new one after each loss.
 
-    Each iteration opens a new connection (the previous one is closed
-    first). A failed attempt is tried again after a backoff delay; a failure
-    that retrying cannot fix is raised (see ``process_exception`` in
-    :func:`connect`)::
+    :func:`connect` opens the connection at once, as python-websockets'
+    does; then use what it returns in one of these ways:
 
-        for ws in connect("ws://127.0.0.1:8765/", reconnect=True):
-            try:
-                for message in ws:
-                    ...
-            except ConnectionClosed:
-                continue  # lost: reconnect
+    - ``with connect(uri) as ws:`` gives that connection and closes it at
+      the end of the block;
+    - ``for ws in connect(uri):`` reconnects for ever: each iteration gives
+      an open connection (the first one is the one just opened; the previous
+      one is closed before the next is opened). A failed attempt, the first
+      one included, is tried again after a backoff delay; a failure that
+      retrying cannot fix is raised (see ``process_exception`` in
+      :func:`connect`)::
+
+          for ws in connect("ws://127.0.0.1:8765/"):
+              try:
+                  for message in ws:
+                      ...
+              except ConnectionClosed:
+                  continue  # lost: reconnect
+
+    - ``ws = connect(uri)`` then ``ws.send(...)``: ``ws`` stands for the
+      connection (every attribute of :class:`ClientConnection`; once used so,
+      iterating over ``ws`` gives its messages); :meth:`open` returns the
+      :class:`ClientConnection` itself.
+
+    A failure that retrying cannot fix (a 4xx answer, a bad URI, a refused
+    subprotocol...) is raised by :func:`connect` itself. One that a retry may
+    fix (refused, timed out, a 5xx answer...) is kept for the iteration to
+    retry, and raised by the first other use (``with``, :meth:`open`, an
+    attribute).
     """
 
     def __init__(self, client: _Client) -> None:
         self._client = client
+        self._connection: ClientConnection | None = None
+        self._failure: Exception | None = None  # a transient failure of the first attempt, not yet raised
+        self._used = False  # used as one connection (with, open(), an attribute)
+        self._lock = threading.Lock()
+
+    def _first_attempt(self) -> None:
+        try:
+            self._connection = self._client.open()
+        except Exception as exc:
+            self._failure = self._transient(exc)
+
+    def _transient(self, exc: Exception) -> Exception:
+        """Return ``exc`` if a retry may fix it; raise what ``process_exception`` says otherwise."""
+        error = self._client.options.retry(exc)
+        if error is exc:
+            raise exc
+        if error is not None:
+            raise error from exc
+        return exc
+
+    def open(self) -> ClientConnection:
+        """Return the open connection (opening it if the first attempt failed).
+
+        A failure raises one of the exceptions listed in :func:`connect`:
+        first the one of the attempt :func:`connect` made, if it failed.
+        """
+        with self._lock:
+            self._used = True
+            if self._connection is None:
+                failure, self._failure = self._failure, None
+                if failure is not None:
+                    raise failure
+                self._connection = self._client.open()
+            return self._connection
+
+    def __enter__(self) -> ClientConnection:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._connection is not None:
+            self._connection.close()
 
     def __iter__(self) -> Iterator[ClientConnection]:
+        if self._used:  # used as one connection: iterate over its messages
+            return cast(Iterator[ClientConnection], iter(self.open()))
+        if self._client.sock is not None:
+            raise ValueError("reconnecting opens its own sockets: connect(sock=...) cannot be iterated over; "
+                             "use `with connect(uri, sock=sock) as ws:`")
+        return self._reconnect()
+
+    def _reconnect(self) -> Iterator[ClientConnection]:
         client = self._client
         logger = resolve_logger(client.logger, "wskit.sync")
         delays = None
+        with self._lock:  # the iteration takes over what the first attempt left
+            conn, failure = self._connection, self._failure
+            self._connection = self._failure = None
         while True:
-            try:
-                conn = client.open()
-            except Exception as exc:
-                error = client.options.retry(exc)
-                if error is exc:
-                    raise
-                if error is not None:
-                    raise error from exc
+            if failure is not None:
                 if delays is None:
                     delays = client.options.delays()
                 delay = next(delays)
                 logger.info("connecting to %s failed; retrying in %.2f s: %s",
-                            strip_credentials(client.options.uri), delay, describe_failure(exc))
+                            strip_credentials(client.options.uri), delay, describe_failure(failure))
+                failure = None
                 time.sleep(delay)
-                continue
+            if conn is None:
+                try:
+                    conn = client.open()
+                except Exception as exc:
+                    failure = self._transient(exc)
+                    continue
             delays = None
             try:
                 yield conn
             finally:
                 conn.close()
+            conn = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe for these: never open for them
+            raise AttributeError(name)
+        return getattr(self.open(), name)
+
+    def __repr__(self) -> str:
+        if self._connection is not None:
+            state = repr(self._connection)
+        else:
+            state = "not open" if self._failure is None else f"first attempt failed: {self._failure!r}"
+        return f"<wskit.sync.Connect {strip_credentials(self._client.options.uri)}: {state}>"
 
 
-@overload
-def connect(
-    uri: str | None = None,
-    *,
-    sock: socket.socket | None = None,
-    ssl: ssl_module.SSLContext | None = None,
-    server_hostname: str | None = None,
-    origin: str | None = None,
-    extensions: Sequence[Any] | None = None,
-    subprotocols: Sequence[str] | None = None,
-    extra_headers: HeadersLike | None = None,
-    additional_headers: HeadersLike | None = None,
-    auth: tuple[str, str] | None = None,
-    user_agent: str | None = USER_AGENT,
-    compression: str | None = "deflate",
-    proxy: str | Literal[True] | None = True,
-    proxy_ssl: ssl_module.SSLContext | None = None,
-    max_redirects: int = MAX_REDIRECTS,
-    open_timeout: float | None = OPEN_TIMEOUT,
-    ping_interval: float | None = PING_INTERVAL,
-    ping_timeout: float | None = PING_TIMEOUT,
-    close_timeout: float | None = CLOSE_TIMEOUT,
-    max_size: int | None = MAX_SIZE,
-    max_queue: int | None = MAX_QUEUE,
-    write_limit: int = WRITE_LIMIT,
-    max_fragment_size: int | None = None,
-    logger: logging.Logger | None = None,
-    plugins: Sequence[object] | None = None,
-    plugin_manager: PluginManager | None = None,
-    spec: str | os.PathLike[str] | StateSpec | None = None,
-    limits: HTTPLimits | None = None,
-    reconnect: Literal[True],
-    backoff_initial: float = BACKOFF_INITIAL,
-    backoff_factor: float = BACKOFF_FACTOR,
-    backoff_max: float = BACKOFF_MAX,
-    backoff_jitter: float = BACKOFF_JITTER,
-    process_exception: Callable[[Exception], Exception | None] | None = None,
-    config: Config | None = None,
-) -> Reconnecting: ...
-
-
-@overload
-def connect(
-    uri: str | None = None,
-    *,
-    sock: socket.socket | None = None,
-    ssl: ssl_module.SSLContext | None = None,
-    server_hostname: str | None = None,
-    origin: str | None = None,
-    extensions: Sequence[Any] | None = None,
-    subprotocols: Sequence[str] | None = None,
-    extra_headers: HeadersLike | None = None,
-    additional_headers: HeadersLike | None = None,
-    auth: tuple[str, str] | None = None,
-    user_agent: str | None = USER_AGENT,
-    compression: str | None = "deflate",
-    proxy: str | Literal[True] | None = True,
-    proxy_ssl: ssl_module.SSLContext | None = None,
-    max_redirects: int = MAX_REDIRECTS,
-    open_timeout: float | None = OPEN_TIMEOUT,
-    ping_interval: float | None = PING_INTERVAL,
-    ping_timeout: float | None = PING_TIMEOUT,
-    close_timeout: float | None = CLOSE_TIMEOUT,
-    max_size: int | None = MAX_SIZE,
-    max_queue: int | None = MAX_QUEUE,
-    write_limit: int = WRITE_LIMIT,
-    max_fragment_size: int | None = None,
-    logger: logging.Logger | None = None,
-    plugins: Sequence[object] | None = None,
-    plugin_manager: PluginManager | None = None,
-    spec: str | os.PathLike[str] | StateSpec | None = None,
-    limits: HTTPLimits | None = None,
-    reconnect: Literal[False] = False,
-    backoff_initial: float = BACKOFF_INITIAL,
-    backoff_factor: float = BACKOFF_FACTOR,
-    backoff_max: float = BACKOFF_MAX,
-    backoff_jitter: float = BACKOFF_JITTER,
-    process_exception: Callable[[Exception], Exception | None] | None = None,
-    config: Config | None = None,
-) -> ClientConnection: ...
+# The name of this class before every connect() could be iterated over.
+Reconnecting = Connect
 
 
 @with_config("sync_client")
@@ -241,21 +246,21 @@ def connect(
     backoff_jitter: float = BACKOFF_JITTER,
     process_exception: Callable[[Exception], Exception | None] | None = None,
     config: Config | None = None,
-) -> ClientConnection | Reconnecting:
-    """Open a WebSocket connection to ``uri`` and return it once the handshake succeeded.
+) -> Connect:
+    """Connect to the WebSocket server at ``uri``: one connection, or a new one after each loss.
 
-    Use it as a context manager to close the connection at the end::
+    The connection opens at once. As a context manager, the returned
+    :class:`Connect` gives it and closes it at the end::
 
         with connect("ws://127.0.0.1:8765/") as ws:
             ws.send("hello")
             print(ws.recv())
 
-    With ``reconnect=True`` it returns a :class:`Reconnecting` instead,
-    which opens nothing yet: ``for ws in connect(uri, reconnect=True):``
-    gets a new open connection at each iteration, trying again after a
-    backoff delay when an attempt fails or a connection is lost.
-    (``for message in connect(uri)`` iterates over the messages of one
-    connection.)
+    Iterated over, it reconnects with backoff: ``for ws in connect(uri):``
+    gets an open connection at each iteration, trying again after a
+    backoff delay when an attempt fails (the first one too) or a connection
+    is lost. See :class:`Connect` for the other ways to use it, and for
+    when a failure of the first attempt is raised.
 
     Redirects (301, 302, 303, 307, 308) in the opening handshake are
     followed, up to ``max_redirects``, within ``open_timeout``.
@@ -313,7 +318,9 @@ def connect(
         spec: the connection state-machine spec (a path or a loaded
             :class:`~wskit.statemachine.StateSpec`; default: the shipped one).
         limits: limits on the HTTP response's size.
-        reconnect: return a :class:`Reconnecting` to iterate over (see above).
+        reconnect: open nothing now: the :class:`Connect` returned is
+            meant to be iterated over (iterating reconnects with or without
+            this flag).
         backoff_initial: when reconnecting, seconds before the first retry.
         backoff_factor: each further retry waits this many times longer...
         backoff_max: ...up to this many seconds.
@@ -330,7 +337,11 @@ def connect(
             ``client.uri`` is used when ``uri`` is not given.
 
     Returns:
-        The open connection (a :class:`Reconnecting` with ``reconnect=True``).
+        A :class:`Connect` holding the open connection: use it with
+        ``with``, iterate over it, or call :meth:`Connect.open`. Of the
+        exceptions below, those a retry may fix (``OSError``,
+        ``TimeoutError``, a 5xx answer, a lost connection) are raised by
+        that first use instead, so that iterating can retry them.
 
     Raises:
         InvalidURI: ``uri`` (or ``proxy``) is not a valid URI.
@@ -359,11 +370,10 @@ def connect(
     check_options(max_queue=max_queue, write_limit=write_limit, ping_interval=ping_interval,
                   ping_timeout=ping_timeout, close_timeout=close_timeout)
     client = _Client(client_options, options, sock=sock, origin=origin, user_agent=user_agent, logger=logger)
-    if reconnect:
-        if sock is not None:
-            raise ValueError("connect(reconnect=True) opens its own sockets; sock= can be used only once")
-        return Reconnecting(client)
-    return client.open()
+    handle = Connect(client)
+    if not reconnect:
+        handle._first_attempt()
+    return handle
 
 
 class _Client:
@@ -374,6 +384,7 @@ class _Client:
         self.options = client_options
         self.connection_options = options
         self.sock = sock
+        self.unix_path: str | None = None  # set by unix_connect
         self.origin = origin
         self.user_agent = user_agent
         self.logger = logger
@@ -388,8 +399,8 @@ class _Client:
                 try:
                     return self._open(uri, deadline)
                 except InvalidHandshake as exc:
-                    if self.sock is not None:
-                        raise  # the socket is spent: nowhere else to go
+                    if self.sock is not None or self.unix_path is not None:
+                        raise  # a given socket or a Unix socket: nowhere else to go
                     uri = self.options.follow(uri, exc, redirects)
                     redirects += 1
         except TimeoutError as exc:
@@ -432,6 +443,15 @@ class _Client:
         return connection
 
     def _socket(self, wsuri: WSURI, ssl: ssl_module.SSLContext | None, deadline: float | None) -> socket.socket:
+        if self.unix_path is not None:
+            unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                unix.settimeout(_remaining(deadline))
+                unix.connect(self.unix_path)
+            except BaseException:
+                unix.close()
+                raise
+            return unix
         proxy = self.options.proxy_for(wsuri)
         if proxy is None:
             return socket.create_connection((wsuri.host, wsuri.port), timeout=_remaining(deadline))
@@ -480,8 +500,12 @@ class _Client:
             raise
 
 
-def unix_connect(path: str, uri: str | None = None, **kwargs: Any) -> ClientConnection:
+def unix_connect(path: str, uri: str | None = None, **kwargs: Any) -> Connect:
     """Connect to a WebSocket server listening on a Unix socket.
+
+    Returns a :class:`Connect`, used like the one :func:`connect` returns
+    (``with``, iteration to reconnect, :meth:`Connect.open`); each
+    connection opens a new socket to ``path``.
 
     Args:
         path: the socket's file system path.
@@ -497,19 +521,12 @@ def unix_connect(path: str, uri: str | None = None, **kwargs: Any) -> ClientConn
         uri = "wss://localhost/" if kwargs.get("ssl") is not None else "ws://localhost/"
     if kwargs.get("sock") is not None:
         raise TypeError("unix_connect() opens its own socket; use connect(sock=...) for a connected one")
-    if "open_timeout" in kwargs:
-        open_timeout = kwargs["open_timeout"]
-    else:
-        open_timeout = config.get("timeouts.open") if config is not None else 10
-    deadline = _deadline(open_timeout)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(_remaining(deadline))
-        sock.connect(path)
-    except BaseException:
-        sock.close()
-        raise
-    return cast(ClientConnection, connect(uri, sock=sock, **kwargs))
+    reconnect = kwargs.pop("reconnect", False)
+    handle = connect(uri, reconnect=True, **kwargs)
+    handle._client.unix_path = path
+    if not reconnect:
+        handle._first_attempt()
+    return handle
 
 
 def _deadline(timeout: float | None) -> float | None:
