@@ -231,3 +231,13 @@ def test_import_wskit_loads_no_yaml_argparse_or_difflib() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_the_coverage_floors_hold_the_core_to_100_percent() -> None:
+    """``.ci/coverage_floors.py`` requires 100% of exactly the modules this file calls the core."""
+    script = ROOT / ".ci" / "coverage_floors.py"
+    namespace: dict[str, object] = {"__file__": str(script), "__name__": "coverage_floors"}
+    exec(compile(script.read_text(encoding="utf-8"), str(script), "exec"), namespace)
+    floors_core = {path.removeprefix("wskit/").removesuffix(".py").replace("/", ".") for path in namespace["CORE"]}
+    assert floors_core == {module.removeprefix("wskit.") for module in CORE}
+    assert namespace["CORE_FLOOR"] == 100.0 and namespace["REST_FLOOR"] == 95.0
