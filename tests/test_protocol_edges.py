@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_statemachine import spec_data, write_spec
 
 from wskit import BinaryMessage, Protocol, Side, State, TextMessage
 from wskit.exceptions import InvalidState, PluginError, ProtocolError
@@ -18,7 +19,6 @@ from wskit.plugin import PluginManager
 from wskit.statemachine import load_spec
 
 from helpers import assert_failed, client_frame, close_payload, parse_close_frame, parse_frames
-from test_statemachine import spec_data, write_spec
 
 
 def test_side_may_be_given_as_its_value() -> None:

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_statemachine import config_error, spec_data, write_spec
 
 from wskit import ClientProtocol, Protocol, Side, State
 from wskit.exceptions import ConfigError
 from wskit.statemachine import load_spec
-
-from test_statemachine import config_error, spec_data, write_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -122,5 +121,5 @@ def test_the_shipped_spec_is_found_in_a_checkout_without_an_install() -> None:
 def test_config_error_is_raised_for_an_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("", encoding="utf-8")
-    with pytest.raises(ConfigError, match="empty.yaml"):
+    with pytest.raises(ConfigError, match=r"empty\.yaml"):
         load_spec(path)
