@@ -1,0 +1,188 @@
+"""Tests for the sans-I/O opening handshake at its edges (ClientProtocol, ServerProtocol): calls in
+the wrong state, subprotocols that were not offered, extension factories that do not implement
+their side, offers that do not parse, and the debug log of a failed handshake."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from test_statemachine import config_error, spec_data
+
+from wskit import ClientProtocol, ServerProtocol, State
+from wskit.events import Request, Response
+from wskit.exceptions import InvalidHandshake, InvalidState, NegotiationError
+from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
+
+
+def request_for(server: ServerProtocol, client: ClientProtocol) -> Request:
+    [request] = server.receive_data(b"".join(client.connect()))
+    assert isinstance(request, Request)
+    return request
+
+
+def open_pair(client: ClientProtocol, server: ServerProtocol) -> Response:
+    request_for(server, client)
+    [response] = client.receive_data(b"".join(server.accept()))
+    assert isinstance(response, Response)
+    return response
+
+
+# -- ServerProtocol ------------------------------------------------------------------------------
+
+
+def test_accept_before_a_request_is_refused() -> None:
+    with pytest.raises(InvalidState, match=r"accept\(\) needs a received, unanswered request \(state CONNECTING\)"):
+        ServerProtocol().accept()
+
+
+def test_accept_twice_is_refused() -> None:
+    server = ServerProtocol()
+    open_pair(ClientProtocol(), server)
+    with pytest.raises(InvalidState, match=r"accept\(\) needs a received, unanswered request \(state OPEN\)"):
+        server.accept()
+
+
+def test_reject_after_accept_is_refused() -> None:
+    server = ServerProtocol()
+    open_pair(ClientProtocol(), server)
+    with pytest.raises(InvalidState, match=r"reject\(\) is only possible during the opening handshake \(state OPEN\)"):
+        server.reject(403)
+    assert server.state is State.OPEN
+
+
+def test_empty_read_between_request_and_accept_changes_nothing() -> None:
+    client, server = ClientProtocol(), ServerProtocol()
+    request_for(server, client)
+    assert server.receive_data(b"") == []
+    assert server.state is State.CONNECTING
+    [response] = client.receive_data(b"".join(server.accept()))
+    assert isinstance(response, Response) and response.status_code == 101
+
+
+def test_accept_with_a_subprotocol_the_client_did_not_offer_is_refused() -> None:
+    server = ServerProtocol()
+    request_for(server, ClientProtocol(subprotocols=["chat"]))
+    with pytest.raises(ValueError, match=r"subprotocol 'mqtt' was not offered by the client \(offered: \['chat'\]\)"):
+        server.accept(subprotocol="mqtt")
+    assert server.state is State.CONNECTING
+    client = ClientProtocol(subprotocols=["chat"])
+    server = ServerProtocol()
+    request_for(server, client)
+    [response] = client.receive_data(b"".join(server.accept(subprotocol="chat")))
+    assert isinstance(response, Response) and response.headers["Sec-WebSocket-Protocol"] == "chat"
+    assert client.subprotocol == "chat"
+
+
+def test_select_subprotocol_returning_one_not_offered_is_refused() -> None:
+    def select(protocol: ServerProtocol, offered: Sequence[str]) -> str | None:
+        return "superchat"
+
+    server = ServerProtocol(select_subprotocol=select)
+    request_for(server, ClientProtocol(subprotocols=["chat"]))
+    with pytest.raises(ValueError, match="select_subprotocol returned 'superchat', which the client did not offer"):
+        server.accept()
+
+
+class _Marker(Extension):
+    name = "x-marker"
+
+
+class _ServerMarker(ServerExtensionFactory):
+    name = "x-marker"
+
+    def process_request_params(self, params: Sequence[ExtensionParameter],
+                               accepted_extensions: Sequence[Extension]) -> tuple[list[ExtensionParameter], Extension]:
+        return list(params), _Marker()
+
+
+class _ClientMarker(ClientExtensionFactory):
+    name = "x-marker"
+
+    def process_response_params(self, params: Sequence[ExtensionParameter],
+                                accepted_extensions: Sequence[Extension]) -> Extension:
+        return _Marker()
+
+
+def test_an_offer_that_does_not_parse_is_ignored() -> None:
+    server = ServerProtocol(extensions=[_ServerMarker()])
+    request = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               b"Sec-WebSocket-Extensions: x-marker; =broken\r\n\r\n")
+    server.receive_data(request)
+    [data] = server.accept()
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert b"sec-websocket-extensions" not in data.lower()
+    assert server.extensions == []
+
+
+def test_server_factory_without_process_request_params_answers_500() -> None:
+    class OfferOnly(ServerExtensionFactory):
+        name = "x-marker"
+
+    server = ServerProtocol(extensions=[OfferOnly()])  # type: ignore[abstract]
+    request_for(server, ClientProtocol(extensions=[_ClientMarker()]))
+    with pytest.raises(InvalidHandshake) as info:
+        server.accept()
+    assert info.value.status == 500
+    assert "extension factory 'x-marker' (" in str(info.value) and "raised NotImplementedError" in str(info.value)
+    assert info.value.to_send[0].startswith(b"HTTP/1.1 500 ")
+    assert server.state is State.CLOSED
+
+
+def test_server_logs_a_failed_handshake_at_debug_level(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.handshake.server")
+    logger.setLevel(logging.DEBUG)
+    server = ServerProtocol(logger=logger)
+    with caplog.at_level(logging.DEBUG, logger="test.handshake.server"), pytest.raises(InvalidHandshake):
+        server.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert any(r.getMessage().startswith("! opening handshake failed: ") for r in caplog.records)
+
+
+# -- ClientProtocol ------------------------------------------------------------------------------
+
+
+def test_client_factory_without_process_response_params_fails_the_handshake() -> None:
+    class OfferOnly(ClientExtensionFactory):
+        name = "x-marker"
+
+    client = ClientProtocol(extensions=[OfferOnly()])  # type: ignore[abstract]
+    server = ServerProtocol(extensions=[_ServerMarker()])
+    request_for(server, client)
+    with pytest.raises(NegotiationError, match=r"extension factory 'x-marker' \(.*OfferOnly\) raised "
+                                               "NotImplementedError"):
+        client.receive_data(b"".join(server.accept()))
+    assert client.state is State.CLOSED
+
+
+def test_client_matches_the_accepted_extension_among_several_offers() -> None:
+    class Other(ClientExtensionFactory):
+        name = "x-other"
+
+    client = ClientProtocol(extensions=[Other(), _ClientMarker()])  # type: ignore[abstract]
+    server = ServerProtocol(extensions=[_ServerMarker()])
+    open_pair(client, server)
+    assert [ext.name for ext in client.extensions] == ["x-marker"]
+    assert repr(client.extensions[0]) == "<_Marker x-marker>"
+
+
+def test_client_logs_a_failed_handshake_at_debug_level(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.handshake.client")
+    logger.setLevel(logging.DEBUG)
+    client = ClientProtocol(logger=logger)
+    client.connect()
+    with caplog.at_level(logging.DEBUG, logger="test.handshake.client"), pytest.raises(InvalidHandshake):
+        client.receive_data(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    assert any(r.getMessage().startswith("! opening handshake failed: ") for r in caplog.records)
+
+
+def test_spec_with_a_handshake_that_cannot_fail_is_refused(tmp_path: Path) -> None:
+    data = spec_data()
+    data["transitions"] = [t for t in data["transitions"] if t["trigger"] != "handshake_failed"]
+    data["states"].pop("rejected")
+    data["states"].pop("rejected_closed")
+    data["transitions"] = [t for t in data["transitions"] if t["source"] != "rejected"]
+    message = config_error(tmp_path, data)
+    assert "states.connecting.allow: handshake is allowed, so both an accept and a handshake_failed" in message
