@@ -122,7 +122,7 @@ def test_server_factory_without_process_request_params_answers_500() -> None:
     class OfferOnly(ServerExtensionFactory):
         name = "x-marker"
 
-    server = ServerProtocol(extensions=[OfferOnly()])  # type: ignore[abstract]
+    server = ServerProtocol(extensions=[OfferOnly()])
     request_for(server, ClientProtocol(extensions=[_ClientMarker()]))
     with pytest.raises(InvalidHandshake) as info:
         server.accept()
@@ -148,7 +148,7 @@ def test_client_factory_without_process_response_params_fails_the_handshake() ->
     class OfferOnly(ClientExtensionFactory):
         name = "x-marker"
 
-    client = ClientProtocol(extensions=[OfferOnly()])  # type: ignore[abstract]
+    client = ClientProtocol(extensions=[OfferOnly()])
     server = ServerProtocol(extensions=[_ServerMarker()])
     request_for(server, client)
     with pytest.raises(NegotiationError, match=r"extension factory 'x-marker' \(.*OfferOnly\) raised "
@@ -161,7 +161,7 @@ def test_client_matches_the_accepted_extension_among_several_offers() -> None:
     class Other(ClientExtensionFactory):
         name = "x-other"
 
-    client = ClientProtocol(extensions=[Other(), _ClientMarker()])  # type: ignore[abstract]
+    client = ClientProtocol(extensions=[Other(), _ClientMarker()])
     server = ServerProtocol(extensions=[_ServerMarker()])
     open_pair(client, server)
     assert [ext.name for ext in client.extensions] == ["x-marker"]
