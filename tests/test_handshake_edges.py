@@ -13,8 +13,10 @@ from test_statemachine import config_error, spec_data
 
 from wskit import ClientProtocol, ServerProtocol, State
 from wskit.events import Request, Response
-from wskit.exceptions import InvalidHandshake, InvalidState, NegotiationError
+from wskit.exceptions import InvalidHandshake, InvalidState, InvalidURI, NegotiationError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
+from wskit.handshake import parse_uri
+from wskit.headers import parse_extension_header
 
 
 def request_for(server: ServerProtocol, client: ClientProtocol) -> Request:
@@ -186,3 +188,48 @@ def test_spec_with_a_handshake_that_cannot_fail_is_refused(tmp_path: Path) -> No
     data["transitions"] = [t for t in data["transitions"] if t["source"] != "rejected"]
     message = config_error(tmp_path, data)
     assert "states.connecting.allow: handshake is allowed, so both an accept and a handshake_failed" in message
+
+
+# -- values the application passes ---------------------------------------------------------------
+
+
+def test_a_header_value_that_is_not_a_str_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="header value for 'Origin' must be str, got bytes"):
+        ClientProtocol(origin=b"https://127.0.0.1").connect()  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="header value for 'User-Agent' must be str, got int"):
+        ClientProtocol(user_agent=7).connect()  # type: ignore[arg-type]
+    server = ServerProtocol()
+    request_for(server, ClientProtocol())
+    with pytest.raises(TypeError, match="header value for 'Server' must be str, got bytes"):
+        server.accept(server_header=b"mine")  # type: ignore[arg-type]
+
+
+def test_uri_must_be_a_str() -> None:
+    with pytest.raises(InvalidURI, match="WebSocket URI must be a str, got bytes"):
+        parse_uri(b"ws://127.0.0.1/")  # type: ignore[arg-type]
+
+
+def test_international_host_names_are_idna_encoded_or_refused() -> None:
+    assert parse_uri("ws://bücher.example/").host == "xn--bcher-kva.example"
+    label = "ü" * 64  # longer than a DNS label may be
+    with pytest.raises(InvalidURI, match="invalid international host name"):
+        parse_uri(f"ws://{label}.example/")
+
+
+def test_an_allowed_origin_is_accepted() -> None:
+    server = ServerProtocol(origins=["https://127.0.0.1"])
+    response = open_pair(ClientProtocol(origin="https://127.0.0.1"), server)
+    assert response.status_code == 101
+    server = ServerProtocol(origins=["https://127.0.0.1"])
+    with pytest.raises(InvalidHandshake, match=r"Origin 'https://evil\.example' is not allowed") as info:
+        request_for(server, ClientProtocol(origin="https://evil.example"))
+    assert info.value.status == 403
+
+
+def test_the_extension_header_cache_stays_bounded() -> None:
+    from wskit import headers
+
+    for i in range(300):
+        value = f"x-ext{i}; level={i}"
+        assert parse_extension_header([value]) == [(f"x-ext{i}", [("level", str(i))])]
+    assert len(headers._EXTENSION_CACHE) <= 256
