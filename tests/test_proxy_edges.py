@@ -51,7 +51,7 @@ def test_connect_request_without_a_user_agent() -> None:
 def test_bytes_after_the_tunnel_opened_are_refused() -> None:
     handshake = ConnectHandshake(parse_proxy("http://p:1"), WS)
     assert handshake.receive_data(b"HTTP/1.1 200 Connection established\r\n\r\n") is True
-    with pytest.raises(ProxyError, match="sent 3 bytes after accepting CONNECT app.example.com:80"):
+    with pytest.raises(ProxyError, match=r"sent 3 bytes after accepting CONNECT app\.example\.com:80"):
         handshake.receive_data(b"abc")
 
 
