@@ -233,3 +233,19 @@ def test_the_extension_header_cache_stays_bounded() -> None:
         value = f"x-ext{i}; level={i}"
         assert parse_extension_header([value]) == [(f"x-ext{i}", [("level", str(i))])]
     assert len(headers._EXTENSION_CACHE) <= 256
+
+
+def test_a_browser_request_with_keep_alive_and_an_allowed_origin_is_accepted() -> None:
+    # Firefox sends "Connection: keep-alive, Upgrade": the request is checked step by step.
+    request = (b"GET /chat HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\n"
+               b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\nOrigin: https://127.0.0.1\r\n\r\n")
+    server = ServerProtocol(origins=["https://127.0.0.1"])
+    server.receive_data(request)
+    [data] = server.accept()
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in data
+    refused = ServerProtocol(origins=["https://other.example"])
+    with pytest.raises(InvalidHandshake, match=r"Origin 'https://127\.0\.0\.1' is not allowed") as info:
+        refused.receive_data(request)
+    assert info.value.status == 403
