@@ -15,7 +15,7 @@ from wskit import ClientProtocol, ServerProtocol, State
 from wskit.events import Request, Response
 from wskit.exceptions import InvalidHandshake, InvalidState, InvalidURI, NegotiationError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
-from wskit.handshake import parse_uri
+from wskit.handshake import accept_key, parse_uri
 from wskit.headers import parse_extension_header
 
 
@@ -249,3 +249,57 @@ def test_a_browser_request_with_keep_alive_and_an_allowed_origin_is_accepted() -
     with pytest.raises(InvalidHandshake, match=r"Origin 'https://127\.0\.0\.1' is not allowed") as info:
         refused.receive_data(request)
     assert info.value.status == 403
+
+
+class _ModeFactory(ClientExtensionFactory):
+    """Offers x-marker with one mode and accepts only an answer in that mode."""
+
+    name = "x-marker"
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def get_request_params(self) -> list[ExtensionParameter]:
+        return [("mode", self.mode)]
+
+    def process_response_params(self, params: Sequence[ExtensionParameter],
+                                accepted_extensions: Sequence[Extension]) -> Extension:
+        if list(params) != [("mode", self.mode)]:
+            raise NegotiationError(f"expected mode {self.mode}")
+        return _Marker()
+
+
+class _ServerMode(ServerExtensionFactory):
+    name = "x-marker"
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def process_request_params(self, params: Sequence[ExtensionParameter],
+                               accepted_extensions: Sequence[Extension]) -> tuple[list[ExtensionParameter], Extension]:
+        if list(params) != [("mode", self.mode)]:
+            raise NegotiationError("another mode")
+        return list(params), _Marker()
+
+
+def test_the_offer_that_fits_the_servers_answer_is_the_one_used() -> None:
+    fast, small = _ModeFactory("fast"), _ModeFactory("small")
+    client = ClientProtocol(extensions=[fast, small])
+    server = ServerProtocol(extensions=[_ServerMode("small")])
+    response = open_pair(client, server)
+    assert response.headers["Sec-WebSocket-Extensions"] == "x-marker; mode=small"
+    assert [ext.name for ext in client.extensions] == ["x-marker"]
+
+
+def test_an_answer_no_offer_accepts_fails_the_handshake() -> None:
+    client = ClientProtocol(extensions=[_ModeFactory("fast")])
+    client.connect()
+    request = client.request
+    assert request is not None
+    response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept_key(request["Sec-WebSocket-Key"]).encode() + b"\r\n"
+                b"Sec-WebSocket-Extensions: x-marker; mode=small\r\n\r\n")
+    with pytest.raises(NegotiationError, match=r"the server accepted 'x-marker' with parameters "
+                       r"\[\('mode', 'small'\)\], which does not match an offer \(offered: x-marker\)"):
+        client.receive_data(response)
+    assert client.state is State.CLOSED
