@@ -7,11 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from wskit import Protocol, Side, TextMessage
-from wskit.exceptions import ProtocolError
+from wskit.exceptions import ConfigError, ProtocolError
 from wskit.extensions.base import ClientExtensionFactory
 from wskit.frames import Opcode
 from wskit.mask import py_apply_mask
@@ -85,3 +86,14 @@ def test_extensions_given_with_compression_off_in_the_managers_settings_get_no_d
     manager = PluginManager(entry_points=False)
     [first, added] = io_extensions("deflate", [other], "client", manager)  # type: ignore[misc]
     assert first is other and added.name == "permessage-deflate"
+
+
+def test_deflate_settings_and_compression_arguments_of_another_kind_are_refused() -> None:
+    with pytest.raises(ConfigError, match="compression: expected 'deflate', None or a mapping of settings, got 'zstd'"):
+        settings({"compression": "zstd"})
+    with pytest.raises(ValueError, match="compression must be 'deflate' or None, got 'gzip'"):
+        io_extensions("gzip", None, "server", PluginManager(entry_points=False))
+    # The manager leaves the deflate plugin out: nothing is added.
+    other = _Other()
+    manager = PluginManager(entry_points=False, disable=["permessage-deflate"])
+    assert io_extensions("deflate", [other], "client", manager) == [other]

@@ -3,10 +3,12 @@ sans-I/O protocols: automatic pongs, ping bookkeeping, the held answer to a Clos
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from wskit import Close, Ping, Protocol, Side, State
-from wskit.duties import After, Duties, Release
+from wskit.duties import After, Duties, Release, check_options, fragment_kind, is_fragment_source, send_type_error
 from wskit.exceptions import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, ProtocolError
 from wskit.frames import Opcode
 
@@ -104,3 +106,38 @@ def test_ping_event_round_trip_through_the_duties() -> None:
     [ping] = server.protocol.receive_data(client_frame(Opcode.PING, b"rt"))
     assert ping == Ping(b"rt")
     assert parse_frames(server.answer_ping(ping.data), masked=False)[0].data == b"rt"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"max_queue": 0}, "max_queue must be None or >= 1, got 0"),
+    ({"write_limit": -1}, "write_limit must be >= 0, got -1"),
+    ({"ping_interval": 0}, "ping_interval must be None or > 0, got 0"),
+    ({"ping_timeout": -2.5}, "ping_timeout must be None or > 0, got -2.5"),
+    ({"close_timeout": 0.0}, "close_timeout must be None or > 0, got 0.0"),
+])
+def test_connection_options_are_checked_by_name(options: dict[str, float], message: str) -> None:
+    given = {"max_queue": 16, "write_limit": 32768, "ping_interval": 20.0, "ping_timeout": 20.0,
+             "close_timeout": 10.0, **options}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_options(**given)  # type: ignore[arg-type]
+    check_options(max_queue=None, write_limit=0, ping_interval=None, ping_timeout=None, close_timeout=None)
+
+
+def test_fragments_of_a_message_sent_from_an_iterable_are_all_of_one_kind() -> None:
+    assert fragment_kind("a", 0) is True
+    assert fragment_kind(memoryview(b"a"), 1, False) is False
+    with pytest.raises(TypeError, match="send\\(\\): fragment 2 is a int; expected str or bytes-like"):
+        fragment_kind(5, 2, True)
+    with pytest.raises(TypeError, match="fragment 1 is bytes-like but fragment 0 is str: a fragmented message is all"):
+        fragment_kind(b"b", 1, True)
+    assert is_fragment_source(["a", "b"]) and not is_fragment_source({"a": 1})
+    assert str(send_type_error(3.5)) == "send() takes str, bytes-like, or an iterable of them, not float"
+
+
+def test_a_failure_with_nothing_undelivered_sends_its_close_at_once() -> None:
+    duties = Duties(Protocol(Side.CLIENT))
+    with pytest.raises(ProtocolError) as info:
+        duties.protocol.receive_data(b"\x81\x01\xff")  # invalid UTF-8 from the server
+    release = duties.failed(info.value, undelivered=False)
+    assert release is not None and release.after is After.WAIT  # the server closes TCP first
+    assert parse_close_frame(release.data, masked=True)[0] == 1007

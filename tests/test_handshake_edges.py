@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from test_statemachine import config_error, spec_data
 
-from wskit import ClientProtocol, ServerProtocol, State
+from wskit import ClientProtocol, ServerProtocol, State, TextMessage
 from wskit.events import Request, Response
-from wskit.exceptions import InvalidHandshake, InvalidState, InvalidURI, NegotiationError
+from wskit.exceptions import InvalidHandshake, InvalidState, InvalidURI, NegotiationError, ProtocolError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
 from wskit.handshake import accept_key, parse_uri
 from wskit.headers import parse_extension_header
@@ -303,3 +303,70 @@ def test_an_answer_no_offer_accepts_fails_the_handshake() -> None:
                        r"\[\('mode', 'small'\)\], which does not match an offer \(offered: x-marker\)"):
         client.receive_data(response)
     assert client.state is State.CLOSED
+
+
+# -- frames around the handshake -----------------------------------------------------------------
+
+
+def test_frames_sent_with_the_request_are_read_after_accept() -> None:
+    client, server = ClientProtocol(), ServerProtocol()
+    wire = b"".join(client.connect())
+    client.receive_data(b"".join(_answer_for(wire)))
+    frames = b"".join(client.send_text("early"))
+    [request] = server.receive_data(wire + frames)
+    assert isinstance(request, Request)
+    server.accept()
+    assert server.receive_data(b"") == [TextMessage("early")]
+
+
+def _answer_for(request_bytes: bytes) -> list[bytes]:
+    server = ServerProtocol()
+    server.receive_data(request_bytes)
+    return server.accept()
+
+
+def test_too_many_frames_before_the_answer_are_refused_with_400() -> None:
+    client, server = ClientProtocol(), ServerProtocol(max_size=1000)
+    request_for(server, client)
+    assert server.receive_data(b"x" * 60000) == []
+    with pytest.raises(InvalidHandshake, match=r"client sent 67000 bytes of frames before the handshake was answered "
+                                               r"\(at most 66536\)") as info:
+        server.receive_data(b"x" * 7000)
+    assert info.value.status == 400
+    assert info.value.to_send[0].startswith(b"HTTP/1.1 400 ")
+    assert server.state is State.CLOSED
+
+
+def test_invalid_frames_right_after_the_101_come_with_the_response() -> None:
+    client, server = ClientProtocol(), ServerProtocol()
+    request_for(server, client)
+    answer = b"".join(server.accept())
+    with pytest.raises(ProtocolError) as info:
+        client.receive_data(answer + b"\x83\x00")  # reserved opcode 3
+    assert info.value.close_code == 1002
+    [response] = info.value.events
+    assert isinstance(response, Response) and response.status_code == 101
+    assert client.state is State.CLOSING
+
+
+def test_a_server_answer_with_an_extension_never_offered_fails_the_handshake() -> None:
+    client = ClientProtocol(extensions=[])
+    client.connect()
+    request = client.request
+    assert request is not None
+    response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept_key(request["Sec-WebSocket-Key"]).encode() + b"\r\n"
+                b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    with pytest.raises(NegotiationError, match=r"which does not match an offer \(offered: none\)"):
+        client.receive_data(response)
+
+
+def test_custom_user_agent_and_server_headers_are_sent() -> None:
+    client = ClientProtocol(user_agent="probe/1.0")
+    server = ServerProtocol()
+    request_for(server, client)
+    assert server.request is not None and server.request.headers["User-Agent"] == "probe/1.0"
+    [data] = server.accept(server_header="edge/2.0")
+    assert b"\r\nServer: edge/2.0\r\n" in data
+    client.receive_data(data)
+    assert client.state is State.OPEN

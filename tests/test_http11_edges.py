@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wskit.exceptions import InvalidHandshake
-from wskit.http11 import RequestParser, ResponseParser
+from wskit.http11 import HTTPLimits, RequestParser, ResponseParser
 
 REQUEST = (b"GET /chat?room=1 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -56,3 +56,22 @@ def test_an_error_in_a_trailer_names_the_trailer_line(trailers: bytes, message: 
     head = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n"
     with pytest.raises(InvalidHandshake, match=message):
         parser.feed(head + trailers)
+
+
+def test_a_header_line_seen_before_still_obeys_a_smaller_max_line() -> None:
+    line = b"X-Long-Enough: " + b"v" * 40
+    request = REQUEST[:-2] + line + b"\r\n\r\n"
+    assert RequestParser().feed(request) is not None  # parsed (and remembered) under the default limits
+    with pytest.raises(InvalidHandshake, match="line longer than 40 bytes") as info:
+        RequestParser(HTTPLimits(max_line=40)).feed(request)
+    assert info.value.status == 431
+
+
+def test_the_header_line_cache_stays_bounded() -> None:
+    from wskit import http11
+
+    for i in range(700):
+        request = REQUEST[:-2] + f"X-Request-Id: {i}\r\n\r\n".encode()
+        parsed = RequestParser().feed(request)
+        assert parsed is not None and parsed.headers["X-Request-Id"] == str(i)
+    assert len(http11._LINE_CACHE) <= http11._LINE_CACHE_SIZE
