@@ -370,3 +370,51 @@ def test_custom_user_agent_and_server_headers_are_sent() -> None:
     assert b"\r\nServer: edge/2.0\r\n" in data
     client.receive_data(data)
     assert client.state is State.OPEN
+
+
+def test_select_subprotocol_may_choose_an_offered_one_or_none() -> None:
+    def select(protocol: ServerProtocol, offered: Sequence[str]) -> str | None:
+        return offered[-1] if "chat" in offered else None
+
+    for offered, chosen in ((["superchat", "chat"], "chat"), (["mqtt"], None)):
+        client, server = ClientProtocol(subprotocols=offered), ServerProtocol(select_subprotocol=select)
+        open_pair(client, server)
+        assert client.subprotocol == server.subprotocol == chosen
+
+
+def test_server_logs_the_accepted_handshake_at_debug_level(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.handshake.accept")
+    logger.setLevel(logging.DEBUG)
+    with caplog.at_level(logging.DEBUG, logger="test.handshake.accept"):
+        open_pair(ClientProtocol(), ServerProtocol(logger=logger))
+    assert [r.getMessage() for r in caplog.records][-1] == "> HTTP/1.1 101 Switching Protocols"
+
+
+def test_reject_with_a_body_says_it_is_text() -> None:
+    server = ServerProtocol()
+    request_for(server, ClientProtocol())
+    [data] = server.reject(403, "members only")
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n") and body == b"members only"
+    assert b"\r\nContent-Type: text/plain; charset=utf-8" in head and b"\r\nConnection: close" in head
+    server = ServerProtocol()
+    request_for(server, ClientProtocol())
+    [data] = server.reject(404, b"{}", headers=[("Content-Type", "application/json")])
+    assert b"Content-Type: application/json" in data and b"text/plain" not in data
+
+
+def test_connect_is_called_once_and_before_receive_data() -> None:
+    client = ClientProtocol()
+    with pytest.raises(InvalidState, match=r"call connect\(\) and send the request before receive_data\(\)"):
+        client.receive_data(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+    client.connect()
+    with pytest.raises(InvalidState, match=r"connect\(\) can only be called once, in state CONNECTING"):
+        client.connect()
+
+
+def test_a_long_extension_header_is_parsed_each_time() -> None:
+    value = "x-long; " + "; ".join(f"p{i}={i}" for i in range(60))
+    assert len(value) > 256
+    parsed = parse_extension_header([value])
+    assert parsed[0][0] == "x-long" and parsed[0][1][-1] == ("p59", "59")
+    assert parse_extension_header([value]) == parsed

@@ -184,3 +184,18 @@ def test_decode_without_a_readable_signature_is_given_max_size() -> None:
     p = Protocol(Side.SERVER, max_size=1000, extensions=[ext])
     assert p.receive_data(client_frame(Opcode.BINARY, b"data")) == [BinaryMessage(b"data")]
     assert decode.limits == [1000]
+
+
+def test_decode_that_takes_the_frame_alone_still_has_the_size_limit_enforced() -> None:
+    class Doubling(Extension):
+        """Its decode takes no max_size: the protocol checks the decoded size itself."""
+
+        name = "x-doubling"
+
+        def decode(self, frame: Frame) -> Frame:  # type: ignore[override]
+            return frame._replace(data=frame.data * 2)
+
+    p = Protocol(Side.SERVER, max_size=10, extensions=[Doubling()])
+    assert p.receive_data(client_frame(Opcode.BINARY, b"abcde")) == [BinaryMessage(b"abcdeabcde")]
+    exc = assert_failed(p, client_frame(Opcode.BINARY, b"abcdef"), 1009)
+    assert "max_size=10" in str(exc)

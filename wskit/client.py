@@ -296,9 +296,8 @@ class ClientProtocol(Protocol):
         return accepted
 
     def _handshake_failed(self, exc: InvalidHandshake) -> None:
-        if self._close_code is None:
-            self._close_code = CloseCode.ABNORMAL_CLOSURE
-            self._close_reason = ""
+        self._close_code = CloseCode.ABNORMAL_CLOSURE  # the first failure: the handshake state ends here
+        self._close_reason = ""
         self._failure = exc
         self._fire(Trigger.HANDSHAKE_FAILED)  # the spec gives every handshake state this transition
         if self._debug:
