@@ -51,7 +51,7 @@ HeadersLike = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]]]
 def _check_value(name: str, value: str) -> None:
     """Check a header value for a header whose name is known to be valid."""
     if not isinstance(value, str):
-        raise TypeError(f"header name and value must be str, got {type(name).__name__} {type(value).__name__}")
+        raise TypeError(f"header value for {name!r} must be str, got {type(value).__name__}")
     if _BAD_VALUE_RE.search(value) is not None:
         if _INJECTION_RE.search(value) is not None:
             raise ValueError(f"header value for {name!r} contains CR, LF or NUL (header injection): {value!r}")

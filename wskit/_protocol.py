@@ -20,7 +20,7 @@ import inspect
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .defaults import MAX_SIZE
 from .events import (
@@ -532,7 +532,7 @@ class Protocol:
     def _observe(self, hook: Any, name: str, frame: Frame) -> None:
         try:
             hook(protocol=self, frame=frame)
-        except Exception as exc:
+        except (ProtocolError, PluginError) as exc:  # the plugin manager names the plugin in what else it raises
             raise self._internal_error(None, name, exc)  # noqa: B904 - the chain is set
 
     def _internal_error(self, ext: Extension | None, where: str, exc: Exception) -> ProtocolError:
@@ -557,8 +557,7 @@ class Protocol:
             reason = INTERNAL_ERROR_REASON
             self.logger.error("%s; failing the connection with 1011", error,
                               exc_info=(type(exc), exc, exc.__traceback__))
-        if Trigger.FAIL in self._si.triggers:
-            self._fail(failure, [], raise_=False, reason=reason)
+        self._fail(failure, [], raise_=False, reason=reason)
         return failure
 
     def _culprit(self, ext: Extension | None, where: str, exc: Exception) -> PluginError:
@@ -569,12 +568,10 @@ class Protocol:
             if owner is not None:
                 culprit = f"plugin {owner!r}: {culprit}"
             error = PluginError(f"{culprit} raised {type(exc).__name__}: {exc}")
-        elif isinstance(exc, PluginError):
-            error = exc  # from the plugin manager: it already names the plugin and the hook
         else:
-            name = self._plugins.culprit(where, exc)
-            culprit = f"plugin {name!r} in {where}" if name is not None else "plugin hook " + where
-            error = PluginError(f"{culprit} raised {type(exc).__name__}: {exc}")
+            # From an observer hook (_observe): the plugin manager's error already
+            # names the plugin and the hook.
+            error = cast(PluginError, exc)
         return error
 
     # -- receiving ----------------------------------------------------------
@@ -752,9 +749,9 @@ class Protocol:
         exc.events = events
         code = exc.close_code or CloseCode.PROTOCOL_ERROR
         exc.close_code = code
-        self._failure = exc
         si = self._si
         if Trigger.FAIL in si.triggers:
+            self._failure = exc
             if reason is None:
                 reason = _truncate_utf8(str(exc))
             if si.close_sent:
@@ -833,7 +830,7 @@ def _decoder_of(ext: Extension) -> Any:
 def _takes_max_size(function: Any) -> bool:
     try:
         params = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+    except (TypeError, ValueError):  # a callable without a readable signature (built in C)
         return True
     return any(p.name == "max_size" or p.kind is p.VAR_KEYWORD for p in params)
 

@@ -11,7 +11,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 from ._protocol import LoggerLike, Protocol, Side
@@ -233,11 +233,12 @@ class ClientProtocol(Protocol):
             except InvalidHandshake as exc:
                 self._handshake_failed(exc)
                 raise
-            if response is not None:
-                try:
-                    self._complete(response, b"")
-                except ProtocolError:
-                    pass
+            # Still in the handshake: feed() has not returned the response, so
+            # the end of the stream completes it (a body that runs until EOF).
+            try:
+                self._complete(cast(Response, response), b"")
+            except ProtocolError:
+                pass
         return super().receive_eof()
 
     def _complete(self, response: Response, leftover: bytes) -> list[Event]:
@@ -295,12 +296,10 @@ class ClientProtocol(Protocol):
         return accepted
 
     def _handshake_failed(self, exc: InvalidHandshake) -> None:
-        if self._close_code is None:
-            self._close_code = CloseCode.ABNORMAL_CLOSURE
-            self._close_reason = ""
+        self._close_code = CloseCode.ABNORMAL_CLOSURE  # the first failure: the handshake state ends here
+        self._close_reason = ""
         self._failure = exc
-        if Trigger.HANDSHAKE_FAILED in self._si.triggers:
-            self._fire(Trigger.HANDSHAKE_FAILED)
+        self._fire(Trigger.HANDSHAKE_FAILED)  # the spec gives every handshake state this transition
         if self._debug:
             self.logger.debug("! opening handshake failed: %s", exc)
 

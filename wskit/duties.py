@@ -241,8 +241,8 @@ class Duties:
         """
         pings = self._pings
         if data is None:
-            payload = os.urandom(4)
-            while payload in pings:
+            payload = b""
+            while not payload or payload in pings:  # draw until no waiting Ping carries it
                 payload = os.urandom(4)
         else:
             payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
@@ -270,14 +270,13 @@ class Duties:
         if data not in pings:
             return []
         done: list[tuple[Any, float]] = []
-        while pings:
+        while True:  # ends at ``data``, which is waiting
             key = next(iter(pings))
             sent, waiter = pings.pop(key)
             done.append((waiter, now - sent))
             if key == data:
                 self.latency = now - sent
-                break
-        return done
+                return done
 
     def drop_pings(self) -> list[Any]:
         """Forget every waiting Ping (the connection is gone); return their waiters."""
@@ -335,8 +334,8 @@ class Duties:
 
         Returns:
             ``None`` when nothing was held; otherwise our Close (echoing the
-            peer's code, 1000 when that code may not be sent back; or the
-            failure's) and what to do with the transport after it.
+            peer's code and reason, or the failure's) and what to do with
+            the transport after it.
         """
         held = self._held
         if held is None:
@@ -346,13 +345,10 @@ class Duties:
         if held is _ANSWER:
             data: list[bytes] = []
             if protocol.may_send_close:
-                # RFC 6455 §5.5.1: answer the peer's Close, echoing its code.
-                code = protocol.close_code
-                try:
-                    data = protocol.send_close(CloseCode.NO_STATUS_RCVD if code is None else code,
-                                               protocol.close_reason or "")
-                except ProtocolError:
-                    data = protocol.send_close(CloseCode.NORMAL_CLOSURE, "")
+                # RFC 6455 §5.5.1: answer the peer's Close, echoing its code and
+                # reason (both were checked when received, so they may be sent).
+                data = protocol.send_close(protocol.close_code or CloseCode.NO_STATUS_RCVD,
+                                           protocol.close_reason or "")
             # RFC 6455 §7.1.1: the server closes the TCP connection first.
             return Release(data, After.CLOSE if protocol.closes_transport_first else After.WAIT)
         return Release(held, After.HALF_CLOSE if protocol.closes_transport_first else After.WAIT)  # type: ignore[arg-type]
@@ -392,10 +388,7 @@ class Duties:
             return held  # a failure's Close, not sent yet
         protocol = self.protocol
         if protocol.may_send_close:
-            try:
-                return protocol.send_close(code, reason)
-            except ProtocolError:
-                return []
+            return protocol.send_close(code, reason)
         return []
 
     # -- how it ended ----------------------------------------------------------

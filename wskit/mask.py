@@ -59,7 +59,7 @@ send_nowait: Callable[[socket.socket, bytes], int] | None = None
 if not os.environ.get("WSKIT_NO_SPEEDUPS"):
     try:
         from . import _speedups
-    except ImportError:  # pragma: no cover - depends on the build
+    except ImportError:  # a build without the accelerator
         pass
     else:
         apply_mask = _speedups.apply_mask

@@ -299,8 +299,7 @@ class ServerProtocol(Protocol):
         self._failure = exc
         self._close_code = CloseCode.ABNORMAL_CLOSURE
         self._close_reason = ""
-        if Trigger.HANDSHAKE_FAILED in self._si.triggers:
-            self._fire(Trigger.HANDSHAKE_FAILED)
+        self._fire(Trigger.HANDSHAKE_FAILED)  # the spec gives every handshake state this transition
         if self._debug:
             self.logger.debug("! opening handshake failed: %s", exc)
 

@@ -421,6 +421,10 @@ def _check_rules(data: Mapping[str, Any], err: Any) -> None:
         for trigger, src in into[name]:
             if name in terminal and trigger != Trigger.EOF:
                 err(key, f"{trigger} from {src!r} enters this terminal state: only eof ends a connection")
+        # The opening handshake ends one way or the other.
+        if "handshake" in ops and not {Trigger.ACCEPT, Trigger.HANDSHAKE_FAILED} <= triggers:
+            err(f"{key}.allow", "handshake is allowed, so both an accept and a handshake_failed transition must "
+                "leave the state (the opening handshake succeeds or fails)")
         if public[name] == State.CLOSED.value and ops:
             err(f"{key}.allow", f"a closed state allows no operation, got {', '.join(sorted(ops))}")
         # The send_close operation and the send_close transitions say the same thing.

@@ -253,6 +253,7 @@ VALIDATION_NOTES = [
     "  replies to `exc.events` that go before `exc.to_send`;",
     "- a received Close is answered (`send_close` allowed) unless the connection failed;",
     "- `send_close` in `allow` exactly when a `send_close` transition leaves the state;",
+    "- a state that allows `handshake` has both an `accept` and a `handshake_failed` transition;",
     "- the facts agree with the transitions: `close_sent` becomes true only by `send_close`",
     "  or `fail`, `close_received` only by `receive_close`, `failed` only by `fail` or",
     "  `handshake_failed`; each of these triggers leads to a state declaring its fact; a fact",
