@@ -249,7 +249,9 @@ def test_invalid_message_after_accept_raises_logs_and_closes_1011(server: Uvicor
     server.wait_for(r"ASGI application sent an invalid message .* while the WebSocket connection is open")
 
 
-@pytest.mark.parametrize("case", ["send-before-accept", "bad-status", "no-type"])
+@pytest.mark.parametrize("case", ["send-before-accept", "bad-status", "no-type", "subprotocol-not-str",
+                                  "accept-bad-headers", "start-bad-headers", "not-body", "body-not-bytes",
+                                  "body-on-204"])
 def test_invalid_message_before_accept_raises_logs_and_answers_500(server: Uvicorn, case: str) -> None:
     key = f"invalid-before-{case}"
 
@@ -263,6 +265,26 @@ def test_invalid_message_before_accept_raises_logs_and_answers_500(server: Uvico
 
     run(main())
     server.wait_for(r"ASGI application sent an invalid message .* while the WebSocket connection is connecting")
+
+
+def test_send_after_a_denial_raises_client_disconnected(server: Uvicorn) -> None:
+    async def main() -> None:
+        with pytest.raises(InvalidHandshake) as caught:
+            await connect(server.url("/deny-then-send?key=deny-then-send"))
+        assert caught.value.response.status_code == 403
+        assert await wait_report(server, "deny-then-send") == {"raised": "ClientDisconnected"}
+
+    run(main())
+
+
+def test_application_returning_a_value_is_logged(server: Uvicorn) -> None:
+    async def main() -> None:
+        async with connect(server.url("/return-value")) as ws:
+            await ws.wait_closed()
+            assert ws.close_code == 1000
+
+    run(main())
+    server.wait_for("ASGI application should return None, but returned 42")
 
 
 # -- uvicorn's settings ----------------------------------------------------------------

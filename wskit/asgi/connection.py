@@ -39,7 +39,7 @@ from ..defaults import CLOSE_TIMEOUT, WRITE_LIMIT
 from ..events import Request
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
 from ..frames import CloseCode
-from ..protocol import ServerProtocol, State
+from ..protocol import ServerProtocol
 
 __all__ = ["ASGIApp", "ASGIConnection", "ClientDisconnected"]
 
@@ -221,10 +221,11 @@ class ASGIConnection(Connection):
         return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._default_headers()]
 
     def _deny(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> None:
-        """Answer the upgrade request with an HTTP response and end the connection."""
-        if self._lost or self.protocol.state is not State.CONNECTING:
-            self._phase = _Phase.DONE
-            return
+        """Answer the upgrade request with an HTTP response and end the connection.
+
+        Called while the connection is not lost and the application has
+        neither accepted nor denied it: the core is still CONNECTING.
+        """
         data = self.protocol.reject(status, body, self._server_headers() + (headers or []))
         self._phase = _Phase.DONE
         self._access(status)
@@ -441,10 +442,7 @@ class ASGIConnection(Connection):
             return
         phase = self._phase
         if phase is _Phase.CONNECTING or phase is _Phase.RESPONDING:
-            if self.protocol.state is State.CONNECTING:
-                self._deny(503, b"Service Unavailable: the server is shutting down\n")
-            else:
-                self._close_transport()
+            self._deny(503, b"Service Unavailable: the server is shutting down\n")
         else:
             self._spawn(self.close(CloseCode.SERVICE_RESTART, "server shutting down"))
 
