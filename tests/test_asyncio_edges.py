@@ -108,6 +108,26 @@ def test_send_ping_and_pong_wait_while_the_write_buffer_is_over_write_limit() ->
     arun(main(), timeout=60)
 
 
+def test_fragmented_send_ends_with_connection_closed_when_the_peer_closes_meanwhile() -> None:
+    async def close_at_once(ws: ServerConnection) -> None:
+        await ws.close()
+
+    async def main() -> None:
+        async with serve(close_at_once, HOST, 0) as server:
+            ws = await connect(url(server))
+
+            async def fragments() -> AsyncIterator[str]:
+                yield "first"
+                await ws.wait_closed()
+                yield "second"
+
+            with pytest.raises(ConnectionClosedOK):
+                await ws.send(fragments())
+            assert ws.close_code == 1000
+
+    arun(main())
+
+
 def test_pong_after_close_raises_connection_closed() -> None:
     async def main() -> None:
         async with serve(echo, HOST, 0) as server:
