@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_asyncio import HOST, RawServer, arun, echo, port_of, raw_connect, read_close, until, url
 
 from wskit import Request, Response
-from wskit.asyncio import ConnectionClosedOK, ServerConnection, connect, serve, unix_connect
-from wskit.asyncio import route, unix_serve
+from wskit.asyncio import ConnectionClosedOK, ServerConnection, connect, route, serve, unix_connect, unix_serve
 from wskit.asyncio._waiter import Waiter
 from wskit.exceptions import InvalidHandshake, ProxyError
 from wskit.frames import Opcode
 
 from helpers import server_frame
-from test_asyncio import HOST, RawServer, arun, echo, port_of, raw_connect, read_close, until, url
 
 MIB = 1024 * 1024
 
@@ -188,8 +187,9 @@ def test_debug_lines_for_pings_violations_timeouts_and_refusals(caplog: pytest.L
     with caplog.at_level(logging.DEBUG, logger="wskit.test.dbg"):
         arun(main())
     lines = [r.getMessage() for r in caplog.records if r.name == "wskit.test.dbg"]
-    for expected in ("< PING b'hello'", "! protocol error", "! invalid opening request", "! opening handshake timed out",
-                     "! close timeout: aborting the transport", "! opening handshake failed"):
+    for expected in ("< PING b'hello'", "! protocol error", "! invalid opening request",
+                     "! opening handshake timed out", "! close timeout: aborting the transport",
+                     "! opening handshake failed"):
         assert any(expected in line for line in lines), (expected, lines)
 
 

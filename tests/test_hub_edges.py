@@ -116,7 +116,6 @@ def test_foreign_messages_on_redis_are_ignored_with_a_warning(tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("redis", reason="redis-py is not installed: pip install 'wskit[redis]'")
     import redis.asyncio
-
     from test_redis_hub import RedisServer, Worker
 
     redis_server = RedisServer(tmp_path).start()

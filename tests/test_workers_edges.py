@@ -51,5 +51,5 @@ def test_bad_arguments_and_an_address_that_cannot_be_bound() -> None:
 
     with pytest.raises(ValueError, match="stop_timeout must be > 0 seconds, got 0"):
         run_workers(target, 1, stop_timeout=0)
-    with pytest.raises(WorkerError, match="cannot bind 192.0.2.1:0"):
+    with pytest.raises(WorkerError, match=r"cannot bind 192\.0\.2\.1:0"):
         reserve_port("192.0.2.1", 0)  # an address of no interface here (TEST-NET-1)
