@@ -196,7 +196,7 @@ def test_debug_lines_for_pings_violations_timeouts_and_refusals(caplog: pytest.L
 # -- the opening handshake on the server -----------------------------------------------
 
 
-def test_process_request_may_close_the_connection() -> None:
+def test_process_request_may_close_the_connection(caplog: pytest.LogCaptureFixture) -> None:
     handled: list[object] = []
 
     async def process_request(connection: ServerConnection, request: Request) -> None:
@@ -211,7 +211,32 @@ def test_process_request_may_close_the_connection() -> None:
                 await connect(url(server))
         assert handled == []
 
-    arun(main())
+    with caplog.at_level(logging.ERROR, logger="wskit.server"):
+        arun(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # nothing failed
+
+
+def test_client_gone_while_process_response_runs(caplog: pytest.LogCaptureFixture) -> None:
+    handled: list[object] = []
+    seen: asyncio.Queue[str] = asyncio.Queue()
+
+    async def process_response(connection: ServerConnection, request: Request, response: Response) -> None:
+        await connection.wait_closed()  # the client gives up meanwhile
+        seen.put_nowait("client gone")
+
+    async def handler(ws: ServerConnection) -> None:
+        handled.append(ws)
+
+    async def main() -> None:
+        async with serve(handler, HOST, 0, process_response=process_response) as server:
+            with pytest.raises(TimeoutError):
+                await connect(url(server), open_timeout=0.2)
+            assert await seen.get() == "client gone"
+        assert handled == []
+
+    with caplog.at_level(logging.ERROR, logger="wskit.server"):
+        arun(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_process_request_slower_than_open_timeout_is_cancelled() -> None:
