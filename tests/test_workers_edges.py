@@ -18,16 +18,16 @@ pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no 
 
 # A worker whose target cannot stop: cancelled, it still waits for a thread that never ends.
 STUCK_APP = textwrap.dedent('''
-    import asyncio, logging, sys, threading
+    import asyncio, logging, os, sys, threading
     from wskit.workers import run_workers
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
 
     async def stuck():
-        print("STUCK", flush=True)
+        os.write(1, b"STUCK\\n")  # one write: a whole line, even with the supervisor writing too
         await asyncio.to_thread(threading.Event().wait)
 
     if __name__ == "__main__":
-        run_workers(stuck, 1, stop_timeout=0.5, on_start=lambda pids: print("READY", *pids, flush=True))
+        run_workers(stuck, 1, stop_timeout=0.5, on_start=lambda pids: os.write(1, f"READY {pids[0]}\\n".encode()))
         print("SUPERVISOR DONE", flush=True)
 ''')
 
@@ -36,8 +36,12 @@ def test_a_worker_stuck_past_stop_timeout_is_killed(tmp_path: Path) -> None:
     app = tmp_path / "stuck_app.py"
     app.write_text(STUCK_APP)
     with supervisor([sys.executable, str(app)]) as (proc, lines):
-        pid = lines.wait_for(r"^READY (\d+)$").group(1)  # on_start, without wait_ready: once started
-        lines.wait_for("^STUCK$")  # the worker runs its target: SIGTERM cancels it
+        # on_start (without wait_ready: once started), and the worker running its target
+        # (SIGTERM cancels it from then on), in either order: two processes print.
+        seen = {lines.wait_for(r"^(READY \d+|STUCK)$").group(1) for _ in range(2)}
+        ready = [line for line in seen if line.startswith("READY ")]
+        assert len(seen) == 2 and ready and "STUCK" in seen, seen
+        pid = ready[0].split()[1]
         proc.send_signal(signal.SIGTERM)
         lines.wait_for(rf"worker pid {pid} still running after 0.5 s: killing it")
         lines.wait_for("every worker stopped")
