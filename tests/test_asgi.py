@@ -477,6 +477,37 @@ def test_graceful_shutdown_closes_open_connections_with_1012_and_leaves_no_task(
     assert "Traceback" not in srv.output
 
 
+def test_applications_that_outlive_the_graceful_shutdown_are_cancelled() -> None:
+    """One client answers the 1012 Close (its application then hangs), one does not
+    (its application is cancelled while the closing handshake waits): both end."""
+    srv = Uvicorn(PLAIN, "--timeout-graceful-shutdown", "1")
+
+    async def main() -> None:
+        ws = await connect(srv.url("/stubborn?key=answering"))
+        raw = await RawClient.open(srv.port, "/stubborn?key=silent", extensions=[])
+        srv.wait_for(r'"WebSocket /stubborn\?key=silent" \[accepted\]')
+        loop = asyncio.get_running_loop()
+        stopping = loop.run_in_executor(None, srv.stop, signal.SIGINT)
+        with pytest.raises(ConnectionClosedError) as caught:
+            await ws.recv()
+        assert caught.value.code == 1012
+        event = await raw.next_event()
+        assert isinstance(event, Close) and event.code == 1012
+        while True:  # no answer from this client: the server ends the connection all the same
+            try:
+                event = await raw.next_event()
+            except Exception:  # the core reports the EOF that follows the server's Close
+                break
+        raw.close()
+        assert await stopping == 0
+
+    try:
+        run(main())
+    finally:
+        srv.stop()
+    srv.wait_for("answering: disconnect 1012")
+
+
 # -- the layer itself --------------------------------------------------------------
 
 

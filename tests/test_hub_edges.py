@@ -155,6 +155,8 @@ def test_redis_hub_options_and_a_buffer_of_zero(caplog: pytest.LogCaptureFixture
         backend = RedisBackend("redis://127.0.0.1:1/0", buffer=0, backoff_initial=0.05, connect_timeout=1)
         with pytest.raises(RuntimeError, match="the Redis hub is not started"):
             await backend.wait_connected()
+        with pytest.raises(RuntimeError, match="the Redis hub is not started"):
+            await backend.publish("news", "too early")
         async with Hub(backend) as hub:  # nothing listens on port 1: started, not connected
             await backend.start(lambda channel, message: None)  # a second start does nothing
             assert not hub.connected
@@ -164,3 +166,34 @@ def test_redis_hub_options_and_a_buffer_of_zero(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.WARNING, logger="wskit.hub"):
         asyncio.run(main())
     assert "hub: Redis unreachable, a message on channel 'news' was dropped (buffer=0)" in caplog.text
+
+
+@redis_needed
+def test_a_publish_that_fails_while_connected_waits_in_the_buffer(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("redis", reason="redis-py is not installed: pip install 'wskit[redis]'")
+    from test_redis_hub import RedisServer, Worker
+
+    redis_server = RedisServer(tmp_path).start()
+
+    async def main() -> None:
+        worker = Worker(Hub.from_url(redis_server.url))
+        async with worker.hub, serve(worker.handler, HOST, 0) as server:
+            await asyncio.wait_for(worker.hub.wait_connected(), TIMEOUT)
+            ws = await worker.join(server.sockets[0].getsockname()[1], "news")
+            # Redis stops while the loop is blocked: the hub still believes it is connected.
+            redis_server.stop()
+            assert worker.hub.connected
+            await worker.hub.publish("news", "kept")  # fails: kept in the buffer, retried
+            assert worker.hub.backend.buffered == 1  # type: ignore[attr-defined]
+            await asyncio.to_thread(redis_server.start)  # the same port
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "kept"
+            await ws.close()
+
+    try:
+        with caplog.at_level(logging.INFO, logger="wskit.hub"):
+            asyncio.run(main())
+    finally:
+        redis_server.stop()
+    assert "could not publish on Redis at" in caplog.text and "the message waits in the buffer" in caplog.text
+    assert "hub: buffered messages not sent yet" in caplog.text

@@ -156,6 +156,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             sent += len(chunk)
         REPORT[key] = {"sent before waiting": sent}
         await _until_disconnect(receive)
+    elif path == "/stubborn":  # accepted; after its disconnect, it never returns (cancelled at shutdown)
+        await send({"type": "websocket.accept"})
+        message = await _until_disconnect(receive)
+        print(f"{key}: disconnect {message['code']}", file=sys.stderr, flush=True)
+        await asyncio.Event().wait()
     elif path == "/report":  # REPORT[?key=] as JSON
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.send", "text": json.dumps(REPORT.get(query["of"]))})

@@ -139,7 +139,7 @@ class ASGIConnection(Connection):
         self.asgi_version = asgi_version
         self.app_state = app_state if app_state is not None else {}
         self._default_headers = default_headers
-        self._connections = connections
+        self._connections: set[Any] = set() if connections is None else connections
         self._tasks: set[asyncio.Task[None]] = set() if tasks is None else tasks
         self.error_logger = error_logger or logging.getLogger("wskit.asgi")
         self.scope: dict[str, Any] | None = None
@@ -153,13 +153,11 @@ class ASGIConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if self._connections is not None:
-            self._connections.add(self)
+        self._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self._connections is not None:
-            self._connections.discard(self)
+        self._connections.discard(self)
 
     # -- the opening handshake ---------------------------------------------------
 
