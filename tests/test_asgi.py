@@ -249,7 +249,9 @@ def test_invalid_message_after_accept_raises_logs_and_closes_1011(server: Uvicor
     server.wait_for(r"ASGI application sent an invalid message .* while the WebSocket connection is open")
 
 
-@pytest.mark.parametrize("case", ["send-before-accept", "bad-status", "no-type"])
+@pytest.mark.parametrize("case", ["send-before-accept", "bad-status", "no-type", "subprotocol-not-str",
+                                  "accept-bad-headers", "start-bad-headers", "not-body", "body-not-bytes",
+                                  "body-on-204"])
 def test_invalid_message_before_accept_raises_logs_and_answers_500(server: Uvicorn, case: str) -> None:
     key = f"invalid-before-{case}"
 
@@ -262,7 +264,28 @@ def test_invalid_message_before_accept_raises_logs_and_answers_500(server: Uvico
         assert result["then"] == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
 
     run(main())
-    server.wait_for(r"ASGI application sent an invalid message .* while the WebSocket connection is connecting")
+    phase = "responding" if case in ("not-body", "body-not-bytes", "body-on-204") else "connecting"
+    server.wait_for(rf"ASGI application sent an invalid message .* while the WebSocket connection is {phase}")
+
+
+def test_send_after_a_denial_raises_client_disconnected(server: Uvicorn) -> None:
+    async def main() -> None:
+        with pytest.raises(InvalidHandshake) as caught:
+            await connect(server.url("/deny-then-send?key=deny-then-send"))
+        assert caught.value.response.status_code == 403
+        assert await wait_report(server, "deny-then-send") == {"raised": "ClientDisconnected"}
+
+    run(main())
+
+
+def test_application_returning_a_value_is_logged(server: Uvicorn) -> None:
+    async def main() -> None:
+        async with connect(server.url("/return-value")) as ws:
+            await ws.wait_closed()
+            assert ws.close_code == 1000
+
+    run(main())
+    server.wait_for("ASGI application should return None, but returned 42")
 
 
 # -- uvicorn's settings ----------------------------------------------------------------
@@ -453,6 +476,37 @@ def test_graceful_shutdown_closes_open_connections_with_1012_and_leaves_no_task(
     assert "Cancel" not in srv.output  # no task had to be cancelled: all of them ended
     assert "Task was destroyed" not in srv.output
     assert "Traceback" not in srv.output
+
+
+def test_applications_that_outlive_the_graceful_shutdown_are_cancelled() -> None:
+    """One client answers the 1012 Close (its application then hangs), one does not
+    (its application is cancelled while the closing handshake waits): both end."""
+    srv = Uvicorn(PLAIN, "--timeout-graceful-shutdown", "1")
+
+    async def main() -> None:
+        ws = await connect(srv.url("/stubborn?key=answering"))
+        raw = await RawClient.open(srv.port, "/stubborn?key=silent", extensions=[])
+        srv.wait_for(r'"WebSocket /stubborn\?key=silent" \[accepted\]')
+        loop = asyncio.get_running_loop()
+        stopping = loop.run_in_executor(None, srv.stop, signal.SIGINT)
+        with pytest.raises(ConnectionClosedError) as caught:
+            await ws.recv()
+        assert caught.value.code == 1012
+        event = await raw.next_event()
+        assert isinstance(event, Close) and event.code == 1012
+        while True:  # no answer from this client: the server ends the connection all the same
+            try:
+                event = await raw.next_event()
+            except Exception:  # the core reports the EOF that follows the server's Close
+                break
+        raw.close()
+        assert await stopping == 0
+
+    try:
+        run(main())
+    finally:
+        srv.stop()
+    srv.wait_for("answering: disconnect 1012")
 
 
 # -- the layer itself --------------------------------------------------------------

@@ -87,6 +87,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise RuntimeError("boom after accept")
     elif path == "/return-early":
         return
+    elif path == "/return-value":  # returns something else than None (logged)
+        await send({"type": "websocket.accept"})
+        return 42  # type: ignore[return-value]
+    elif path == "/deny-then-send":  # denied (403), then sends: ClientDisconnected, left to propagate
+        await send({"type": "websocket.close"})
+        try:
+            await send({"type": "websocket.send", "text": "after the denial"})
+        except OSError as exc:
+            REPORT[key] = {"raised": type(exc).__name__}
+        await send({"type": "websocket.send", "text": "again"})
     elif path == "/invalid":  # ?before=1: before accept; ?case= picks the bad message; then waits
         bad = {
             "send-before-accept": {"type": "websocket.send", "text": "too early"},
@@ -98,9 +108,22 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "bad-code": {"type": "websocket.close", "code": 1006},
             "no-type": {"text": "x"},
             "bad-status": {"type": "websocket.http.response.start", "status": 99},
+            "subprotocol-not-str": {"type": "websocket.accept", "subprotocol": 5},
+            "accept-bad-headers": {"type": "websocket.accept", "headers": [("x-str", "not bytes")]},
+            "start-bad-headers": {"type": "websocket.http.response.start", "status": 200, "headers": [("a", "b")]},
+            # After websocket.http.response.start: the messages sent first, then the bad one.
+            "not-body": [{"type": "websocket.http.response.start", "status": 200}, {"type": "websocket.accept"}],
+            "body-not-bytes": [{"type": "websocket.http.response.start", "status": 200},
+                               {"type": "websocket.http.response.body", "body": "a str"}],
+            "body-on-204": [{"type": "websocket.http.response.start", "status": 204},
+                            {"type": "websocket.http.response.body", "body": b"no body allowed"}],
         }[query["case"]]
         if query.get("before") != "1":
             await send({"type": "websocket.accept"})
+        if isinstance(bad, list):
+            *first, bad = bad
+            for message in first:
+                await send(message)
         try:
             await send(bad)
         except RuntimeError as exc:
@@ -133,6 +156,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             sent += len(chunk)
         REPORT[key] = {"sent before waiting": sent}
         await _until_disconnect(receive)
+    elif path == "/stubborn":  # accepted; after its disconnect, it never returns (cancelled at shutdown)
+        await send({"type": "websocket.accept"})
+        message = await _until_disconnect(receive)
+        print(f"{key}: disconnect {message['code']}", file=sys.stderr, flush=True)
+        await asyncio.Event().wait()
     elif path == "/report":  # REPORT[?key=] as JSON
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.send", "text": json.dumps(REPORT.get(query["of"]))})

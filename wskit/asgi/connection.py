@@ -39,7 +39,7 @@ from ..defaults import CLOSE_TIMEOUT, WRITE_LIMIT
 from ..events import Request
 from ..exceptions import InvalidHandshake, ProtocolError, WebSocketClosed
 from ..frames import CloseCode
-from ..protocol import ServerProtocol, State
+from ..protocol import ServerProtocol
 
 __all__ = ["ASGIApp", "ASGIConnection", "ClientDisconnected"]
 
@@ -139,7 +139,7 @@ class ASGIConnection(Connection):
         self.asgi_version = asgi_version
         self.app_state = app_state if app_state is not None else {}
         self._default_headers = default_headers
-        self._connections = connections
+        self._connections: set[Any] = set() if connections is None else connections
         self._tasks: set[asyncio.Task[None]] = set() if tasks is None else tasks
         self.error_logger = error_logger or logging.getLogger("wskit.asgi")
         self.scope: dict[str, Any] | None = None
@@ -153,13 +153,11 @@ class ASGIConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if self._connections is not None:
-            self._connections.add(self)
+        self._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self._connections is not None:
-            self._connections.discard(self)
+        self._connections.discard(self)
 
     # -- the opening handshake ---------------------------------------------------
 
@@ -221,10 +219,11 @@ class ASGIConnection(Connection):
         return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._default_headers()]
 
     def _deny(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> None:
-        """Answer the upgrade request with an HTTP response and end the connection."""
-        if self._lost or self.protocol.state is not State.CONNECTING:
-            self._phase = _Phase.DONE
-            return
+        """Answer the upgrade request with an HTTP response and end the connection.
+
+        Called while the connection is not lost and the application has
+        neither accepted nor denied it: the core is still CONNECTING.
+        """
         data = self.protocol.reject(status, body, self._server_headers() + (headers or []))
         self._phase = _Phase.DONE
         self._access(status)
@@ -441,10 +440,7 @@ class ASGIConnection(Connection):
             return
         phase = self._phase
         if phase is _Phase.CONNECTING or phase is _Phase.RESPONDING:
-            if self.protocol.state is State.CONNECTING:
-                self._deny(503, b"Service Unavailable: the server is shutting down\n")
-            else:
-                self._close_transport()
+            self._deny(503, b"Service Unavailable: the server is shutting down\n")
         else:
             self._spawn(self.close(CloseCode.SERVICE_RESTART, "server shutting down"))
 

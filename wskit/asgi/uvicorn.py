@@ -66,8 +66,6 @@ class UvicornProtocol(ASGIConnection):
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        if not config.loaded:
-            config.load()
         manager = default_manager()
         extensions = io_extensions("deflate" if config.ws_per_message_deflate else None, None, "server", manager)
         protocol = ServerProtocol(max_size=config.ws_max_size, extensions=extensions, plugin_manager=manager)

@@ -361,12 +361,10 @@ class connect:  # lowercase: used like a function, as in python-websockets
             await tunnel.done
             if ssl is not None:
                 self._step = f"TLS handshake with {wsuri.host} through proxy {proxy}"
-                tls = await loop.start_tls(transport, tunnel, ssl,
-                                           server_hostname=self._client.server_hostname_for(wsuri))
-                if tls is None:  # pragma: no cover - only when the transport closed meanwhile
-                    raise ConnectionClosedError(CloseCode.ABNORMAL_CLOSURE, "",
-                                                f"proxy {proxy} closed the tunnel during TLS")
-                transport = tls
+                # The TLS transport once the handshake succeeded; a failure, or
+                # the tunnel closing meanwhile, raises (the typeshed's ``None`` is never returned).
+                transport = cast(asyncio.Transport, await loop.start_tls(
+                    transport, tunnel, ssl, server_hostname=self._client.server_hostname_for(wsuri)))
         except BaseException:
             transport.abort()
             raise
@@ -409,8 +407,8 @@ class connect:  # lowercase: used like a function, as in python-websockets
         return await self._connect()
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self.connection is not None:
-            await self.connection.close()
+        assert self.connection is not None  # __aenter__ returned it
+        await self.connection.close()
 
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Reconnect for ever: yield a new open connection each time the previous one is done with.

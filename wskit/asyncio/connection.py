@@ -57,7 +57,7 @@ from ..duties import (
     is_fragment_source,
     send_type_error,
 )
-from ..events import BinaryMessage, Close, Event, Ping, Pong, Request, Response, TextMessage
+from ..events import BinaryMessage, Close, Event, Ping, Pong, TextMessage
 from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState, ProtocolError, WebSocketClosed
 from ..frames import CloseCode, Opcode
 from ..protocol import Protocol, State
@@ -283,7 +283,7 @@ class Connection(asyncio.Protocol):
     # -- hooks for the client and server subclasses ---------------------------
 
     def _opening_data(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Bytes received during the opening handshake (each subclass reads its side of it)."""
 
     def _opening_lost(self, error: ProtocolError | None) -> None:
         """The transport closed before the opening handshake completed."""
@@ -324,11 +324,8 @@ class Connection(asyncio.Protocol):
             return None
         if self._paused_writing or self._sending_fragments is not None:
             return False
-        try:
-            data = build(self.protocol)
-        except InvalidState:
-            return None
-        self._write(data)
+        # Open and no fragmented message under way: the core may send data now.
+        self._write(build(self.protocol))
         return True
 
     async def _drain(self) -> None:
@@ -488,9 +485,7 @@ class Connection(asyncio.Protocol):
         self._ka_handle = self._loop.call_later(self._ping_interval, self._keepalive)
 
     def _keepalive_expired(self) -> None:
-        self._ka_timeout = None
-        if self._lost:
-            return
+        self._ka_timeout = None  # (connection_lost cancels this timer)
         self.logger.debug("! keepalive ping timeout")
         self._fail(*KEEPALIVE_FAILURE)
 
@@ -766,18 +761,6 @@ class Connection(asyncio.Protocol):
         if self._holding:
             self._release()
         await asyncio.shield(self._closed)
-
-    # -- request / response ----------------------------------------------------
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake's request."""
-        return None
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake's response."""
-        return None
 
 
 _END = object()

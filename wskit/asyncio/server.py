@@ -191,6 +191,8 @@ class ServerConnection(Connection):
         server = self.server
         try:
             answer = await self._call_process_request(request)
+            if self._lost:
+                return  # closed meanwhile (by the client, or by process_request itself)
             if answer is not None:
                 if self.protocol.state is State.CONNECTING:
                     self.protocol.reject(answer.status_code, answer.body, answer.headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 __all__ = ["Backend", "Deliver", "Message"]
@@ -12,28 +13,32 @@ Message = str | bytes
 Deliver = Callable[[str, Message], None]
 
 
-class Backend:
+class Backend(abc.ABC):
     """How a :class:`~wskit.hub.Hub` carries messages to the hubs of other workers.
 
     A backend calls the ``deliver(channel, message)`` given to :meth:`start`
     once for each message published on any hub sharing it, this one
     included; the hub delivers it to its local subscribers.
+
+    A subclass implements :meth:`start`, :meth:`publish` and :meth:`close`
+    (creating one that lacks any of them raises ``TypeError`` naming it).
     """
 
     #: Whether published messages leave this process now (always true for the local backend).
     connected: bool = True
 
+    @abc.abstractmethod
     async def start(self, deliver: Deliver) -> None:
         """Start carrying messages; ``deliver`` is called for each one, in the event loop."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def publish(self, channel: str, message: Message) -> None:
         """Send ``message`` to every hub of this backend, on ``channel``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def close(self) -> None:
         """Stop (idempotent)."""
-        raise NotImplementedError
 
     async def wait_connected(self) -> None:
         """Wait until published messages leave this process (at once for the local backend)."""
+        return None
