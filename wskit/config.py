@@ -1128,14 +1128,14 @@ def accepts_config(kind: str, *, adjust: Adjust | None = None) -> Callable[[Call
 
 # -- the reference page ------------------------------------------------------------
 
-_CONSUMER_LABELS = (
-    (_ALL, "all"),
-    (_IO, "asyncio, sync"),
-    (_IO_SERVERS, "asyncio/sync servers"),
-    (_IO_CLIENTS, "asyncio/sync clients"),
-    (_CLIENTS, "clients"),
-    (_SERVERS, "servers"),
-)
+_CONSUMER_LABELS = {
+    _ALL: "all",
+    _IO: "asyncio, sync",
+    _IO_SERVERS: "asyncio/sync servers",
+    _IO_CLIENTS: "asyncio/sync clients",
+    _CLIENTS: "clients",
+    _SERVERS: "servers",
+}
 
 _PROSE_HEAD = """\
 # Configuration reference
@@ -1217,10 +1217,8 @@ and sync layers' `{section}=None` turns `{section}` off, an explicit
 
 
 def _used_by(key: Key) -> str:
-    for kinds, label in _CONSUMER_LABELS:
-        if key.used_by == kinds:
-            return label
-    return ", ".join(sorted(key.used_by))  # pragma: no cover - every key matches a label
+    """The "used by" column: a short label for the usual sets of consumers, else their names."""
+    return _CONSUMER_LABELS.get(key.used_by) or ", ".join(sorted(key.used_by))
 
 
 def _default_text(key: Key) -> str:
