@@ -28,6 +28,7 @@ and in the close-handshake and ping policy every I/O layer shares
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import selectors
 import socket
@@ -39,7 +40,7 @@ from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .._io import resolve_logger
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
@@ -77,6 +78,8 @@ _DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
 # Marker in the pending-write list: half-close the socket (send FIN) here.
 _FIN = None
 
+
+_Self = TypeVar("_Self", bound="Connection")
 
 class Connection:
     """A WebSocket connection after a successful opening handshake.
@@ -141,20 +144,17 @@ class Connection:
         self.response: Response | None = None
         """The opening handshake's response (received by a client, sent by a server)."""
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:  # as asyncio does: no Nagle delay for a message after a small write
+            with contextlib.suppress(OSError):  # as asyncio does: no Nagle delay for a message after a small write
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         # Plain sockets get small writes through _send_nowait (GIL kept).
         self._send_nowait = _send_nowait if type(sock) is socket.socket else None
-        try:
-            self.remote_address: Any = sock.getpeername()
-        except OSError:
-            self.remote_address = None
-        try:
-            self.local_address: Any = sock.getsockname()
-        except OSError:
-            self.local_address = None
+        # None when the peer is already gone (getpeername() fails on a reset socket).
+        self.remote_address: Any = None
+        self.local_address: Any = None
+        with contextlib.suppress(OSError):
+            self.remote_address = sock.getpeername()
+        with contextlib.suppress(OSError):
+            self.local_address = sock.getsockname()
 
         self._proto_lock = threading.Lock()  # guards protocol calls and _pending
         self._write_lock = threading.Lock()  # the writer token
@@ -231,7 +231,7 @@ class Connection:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.state.value}>"
 
-    def __enter__(self) -> Connection:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(
@@ -449,8 +449,6 @@ class Connection:
             ProtocolError: the code may not be sent or the reason is too long.
         """
         self._start_close(code, reason)
-        if threading.current_thread() in (self._reader, self._keepalive):
-            return  # cannot wait for ourselves; the reader finishes the job
         self.wait_closed(self.close_timeout)
         if not self._ended_event.is_set():
             if self._debug:
@@ -1002,10 +1000,7 @@ class Connection:
                 self._pending = []
                 self._pending_size = 0
                 self._pending_taken.notify_all()
-            try:
-                self.socket.close()
-            except OSError:
-                pass
+            self.socket.close()
         with self._mutex:
             self._ended = True
             waiters = self._recv_waiters
