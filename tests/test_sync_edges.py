@@ -25,6 +25,8 @@ from wskit.events import Request
 from wskit.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake, ProxyError
 from wskit.sync import ServerConnection, connect, serve, unix_connect, unix_serve
 
+MiB = 2**20
+
 __all__ = ["no_leaks"]  # the autouse fixture of test_sync: no thread or socket left behind
 
 
@@ -355,8 +357,9 @@ def silent_after_handshake(sock: socket.socket, peer: RawPeer) -> None:
 def test_sending_while_a_close_waits_for_the_peer_raises_once_it_is_over(caplog: pytest.LogCaptureFixture) -> None:
     with RawPeer(silent_after_handshake) as peer, caplog.at_level(logging.DEBUG, logger="wskit.sync"):
         ws = connect(peer.uri, close_timeout=0.5)
-        closer = threading.Thread(target=ws.close)
-        closer.start()
+        closers = [threading.Thread(target=ws.close) for _ in range(2)]  # the second sends no second Close
+        for closer in closers:
+            closer.start()
         deadline = time.monotonic() + 5
         while ws.protocol.state.name != "CLOSING" and time.monotonic() < deadline:  # our Close is sent
             time.sleep(0.005)
@@ -365,7 +368,8 @@ def test_sending_while_a_close_waits_for_the_peer_raises_once_it_is_over(caplog:
             with pytest.raises(ConnectionClosedError) as info:
                 attempt()  # waits for the end of the closing, then says how it ended
             assert info.value.code == 1006  # no answer from the peer: the socket was closed under it
-        closer.join(5)
+        for closer in closers:
+            closer.join(5)
         peer.release.set()
     assert "! close timeout: closing the socket" in caplog.text
 
@@ -376,6 +380,27 @@ def test_sending_fragments_after_the_close_raises_connection_closed() -> None:
         ws.close()
         with pytest.raises(ConnectionClosedOK):
             ws.send(["a", "b"])
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_a_reset_under_a_blocked_send_is_1006(fragmented: bool, caplog: pytest.LogCaptureFixture) -> None:
+    big = b"x" * (32 * MiB)  # more than the socket buffers hold: the send blocks until the reset
+
+    def read_a_little_then_reset(sock: socket.socket, peer: RawPeer) -> None:
+        raw_accept(sock)
+        sock.recv(65536)  # the message started
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    with RawPeer(read_a_little_then_reset) as peer, caplog.at_level(logging.DEBUG, logger="wskit.sync"):
+        ws = connect(peer.uri, compression=None)
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.send([big, b"end"] if fragmented else big)
+        assert info.value.code == 1006
+        with pytest.raises(ConnectionClosedError):
+            ws.send("and after")
+        ws.close()
+    assert "! write failed" in caplog.text
 
 
 def test_a_reset_in_the_middle_of_a_fragmented_message() -> None:

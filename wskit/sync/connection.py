@@ -474,11 +474,11 @@ class Connection:
         return exc
 
     def _on_invalid_state(self, exc: InvalidState) -> WebSocketClosed:
-        """Sending is not possible: wait for the end of the closing, then report it."""
-        if self.protocol.state is State.OPEN or self.protocol.state is State.CONNECTING:
-            raise exc
-        if threading.current_thread() is not self._reader:
-            self._ended_event.wait(self.close_timeout)
+        """Sending is not possible (the connection is closing): wait for the end of the closing, then report it.
+
+        Called by the application's threads only (the reader sends through ``_send_control``).
+        """
+        self._ended_event.wait(self.close_timeout)
         closed = self._closed()
         closed.__cause__ = exc
         return closed
@@ -983,10 +983,7 @@ class Connection:
     def _finish(self, cause: BaseException | None) -> None:
         """The reader is done: record how the connection ended, close the socket."""
         with self._proto_lock:
-            try:
-                self.protocol.receive_eof()
-            except ProtocolError as exc:  # e.g. EOF in the middle of a handshake response
-                cause = cause or exc
+            self.protocol.receive_eof()  # the handshake is over: this raises nothing
             self._closed_exc = self._closing_exception(cause)
         self._abort()
         self._stop.set()
