@@ -466,3 +466,19 @@ def test_keepalive_without_a_ping_timeout_still_measures_latency() -> None:
         while ws.latency == 0.0 and time.monotonic() < deadline:  # a keepalive Ping was answered
             time.sleep(0.01)
         assert ws.latency > 0.0
+
+
+def test_a_keepalive_timeout_ends_a_send_blocked_on_a_peer_that_stopped_reading() -> None:
+    def stop_reading(sock: socket.socket, peer: RawPeer) -> None:
+        raw_accept(sock)
+        peer.release.wait(10)
+
+    with RawPeer(stop_reading) as peer:
+        ws = connect(peer.uri, compression=None, ping_interval=0.1, ping_timeout=0.3, close_timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.send(b"x" * (32 * MiB))  # blocks: the Ping waits behind it, unanswered
+        assert time.monotonic() - started < 5
+        assert info.value.code == 1011 and "keepalive" in info.value.reason
+        ws.close()
+

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -1057,12 +1058,8 @@ def _shutdown(sock: socket.socket, how: int) -> None:
 
 def _wait_io(sock: socket.socket, *, write: bool, timeout: float) -> bool:
     """Wait until ``sock`` is readable (or writable); ``False`` on timeout."""
-    if not write and getattr(sock, "pending", None) is not None:
-        try:
-            if sock.pending():  # type: ignore[attr-defined]
-                return True  # TLS bytes already decrypted and buffered
-        except (OSError, ValueError):
-            return True
+    if not write and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True  # TLS bytes already decrypted and buffered (pending() never raises)
     try:
         with selectors.DefaultSelector() as selector:
             selector.register(sock, selectors.EVENT_WRITE if write else selectors.EVENT_READ)
