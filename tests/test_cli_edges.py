@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import pty
+import re
 import signal
 import socket
 import subprocess
@@ -17,12 +19,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_cli import ControlledServer, Terminal, controlled, screen
 
 from wskit.cli import main
 from wskit.cli._format import describe_close, describe_error
 from wskit.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = ["controlled"]  # the fixture of test_cli: a wskit asyncio server in a thread
 
 
 def wskit(*args: str, stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -95,6 +100,15 @@ def test_workers_on_a_port_in_use_is_one_line() -> None:
         result = wskit("serve", "--workers", "2", "--port", port)
     assert result.returncode == 1
     assert result.stderr.startswith("wskit serve: ") and "Traceback" not in result.stderr
+
+
+def test_demo_on_a_port_in_use_is_one_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = wskit("demo", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr == (f"wskit demo: cannot listen on 127.0.0.1:{port}: the address is already in use "
+                             "(another server? --port 0 picks a free one)\n")
 
 
 def test_connect_shows_the_subprotocol_chosen(tmp_path: Path) -> None:
@@ -173,3 +187,52 @@ def test_describe_close_and_error_wording() -> None:
     assert describe_error(PermissionError(errno.EACCES, "Permission denied"), "unix:/s") == "unix:/s: Permission denied"
     assert describe_error(OSError("no errno")) == "no errno"
     assert describe_error(ValueError("odd"), "ws://h/") == "ws://h/: odd"
+
+
+# -- wskit connect on a terminal of a Python without readline (or termios) ----------------------------------
+
+
+class BareTerminal(Terminal):
+    """``wskit connect URL`` on a pseudo-terminal, in a Python where ``readline`` and ``termios`` cannot be imported."""
+
+    def __init__(self, url: str, home: Path) -> None:
+        code = ("import sys; sys.modules['readline'] = None; sys.modules['termios'] = None; "
+                "from wskit.cli import main; sys.exit(main(['connect', sys.argv[1]]))")
+        env = {**os.environ, "TERM": "xterm", "HOME": str(home), "XDG_STATE_HOME": str(home / "state")}
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            try:
+                os.chdir(ROOT)
+                os.execve(sys.executable, [sys.executable, "-c", code, url], env)
+            finally:
+                os._exit(127)
+        self.output = b""
+
+
+def test_interactive_without_readline_still_reads_lines_and_shows_messages(controlled: ControlledServer,
+                                                                           tmp_path: Path) -> None:
+    term = BareTerminal(controlled.url, tmp_path)
+    try:
+        term.read_until(b"Ctrl-D closes")
+        term.read_until(b"> ")
+        controlled.push("news")
+        term.read_until(re.compile(rb"< news\r?\n.*> ", re.S))  # shown above a fresh prompt
+        term.type("typed\r")
+        assert controlled.received.get(timeout=60) == "typed"
+        term.read_until(b"< typed")
+        term.type("\x04")  # Ctrl-D on an empty line: close and exit
+        assert term.wait() == 0
+        assert "Connection closed: 1000 (normal closure)." in "\n".join(screen(term.output))
+        assert not (tmp_path / "state" / "wskit" / "connect_history").exists()  # no readline: no history
+    finally:
+        term.kill()
+
+
+def test_standard_input_that_is_not_utf8_is_reported_and_ends_the_session(controlled: ControlledServer) -> None:
+    result = subprocess.run([sys.executable, "-m", "wskit", "connect", controlled.url], cwd=ROOT,
+                            input=b"\xff\xfe not text\n", capture_output=True, timeout=30,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().startswith("wskit connect: cannot read standard input: 'utf-8' codec can't decode")
+    assert result.stdout.decode().splitlines() == [f"Connected to {controlled.url}.",
+                                                   "Connection closed: 1000 (normal closure)."]

@@ -197,8 +197,8 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
         try:
             for line in sys.stdin:
                 loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError) as exc:  # e.g. bytes that are not UTF-8: say so, then end as at EOF
+            print(f"wskit connect: cannot read standard input: {exc}", file=sys.stderr, flush=True)
         with contextlib.suppress(RuntimeError):  # the loop may be closed already
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
