@@ -9,11 +9,13 @@ import errno
 import io
 import os
 import pty
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -236,3 +238,85 @@ def test_standard_input_that_is_not_utf8_is_reported_and_ends_the_session(contro
     assert result.stderr.decode().startswith("wskit connect: cannot read standard input: 'utf-8' codec can't decode")
     assert result.stdout.decode().splitlines() == [f"Connected to {controlled.url}.",
                                                    "Connection closed: 1000 (normal closure)."]
+
+
+# -- wskit connect --reconnect when reconnecting fails ----------------------------------------------------
+
+
+def lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The lines ``proc`` prints, as they come (read by a thread: a test never blocks on a silent process)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def test_reconnect_ends_when_the_server_then_refuses() -> None:
+    from wskit.sync import ServerConnection, serve
+
+    opened = 0
+
+    def refuse_after_the_first(ws: ServerConnection, request: object) -> object:
+        nonlocal opened
+        opened += 1
+        return ws.respond(403, "no more\n") if opened > 1 else None
+
+    def restart(ws: ServerConnection) -> None:
+        ws.recv()
+        ws.close(1012, "restarting")
+
+    server = serve(restart, "127.0.0.1", 0, process_request=refuse_after_the_first)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+        client = subprocess.Popen([sys.executable, "-m", "wskit", "connect", "--reconnect", url], cwd=ROOT,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert client.stdin is not None
+            client.stdin.write("hi\n")
+            client.stdin.flush()
+            client.wait(timeout=30)  # standard input stays open: the server's ending ends it
+            out, err = client.communicate(timeout=10)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.communicate(timeout=10)
+    finally:
+        server.shutdown()
+        thread.join()
+    assert client.returncode == 1, err
+    assert "Connection closed: 1012 (service restart), reason 'restarting'; reconnecting." in out.splitlines()
+    assert err == f"wskit connect: the server {url} refused the WebSocket upgrade: HTTP 403 Forbidden\n"
+
+
+def test_ctrl_c_while_reconnecting_to_a_server_gone_ends_with_130() -> None:
+    server = subprocess.Popen([sys.executable, "-m", "wskit", "serve", "--port", "0"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client: subprocess.Popen[str] | None = None
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split("listening on ", 1)[1].split()[0]
+        client = subprocess.Popen([sys.executable, "-m", "wskit", "connect", "--reconnect", url], cwd=ROOT,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        shown = lines_of(client)
+        assert shown.get(timeout=30) == f"Connected to {url}."
+        server.terminate()  # closes with 1001, then nobody listens
+        server.communicate(timeout=10)
+        assert shown.get(timeout=30) == "Connection closed: 1001 (going away), reason 'server shutting down'; " \
+                                        "reconnecting."
+        assert shown.get(timeout=30).endswith("connection refused (is the server running?); retrying.")
+        client.send_signal(signal.SIGINT)
+        client.wait(timeout=30)
+        assert client.returncode == 130
+        assert shown.get(timeout=10).startswith("Connection closed: 1001 (going away)")
+    finally:
+        for proc in (server, client):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=10)
