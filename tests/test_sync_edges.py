@@ -197,6 +197,15 @@ def test_a_unix_socket_removed_under_the_server_is_not_an_error(tmp_path: Path,
     assert "could not remove" not in caplog.text
 
 
+def test_a_file_put_in_place_of_the_unix_socket_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "ws.sock"
+    server = unix_serve(echo, str(path))
+    path.unlink()
+    path.write_text("someone else's")
+    server.shutdown()
+    assert path.read_text() == "someone else's"
+
+
 def test_serve_forever_runs_once_and_not_after_shutdown() -> None:
     with running(echo) as (server, uri):
         with connect(uri) as ws:  # answered: serve_forever() is running
@@ -382,8 +391,9 @@ def test_sending_fragments_after_the_close_raises_connection_closed() -> None:
             ws.send(["a", "b"])
 
 
+@pytest.mark.parametrize("debug", [True, False], ids=["debug-log", "no-debug-log"])
 @pytest.mark.parametrize("fragmented", [False, True])
-def test_a_reset_under_a_blocked_send_is_1006(fragmented: bool, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_reset_under_a_blocked_send_is_1006(fragmented: bool, debug: bool, caplog: pytest.LogCaptureFixture) -> None:
     big = b"x" * (32 * MiB)  # more than the socket buffers hold: the send blocks until the reset
 
     def read_a_little_then_reset(sock: socket.socket, peer: RawPeer) -> None:
@@ -392,7 +402,8 @@ def test_a_reset_under_a_blocked_send_is_1006(fragmented: bool, caplog: pytest.L
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
 
-    with RawPeer(read_a_little_then_reset) as peer, caplog.at_level(logging.DEBUG, logger="wskit.sync"):
+    level = logging.DEBUG if debug else logging.INFO
+    with RawPeer(read_a_little_then_reset) as peer, caplog.at_level(level, logger="wskit.sync"):
         ws = connect(peer.uri, compression=None)
         with pytest.raises(ConnectionClosedError) as info:
             ws.send([big, b"end"] if fragmented else big)
@@ -400,7 +411,7 @@ def test_a_reset_under_a_blocked_send_is_1006(fragmented: bool, caplog: pytest.L
         with pytest.raises(ConnectionClosedError):
             ws.send("and after")
         ws.close()
-    assert "! write failed" in caplog.text
+    assert ("! write failed" in caplog.text) == debug
 
 
 def test_a_reset_in_the_middle_of_a_fragmented_message() -> None:
@@ -431,13 +442,15 @@ def test_a_reset_in_the_middle_of_a_fragmented_message() -> None:
         ws.close()
 
 
-def test_a_peer_that_closes_but_keeps_tcp_open(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("debug", [True, False], ids=["debug-log", "no-debug-log"])
+def test_a_peer_that_closes_but_keeps_tcp_open(debug: bool, caplog: pytest.LogCaptureFixture) -> None:
     def close_but_keep_tcp(sock: socket.socket, peer: RawPeer) -> None:
         protocol = raw_accept(sock)
         sock.sendall(b"".join(protocol.send_close(1000, "done")))  # the server closes TCP first... not this one
         peer.release.wait(5)
 
-    with RawPeer(close_but_keep_tcp) as peer, caplog.at_level(logging.DEBUG, logger="wskit.sync"):
+    level = logging.DEBUG if debug else logging.INFO
+    with RawPeer(close_but_keep_tcp) as peer, caplog.at_level(level, logger="wskit.sync"):
         ws = connect(peer.uri, close_timeout=0.3)
         started = time.monotonic()
         assert ws.wait_closed(5)  # the client answered, waited close_timeout for the FIN, then closed
@@ -445,7 +458,7 @@ def test_a_peer_that_closes_but_keeps_tcp_open(caplog: pytest.LogCaptureFixture)
         assert (ws.close_code, ws.close_reason) == (1000, "done")
         with pytest.raises(ConnectionClosedOK):
             ws.recv()
-    assert "! timed out waiting for the peer to close TCP" in caplog.text
+    assert ("! timed out waiting for the peer to close TCP" in caplog.text) == debug
 
 
 def test_a_protocol_error_from_the_peer_is_logged_and_closes_with_1002(caplog: pytest.LogCaptureFixture) -> None:
