@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from test_sync import RawPeer, echo, no_leaks, raw_accept, running
 
-from wskit import ClientProtocol
+from wskit import ClientProtocol, ServerProtocol
 from wskit.config import loads
 from wskit.events import Request
 from wskit.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake, ProxyError
@@ -373,10 +373,21 @@ def test_sending_while_a_close_waits_for_the_peer_raises_once_it_is_over(caplog:
         while ws.protocol.state.name != "CLOSING" and time.monotonic() < deadline:  # our Close is sent
             time.sleep(0.005)
         attempts: list[Callable[[], object]] = [lambda: ws.send("late"), lambda: ws.send(["la", "te"]), ws.ping]
-        for attempt in attempts:
-            with pytest.raises(ConnectionClosedError) as info:
-                attempt()  # waits for the end of the closing, then says how it ended
-            assert info.value.code == 1006  # no answer from the peer: the socket was closed under it
+        outcomes: list[BaseException | None] = [None] * len(attempts)
+
+        def attempt(index: int) -> None:
+            try:
+                attempts[index]()  # waits for the end of the closing, then says how it ended
+            except BaseException as exc:
+                outcomes[index] = exc
+
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(attempts))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        for outcome in outcomes:  # no answer from the peer: the socket was closed under them
+            assert isinstance(outcome, ConnectionClosedError) and outcome.code == 1006, outcome
         for closer in closers:
             closer.join(5)
         peer.release.set()
@@ -494,4 +505,44 @@ def test_a_keepalive_timeout_ends_a_send_blocked_on_a_peer_that_stopped_reading(
         assert time.monotonic() - started < 5
         assert info.value.code == 1011 and "keepalive" in info.value.reason
         ws.close()
+
+
+def test_a_broadcast_waiting_behind_a_blocked_send_is_dropped_once_the_connection_closes() -> None:
+    from wskit.events import BinaryMessage, Close, TextMessage
+    from wskit.sync import broadcast
+
+    big = b"x" * (32 * MiB)
+    started, closing = threading.Event(), threading.Event()
+    received: list[object] = []
+
+    def read_after_the_close(sock: socket.socket, peer: RawPeer) -> None:
+        protocol = ServerProtocol(extensions=[], max_size=None)
+        while not (events := protocol.receive_data(sock.recv(65536))):
+            pass
+        sock.sendall(b"".join(protocol.accept(events[0])))  # type: ignore[arg-type]
+        received.extend(protocol.receive_data(sock.recv(65536)))
+        started.set()  # the big message is on its way; read nothing more for now
+        assert closing.wait(10)
+        while not any(isinstance(event, Close) for event in received):
+            data = sock.recv(1 << 20)
+            assert data, "closed before the Close frame"
+            received.extend(protocol.receive_data(data))
+        sock.sendall(b"".join(protocol.send_close(1000)))
+
+    with RawPeer(read_after_the_close) as peer:
+        ws = connect(peer.uri, compression=None, max_size=None, close_timeout=5)
+        sender = threading.Thread(target=ws.send, args=(big,))  # holds the writer until the peer reads
+        sender.start()
+        assert started.wait(10)
+        assert broadcast([ws], "after") == []  # handed over: waits behind the big message
+        closer = threading.Thread(target=ws.close)
+        closer.start()
+        deadline = time.monotonic() + 5
+        while ws.protocol.state.name != "CLOSING" and time.monotonic() < deadline:  # our Close waits too
+            time.sleep(0.005)
+        closing.set()
+        sender.join(10)
+        closer.join(10)
+    assert [type(event) for event in received] == [BinaryMessage, Close]  # nothing after our Close
+    assert not any(isinstance(event, TextMessage) for event in received)
 
