@@ -648,11 +648,8 @@ class Connection:
                 self._backlog.append(build)
                 self._backlog_size += size
                 return True
-            try:
+            try:  # (open, and the token was free: no fragmented message is under way)
                 data = build(self.protocol)
-            except InvalidState:
-                self._write_lock.release()
-                return None
             except BaseException:
                 self._write_lock.release()
                 raise
@@ -703,10 +700,8 @@ class Connection:
         for build in builds:
             if self._sock_closed or self.protocol.state is not State.OPEN:
                 break  # closing: the rest is not sent, as broadcast() skips connections that are not open
-            try:
+            try:  # (open, and no fragmented message is under way: the token holder is between messages)
                 out.extend(build(self.protocol))
-            except InvalidState:
-                break
             except Exception:
                 self.logger.error("building a broadcast message failed", exc_info=True)
                 break
