@@ -30,7 +30,7 @@ from wskit.config import (
     reference_markdown,
 )
 from wskit.events import Request, Response, TextMessage
-from wskit.exceptions import ConfigError, InvalidHandshake, PayloadTooBig
+from wskit.exceptions import ConfigError, InvalidHandshake, PayloadTooBig, PluginError
 from wskit.extensions.permessage_deflate import PerMessageDeflate
 from wskit.http11 import HTTPLimits
 from wskit.plugin import PluginManager
@@ -212,6 +212,26 @@ def test_config_is_read_only() -> None:
     assert config == loads("max_size: 5") and config != loads("max_size: 6")
 
 
+def test_a_recursive_alias_is_an_error_not_a_hang() -> None:
+    assert errors_of("max_size: 1\nmax_queue: &a [*a]\n") == [
+        "test.yaml:2: max_queue[0]: recursive YAML alias",
+        "test.yaml:2: max_queue: expected an integer >= 1, got a list",
+    ]
+
+
+def test_config_and_sections_compare_hash_and_show() -> None:
+    config = loads("max_size: 5\ncompression: {level: 1}", "a.yaml")
+    assert repr(config) == "<Config from a.yaml: 2 keys set>"
+    assert hash(config) == hash(loads("max_size: 5\ncompression: {level: 1}"))
+    section = config.compression
+    assert section == loads("compression: {level: 1}").compression and section != config.timeouts
+    assert hash(section) == hash(loads("").compression)
+    assert repr(section).startswith("Section('compression', {") and "'level': 1" in repr(section)
+    for obj in (config, section):  # private names are never keys (copy and pickle probe them)
+        with pytest.raises(AttributeError):
+            _ = obj._missing
+
+
 def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("x")
     (tmp_path / "c.yaml").write_text("tls: {cafile: ca.pem}\nserver: {unix: ws.sock}\n")
@@ -286,6 +306,15 @@ def test_out_of_range() -> None:
         ("1: x", "test.yaml:1: <top>: keys must be strings, got 1"),
         ("- a\n- b", "test.yaml:1: <top>: expected a mapping of configuration keys, got a list"),
         ("when: 2024-01-01", "test.yaml:1: when: unknown key"),
+        ("max_size: 2024-13-45", "test.yaml:1: max_size: '2024-13-45' is not a valid !!timestamp value"),
+        ("max_size: !!bool maybe", "test.yaml:1: max_size: 'maybe' is not a valid !!bool value"),
+        ("max_size: !!int 0x", "test.yaml:1: max_size: '0x' is not a valid !!int value"),
+        ("compression: [1]", "test.yaml:1: compression: expected a mapping or true/false, got a list"),
+        ("client: {uri: 5}", "test.yaml:1: client.uri: expected a ws:// or wss:// URI or null, got 5"),
+        ("tls: {cafile: ''}", "test.yaml:1: tls.cafile: expected the path of an existing file or null, got ''"),
+        ("origins: ['a b']",
+         "test.yaml:1: origins[0]: an origin cannot contain whitespace or control characters, got 'a b'"),
+        ("plugins: {disable: [nope]}", "test.yaml:1: plugins.disable[0]: no installed plugin named 'nope'"),
     ],
 )
 def test_error_messages(text: str, message: str) -> None:
@@ -741,3 +770,90 @@ def test_config_and_io_modules_special_case_no_plugin() -> None:
     for module in ("config.py", "_io.py"):
         text = (ROOT / "wskit" / module).read_text(encoding="utf-8")
         assert "compression" not in text and "PerMessageDeflate" not in text, module
+
+
+# -- plugins from entry points that declare (or break) configuration sections ---------------------------
+
+
+@pytest.fixture
+def entry_point_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Install a distribution whose ``wskit`` entry points are the modules given: ``{name: source}``."""
+    from wskit.plugin import AUTOLOAD_ENV
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+
+    def install(modules: dict[str, str]) -> None:
+        lines = []
+        for name, source in modules.items():
+            module = f"cfgtest_{tmp_path.name}_{name}".replace("-", "_")
+            (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+            lines.append(f"{name} = {module}")
+        info = tmp_path / "cfgtest-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cfgtest\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text("[wskit]\n" + "\n".join(lines) + "\n")
+
+    return install
+
+
+SECTION_PLUGIN = """
+    from wskit import hookimpl
+
+    @hookimpl
+    def wskit_add_config(schema):
+        section = schema.section("shout", "Shouting.")
+        section.add("loud", "bool", False, "Shout.")
+        section.add("times", "int", 1, "How often (any integer).")
+
+    @hookimpl
+    def wskit_configure(config):
+        if config.section("shout")["loud"]:
+            raise RuntimeError("too loud")
+"""
+
+
+def test_a_section_from_an_entry_point_plugin(entry_point_plugins: Any) -> None:
+    entry_point_plugins({"shouter": SECTION_PLUGIN, "broken": "raise ImportError('no such dependency')\n"})
+    assert loads("shout: {loud: false}").shout.loud is False  # the broken plugin is left out of the schema
+    with pytest.raises(PluginError, match=r"plugin 'shouter' raised RuntimeError in wskit_configure: too loud"):
+        loads("shout: {loud: true}")
+    assert errors_of("shout:\n  times: often\n") == ["test.yaml:2: shout.times: expected an integer, got 'often'"]
+
+
+def test_declaring_a_section_checks_names_and_kinds() -> None:
+    from wskit.configschema import ConfigSchema
+
+    schema = ConfigSchema("mine", reserved={"max_size"})
+    for name, message in [("Bad-Name", "a section name is lowercase letters, digits and _"),
+                          ("max_size", "section 'max_size' is already a configuration key")]:
+        with pytest.raises(PluginError, match=f"plugin 'mine': .*{message}"):
+            schema.section(name, "")
+    section = schema.section("mine", "")
+    with pytest.raises(PluginError, match="plugin 'mine': section 'mine' is already a configuration key"):
+        schema.section("mine", "")
+    section.add("ok", "str", "", "")
+    for name, kind, message in [("Bad", "str", "a key name is lowercase letters, digits and _"),
+                                ("x", "complex", "unknown kind 'complex' \\(kinds: "),
+                                ("ok", "str", "declared twice")]:
+        with pytest.raises(PluginError, match=f"plugin 'mine': mine.{name}: {message}"):
+            section.add(name, kind, "", "")
+
+
+def test_a_plugin_failing_in_add_config_is_named(entry_point_plugins: Any) -> None:
+    entry_point_plugins({"faulty": """
+        from wskit import hookimpl
+
+        @hookimpl
+        def wskit_add_config(schema):
+            raise KeyError("oops")
+    """})
+    with pytest.raises(PluginError, match=r"plugin 'faulty' raised KeyError in wskit_add_config: 'oops'"):
+        loads("max_size: 1")
+
+
+def test_two_plugins_declaring_one_section_are_refused(entry_point_plugins: Any) -> None:
+    entry_point_plugins({"one": SECTION_PLUGIN, "two": SECTION_PLUGIN})
+    with pytest.raises(PluginError, match=r"plugins '(one|two)' and '(one|two)' both declare the configuration "
+                                          r"section 'shout'"):
+        loads("max_size: 1")

@@ -381,14 +381,21 @@ def test_extension_factories_raising_names_the_plugin() -> None:
         ClientProtocol(plugin_manager=boom_manager("wskit_client_extension_factories"))
 
 
-def test_a_protocol_error_raised_on_purpose_goes_through() -> None:
+class FrameWrapper:
+    @hookimpl(wrapper=True)
+    def wskit_frame_received(self) -> Iterator[None]:
+        return (yield)
+
+
+@pytest.mark.parametrize("others", [(), (Quiet(),), (FrameWrapper(),)], ids=["alone", "with-another", "with-a-wrapper"])
+def test_a_protocol_error_raised_on_purpose_goes_through(others: tuple[object, ...]) -> None:
     class Strict:
         @hookimpl
         def wskit_frame_received(self, frame: Frame) -> None:
             if frame.opcode == Opcode.BINARY:
                 raise ProtocolError("no binary here", close_code=1003)
 
-    p = Protocol(Side.SERVER, plugin_manager=bare(Strict()))
+    p = Protocol(Side.SERVER, plugin_manager=bare(Strict(), *others))
     with pytest.raises(ProtocolError, match="no binary here") as info:
         p.receive_data(b"".join(Protocol(Side.CLIENT, plugin_manager=bare()).send_binary(b"x")))
     assert info.value.close_code == 1003
@@ -405,6 +412,57 @@ def test_culprit_is_found_through_pluggy_with_a_wrapper() -> None:
     with pytest.raises(ProtocolError) as info:
         Protocol(Side.SERVER, plugin_manager=pm).send_text("x")
     assert_internal_error(info.value, "boom")
+
+
+def test_culprit_of_an_exception_names_the_plugin_or_none() -> None:
+    pm = boom_manager("wskit_frame_sent")
+    with pytest.raises(ValueError) as info:
+        pm.pm.hook.wskit_frame_sent(protocol=None, frame=Frame(Opcode.PING, b""))  # pluggy's own caller: no naming
+    assert pm.culprit("wskit_frame_sent", info.value) == "boom"
+    # Already named by the manager; a hook nobody implements; no traceback to look in.
+    assert pm.culprit("wskit_frame_sent", PluginHookError("x", plugin_name="quiet", hook_name="h")) == "quiet"
+    assert pm.culprit("wskit_no_such_hook", ValueError("x")) is None
+    assert pm.culprit("wskit_frame_sent", ValueError("x")) is None  # three plugins implement it
+    alone = bare()
+    alone.register(Quiet(), name="quiet")
+    assert alone.culprit("wskit_frame_sent", ValueError("x")) == "quiet"  # the only one
+
+
+def test_describe_plugin_name_and_the_hook_relay() -> None:
+    recorder, stranger = Recorder("a", []), Recorder("b", [])
+    pm = bare(recorder)
+    name = pm.plugin_name(recorder)
+    assert pm.describe() == [(name, ["wskit_frame_sent"])]
+    assert [(i.name, i.origin) for i in pm.info()] == [(name, "code")]
+    assert pm.plugin_name(stranger) == repr(stranger)
+    assert [impl.plugin_name for impl in pm.hook.wskit_frame_sent.get_hookimpls()] == [name]
+
+
+def test_extension_factories_side_is_checked() -> None:
+    with pytest.raises(ValueError, match="side must be 'client' or 'server', got 'sideways'"):
+        bare().extension_factories("sideways")
+
+
+def test_extension_factories_through_a_wrapper_still_negotiate() -> None:
+    seen: list[int] = []
+
+    class Counting:
+        @hookimpl(wrapper=True)
+        def wskit_client_extension_factories(self) -> Iterator[None]:
+            result = yield
+            seen.append(len(result))
+            return result
+
+    pm = PluginManager([Counting()], entry_points=False)
+    client, server = ClientProtocol(plugin_manager=pm), ServerProtocol(plugin_manager=PluginManager(entry_points=False))
+    handshake(client, server)
+    assert [e.name for e in client.extensions] == ["permessage-deflate"]
+    assert seen and seen[0] == 1  # the built-in's one list of factories went through the wrapper
+
+
+def test_extension_owner_never_raises_when_a_plugin_does() -> None:
+    pm = boom_manager("wskit_client_extension_factories")
+    assert pm.extension_owner(Frame(Opcode.TEXT, b"")) is None  # asked on a failure path: no second failure
 
 
 # -- entry points -----------------------------------------------------------------------------------------

@@ -300,8 +300,8 @@ class _Composer:
         if isinstance(node, yaml.ScalarNode) and node.tag in _SAFE_TAGS:
             try:
                 return _Item(self.constructor.construct_object(node, deep=True), line)
-            except yaml.YAMLError as exc:  # e.g. an invalid timestamp
-                self.err(line, path or "<top>", f"invalid value: {getattr(exc, 'problem', exc)}")
+            except Exception:  # PyYAML's constructors raise ValueError, KeyError... (2024-13-45, !!bool maybe)
+                self.err(line, path or "<top>", f"{node.value!r} is not a valid {_tag_name(node.tag)} value")
                 return _Item(None, line)
         self.err(line, path or "<top>", f"YAML tag {_tag_name(node.tag)} is not allowed (plain values only)")
         return _Item(_Rejected(), line)
@@ -653,20 +653,6 @@ def _header_safe(value: str) -> bool:
     return all(" " < c != "\x7f" for c in value)
 
 
-def builtin_plugins() -> list[str]:
-    """Return the names of wskit's built-in plugins (on by default, then optional)."""
-    from .plugin import known_plugin_names
-
-    return known_plugin_names(builtin=True)
-
-
-def installed_plugins() -> list[str]:
-    """Return the names of the plugins a configuration may name (:func:`wskit.plugin.known_plugin_names`)."""
-    from .plugin import known_plugin_names
-
-    return known_plugin_names()
-
-
 # -- the Config object ----------------------------------------------------------
 
 
@@ -954,8 +940,6 @@ def _loads(text: str, source: str, base: Path) -> Config:
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
         raise ConfigError(f"{source}:{line}: invalid YAML: character U+{char:04X} is not allowed in YAML text "
                           "(nor is any control character other than tab, line feed and carriage return)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
     errors: list[str] = []
     root = _Item(None, 1) if node is None else _Composer(source, errors).convert(node, "")
     return _build(root, source, base, errors)
@@ -1128,14 +1112,14 @@ def accepts_config(kind: str, *, adjust: Adjust | None = None) -> Callable[[Call
 
 # -- the reference page ------------------------------------------------------------
 
-_CONSUMER_LABELS = (
-    (_ALL, "all"),
-    (_IO, "asyncio, sync"),
-    (_IO_SERVERS, "asyncio/sync servers"),
-    (_IO_CLIENTS, "asyncio/sync clients"),
-    (_CLIENTS, "clients"),
-    (_SERVERS, "servers"),
-)
+_CONSUMER_LABELS = {
+    _ALL: "all",
+    _IO: "asyncio, sync",
+    _IO_SERVERS: "asyncio/sync servers",
+    _IO_CLIENTS: "asyncio/sync clients",
+    _CLIENTS: "clients",
+    _SERVERS: "servers",
+}
 
 _PROSE_HEAD = """\
 # Configuration reference
@@ -1217,10 +1201,8 @@ and sync layers' `{section}=None` turns `{section}` off, an explicit
 
 
 def _used_by(key: Key) -> str:
-    for kinds, label in _CONSUMER_LABELS:
-        if key.used_by == kinds:
-            return label
-    return ", ".join(sorted(key.used_by))  # pragma: no cover - every key matches a label
+    """The "used by" column: a short label for the usual sets of consumers, else their names."""
+    return _CONSUMER_LABELS.get(key.used_by) or ", ".join(sorted(key.used_by))
 
 
 def _default_text(key: Key) -> str:

@@ -78,20 +78,15 @@ class PluginInfo(NamedTuple):
     hooks: list[str]
 
 
-def _hook_error(plugin_name: str | None, hook_name: str, exc: BaseException,
-                candidates: Iterable[str] = ()) -> PluginHookError:
-    if plugin_name is not None:
-        who = f"plugin {plugin_name!r}"
-    else:
-        names = ", ".join(repr(n) for n in candidates)
-        who = f"a plugin (one of {names})" if names else "a plugin"
+def _hook_error(plugin_name: str | None, hook_name: str, exc: BaseException) -> PluginHookError:
+    who = "a plugin" if plugin_name is None else f"plugin {plugin_name!r}"
     return PluginHookError(f"{who} raised {type(exc).__name__} in {hook_name}: {exc}",
                            plugin_name=plugin_name, hook_name=hook_name)
 
 
 def _code_of(function: Any) -> Any:
-    function = getattr(function, "__func__", function)  # bound methods of plugin objects
-    return getattr(function, "__code__", None)
+    """The code object of a hook function (pluggy accepts only Python functions and methods)."""
+    return getattr(function, "__func__", function).__code__
 
 
 def _culprit(impls: list[Any], tb: TracebackType | None) -> str | None:
@@ -102,9 +97,7 @@ def _culprit(impls: list[Any], tb: TracebackType | None) -> str | None:
     """
     codes: dict[Any, Any] = {}
     for impl in impls:
-        code = _code_of(impl.function)
-        if code is not None:
-            codes.setdefault(code, impl)
+        codes.setdefault(_code_of(impl.function), impl)
     found: list[Any] = []
     while tb is not None:
         impl = codes.get(tb.tb_frame.f_code)
@@ -130,9 +123,6 @@ class _NamedHookCaller:
         self._caller = caller
         self.name: str = caller.name
 
-    def get_hookimpls(self) -> list[Any]:
-        return list(self._caller.get_hookimpls())
-
     def __call__(self, **kwargs: Any) -> Any:
         try:
             return self._caller(**kwargs)
@@ -141,7 +131,7 @@ class _NamedHookCaller:
         except Exception as exc:
             impls = self._caller.get_hookimpls()
             name = _culprit(impls, exc.__traceback__)
-            raise _hook_error(name, self.name, exc, (i.plugin_name for i in impls)) from exc
+            raise _hook_error(name, self.name, exc) from exc
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._caller, attr)
@@ -495,8 +485,7 @@ _lock = threading.Lock()
 def default_manager() -> PluginManager:
     """Return the process-wide manager (built-ins + entry-point plugins), built once."""
     global _default
-    if _default is None:
-        with _lock:
-            if _default is None:
-                _default = PluginManager()
-    return _default
+    with _lock:
+        if _default is None:
+            _default = PluginManager()
+        return _default

@@ -197,8 +197,8 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
         try:
             for line in sys.stdin:
                 loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError) as exc:  # e.g. bytes that are not UTF-8: say so, then end as at EOF
+            print(f"wskit connect: cannot read standard input: {exc}", file=sys.stderr, flush=True)
         with contextlib.suppress(RuntimeError):  # the loop may be closed already
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
@@ -364,30 +364,40 @@ async def _connect(args: argparse.Namespace, out: TextIO, interactive: bool) -> 
     # After a connection that carried no message, wait before the next one (a server that accepts then
     # drops every connection is not hammered); the reconnecting iterator spaces out failed attempts.
     pauses = backoff_delays()
+
+    async def next_connection(ended: Any, client_ended: bool, exchanged: bool) -> Any:
+        """The connection that follows ``ended`` (with --reconnect), or ``None`` to stop."""
+        nonlocal pauses
+        if attempts is None or client_ended or ended.close_code not in RECONNECT_CODES:
+            return None
+        lost = "lost" if ended.close_code == CloseCode.ABNORMAL_CLOSURE else "closed"
+        show(f"Connection {lost}: {describe_close(ended.close_code, ended.close_reason)}; reconnecting.")
+        if exchanged:
+            pauses = backoff_delays()
+        else:
+            await asyncio.wait({interrupted}, timeout=next(pauses))
+        following = loop.create_task(attempts.__anext__())
+        await asyncio.wait({following, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        if not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+        if interrupted.done():
+            return None
+        try:
+            connection = following.result()
+        except (OSError, TimeoutError, WSKitError, ValueError) as exc:
+            raise _Reported(describe_error(exc, where)) from None
+        show("Reconnected.")
+        return connection
+
     try:
         while True:
             client_ended, exchanged = await _session(ws, lines, interrupted, show)
-            if attempts is None or client_ended or ws.close_code not in RECONNECT_CODES:
+            following = await next_connection(ws, client_ended, exchanged)
+            if following is None:
                 break
-            lost = "lost" if ws.close_code == CloseCode.ABNORMAL_CLOSURE else "closed"
-            show(f"Connection {lost}: {describe_close(ws.close_code, ws.close_reason)}; reconnecting.")
-            if exchanged:
-                pauses = backoff_delays()
-            else:
-                await asyncio.wait({interrupted}, timeout=next(pauses))
-            following = loop.create_task(attempts.__anext__())
-            await asyncio.wait({following, interrupted}, return_when=asyncio.FIRST_COMPLETED)
-            if not following.done():
-                following.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await following
-            if interrupted.done():
-                break
-            try:
-                ws = following.result()
-            except (OSError, TimeoutError, WSKitError, ValueError) as exc:
-                raise _Reported(describe_error(exc, where)) from None
-            show("Reconnected.")
+            ws = following
     finally:
         if attempts is not None:
             await attempts.aclose()

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any, TextIO
 
-from ._format import describe_close, format_message
+from ._format import describe_close, describe_error, format_message
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -150,5 +150,5 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # standard output closed: wskit.cli.main ends quietly
         raise
     except OSError as exc:
-        print(f"wskit demo: {exc}", file=sys.stderr)
+        print(f"wskit demo: {describe_error(exc, f'{args.host}:{args.port}')}", file=sys.stderr)
         return 1

@@ -24,7 +24,6 @@ import argparse
 import importlib.util
 import shutil
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -323,13 +322,3 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(result)
     return 0
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``wskit diagram`` as a program (``python -m wskit.cli.diagram``)."""
-    parser = argparse.ArgumentParser(prog="wskit diagram", description="render the connection state machine")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -45,6 +45,7 @@ from ..events import Event, Request, Response
 from ..exceptions import ConnectionClosedError, InvalidHandshake, ProtocolError, ProxyError
 from ..frames import CloseCode
 from ..handshake import WSURI
+from ..headers import Headers
 from ..http11 import HTTPLimits
 from ..plugins.deflate import io_extensions
 from ..proxy import ConnectHandshake
@@ -436,8 +437,7 @@ class _Client:
             raise
         self.step = ""
         connection.response = protocol.response
-        if protocol.request is not None:
-            connection.request = Request(protocol.wsuri.path, protocol.request)
+        connection.request = Request(protocol.wsuri.path, cast(Headers, protocol.request))  # sent by connect()
         connection.logger.info("connection open")
         connection._start(leftover, error)
         return connection
@@ -566,11 +566,9 @@ def _handshake(
                     raise ConnectionClosedError(
                         CloseCode.ABNORMAL_CLOSURE, "", "connection closed during the opening handshake") from exc
                 raise
-            response = protocol.response
-            if response is not None and response.status_code != 101:
-                raise _rejected(response)
-            raise ConnectionClosedError(CloseCode.ABNORMAL_CLOSURE, "",
-                                        "connection closed during the opening handshake")
+            # Not raised: the EOF ended a response whose body ran until it
+            # (a 101 has no body: it came complete out of receive_data).
+            raise _rejected(cast(Response, protocol.response))
         try:
             events = protocol.receive_data(data)
         except InvalidHandshake as exc:

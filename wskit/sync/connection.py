@@ -28,9 +28,11 @@ and in the close-handshake and ping policy every I/O layer shares
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -39,7 +41,7 @@ from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .._io import resolve_logger
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
@@ -77,6 +79,8 @@ _DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
 # Marker in the pending-write list: half-close the socket (send FIN) here.
 _FIN = None
 
+
+_Self = TypeVar("_Self", bound="Connection")
 
 class Connection:
     """A WebSocket connection after a successful opening handshake.
@@ -141,20 +145,17 @@ class Connection:
         self.response: Response | None = None
         """The opening handshake's response (received by a client, sent by a server)."""
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:  # as asyncio does: no Nagle delay for a message after a small write
+            with contextlib.suppress(OSError):  # as asyncio does: no Nagle delay for a message after a small write
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         # Plain sockets get small writes through _send_nowait (GIL kept).
         self._send_nowait = _send_nowait if type(sock) is socket.socket else None
-        try:
-            self.remote_address: Any = sock.getpeername()
-        except OSError:
-            self.remote_address = None
-        try:
-            self.local_address: Any = sock.getsockname()
-        except OSError:
-            self.local_address = None
+        # None when the peer is already gone (getpeername() fails on a reset socket).
+        self.remote_address: Any = None
+        self.local_address: Any = None
+        with contextlib.suppress(OSError):
+            self.remote_address = sock.getpeername()
+        with contextlib.suppress(OSError):
+            self.local_address = sock.getsockname()
 
         self._proto_lock = threading.Lock()  # guards protocol calls and _pending
         self._write_lock = threading.Lock()  # the writer token
@@ -231,7 +232,7 @@ class Connection:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.state.value}>"
 
-    def __enter__(self) -> Connection:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(
@@ -449,8 +450,6 @@ class Connection:
             ProtocolError: the code may not be sent or the reason is too long.
         """
         self._start_close(code, reason)
-        if threading.current_thread() in (self._reader, self._keepalive):
-            return  # cannot wait for ourselves; the reader finishes the job
         self.wait_closed(self.close_timeout)
         if not self._ended_event.is_set():
             if self._debug:
@@ -476,11 +475,11 @@ class Connection:
         return exc
 
     def _on_invalid_state(self, exc: InvalidState) -> WebSocketClosed:
-        """Sending is not possible: wait for the end of the closing, then report it."""
-        if self.protocol.state is State.OPEN or self.protocol.state is State.CONNECTING:
-            raise exc
-        if threading.current_thread() is not self._reader:
-            self._ended_event.wait(self.close_timeout)
+        """Sending is not possible (the connection is closing): wait for the end of the closing, then report it.
+
+        Called by the application's threads only (the reader sends through ``_send_control``).
+        """
+        self._ended_event.wait(self.close_timeout)
         closed = self._closed()
         closed.__cause__ = exc
         return closed
@@ -649,11 +648,8 @@ class Connection:
                 self._backlog.append(build)
                 self._backlog_size += size
                 return True
-            try:
+            try:  # (open, and the token was free: no fragmented message is under way)
                 data = build(self.protocol)
-            except InvalidState:
-                self._write_lock.release()
-                return None
             except BaseException:
                 self._write_lock.release()
                 raise
@@ -704,10 +700,8 @@ class Connection:
         for build in builds:
             if self._sock_closed or self.protocol.state is not State.OPEN:
                 break  # closing: the rest is not sent, as broadcast() skips connections that are not open
-            try:
+            try:  # (open, and no fragmented message is under way: the token holder is between messages)
                 out.extend(build(self.protocol))
-            except InvalidState:
-                break
             except Exception:
                 self.logger.error("building a broadcast message failed", exc_info=True)
                 break
@@ -985,10 +979,7 @@ class Connection:
     def _finish(self, cause: BaseException | None) -> None:
         """The reader is done: record how the connection ended, close the socket."""
         with self._proto_lock:
-            try:
-                self.protocol.receive_eof()
-            except ProtocolError as exc:  # e.g. EOF in the middle of a handshake response
-                cause = cause or exc
+            self.protocol.receive_eof()  # the handshake is over: this raises nothing
             self._closed_exc = self._closing_exception(cause)
         self._abort()
         self._stop.set()
@@ -1002,10 +993,7 @@ class Connection:
                 self._pending = []
                 self._pending_size = 0
                 self._pending_taken.notify_all()
-            try:
-                self.socket.close()
-            except OSError:
-                pass
+            self.socket.close()
         with self._mutex:
             self._ended = True
             waiters = self._recv_waiters
@@ -1065,12 +1053,8 @@ def _shutdown(sock: socket.socket, how: int) -> None:
 
 def _wait_io(sock: socket.socket, *, write: bool, timeout: float) -> bool:
     """Wait until ``sock`` is readable (or writable); ``False`` on timeout."""
-    if not write and getattr(sock, "pending", None) is not None:
-        try:
-            if sock.pending():  # type: ignore[attr-defined]
-                return True  # TLS bytes already decrypted and buffered
-        except (OSError, ValueError):
-            return True
+    if not write and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True  # TLS bytes already decrypted and buffered (pending() never raises)
     try:
         with selectors.DefaultSelector() as selector:
             selector.register(sock, selectors.EVENT_WRITE if write else selectors.EVENT_READ)

@@ -69,9 +69,6 @@ class ServerConnection(Connection):
     route: Match | None = None
     """The route the request matched (see :func:`route`), or ``None``."""
 
-    def __enter__(self) -> ServerConnection:
-        return self
-
     def respond(self, status: int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return.
 
@@ -208,17 +205,11 @@ class Server:
             connections = list(self._connections)
             handshaking = list(self._handshaking)
         if not already:
-            try:
-                self._wake_w.send(b"\0")
-            except OSError:
-                pass
+            self._wake_w.send(b"\0")  # the socket pair is closed only at the end of the first shutdown()
         # Wait for serve_forever() to leave its loop, then close the listener.
         if self._serving.acquire(timeout=5):
             self._serving.release()
-        try:
-            self.socket.close()
-        except OSError:
-            pass
+        self.socket.close()
         for sock in handshaking:
             _shutdown(sock, socket.SHUT_RDWR)
         for connection in connections:
