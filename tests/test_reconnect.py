@@ -263,9 +263,15 @@ def test_sync_reconnect_refuses_a_socket() -> None:
 
 
 def test_sync_connect_opens_at_once_and_with_gives_the_connection() -> None:
-    with serving(echo) as server:
+    entered = threading.Event()
+
+    def handler(ws: Any) -> None:
+        entered.set()
+        echo(ws)
+
+    with serving(handler) as server:
         handle = ws_sync.connect(server.uri)
-        assert len(server.connections) == 1  # open before any use: the server has it
+        assert entered.wait(5)  # open before any use: the server runs its handler
         assert repr(handle).endswith(" open>>")
         with handle as ws:
             assert isinstance(ws, ws_sync.ClientConnection)

@@ -49,21 +49,21 @@ def test_a_refusal_whose_body_ends_with_the_connection_is_reported_with_its_stat
     with RawPeer(answer(b"HTTP/1.1 403 Forbidden\r\n\r\nnot you")) as peer:
         with pytest.raises(InvalidHandshake, match=r"server rejected the WebSocket connection: HTTP 403 Forbidden"
                            ) as info:
-            connect(peer.uri, open_timeout=5)
+            connect(peer.uri, open_timeout=5).open()
     assert info.value.response is not None and info.value.response.body == b"not you"
 
 
 def test_a_refusal_cut_short_keeps_the_response() -> None:
     with RawPeer(answer(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 10\r\n\r\nnot")) as peer:
         with pytest.raises(InvalidHandshake, match="before the response body was complete") as info:
-            connect(peer.uri, open_timeout=5)
+            connect(peer.uri, open_timeout=5).open()
     assert info.value.response is not None and info.value.response.status_code == 403
 
 
 def test_a_reset_during_the_handshake_is_1006() -> None:
     with RawPeer(answer(b"", reset=True)) as peer:
         with pytest.raises(ConnectionClosedError, match="connection lost during the opening handshake") as info:
-            connect(peer.uri, open_timeout=5)
+            connect(peer.uri, open_timeout=5).open()
     assert info.value.code == 1006
 
 
@@ -72,13 +72,13 @@ def test_a_redirect_is_not_followed_on_a_socket_given() -> None:
                  ) as peer:
         sock = socket.create_connection(("127.0.0.1", peer.port), timeout=5)
         with pytest.raises(InvalidHandshake, match="HTTP 302 Found"):
-            connect(peer.uri, sock=sock, open_timeout=5)
+            connect(peer.uri, sock=sock, open_timeout=5).open()
         assert sock.fileno() == -1  # closed: it was spent on the refused handshake
 
 
 def test_an_open_timeout_too_short_for_anything_names_the_step() -> None:
     with pytest.raises(TimeoutError, match=r"timed out after 1e-09 s opening ws://127\.0\.0\.1:1/ \(connecting\)"):
-        connect("ws://127.0.0.1:1/", open_timeout=1e-9)
+        connect("ws://127.0.0.1:1/", open_timeout=1e-9).open()
 
 
 def test_no_open_timeout_at_all() -> None:
@@ -93,7 +93,7 @@ def test_no_open_timeout_at_all() -> None:
 def test_a_proxy_closing_before_it_answers_is_a_proxy_error() -> None:
     with RawPeer(answer(b"")) as proxy:
         with pytest.raises(ProxyError, match=rf"127\.0\.0\.1:{proxy.port}"):
-            connect("ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{proxy.port}", open_timeout=5)
+            connect("ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{proxy.port}", open_timeout=5).open()
 
 
 def test_a_proxy_answer_in_pieces_then_the_tunnel() -> None:
@@ -139,7 +139,7 @@ def test_unix_connect_takes_the_uri_and_timeout_from_its_arguments_or_the_config
 
 def test_unix_connect_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        unix_connect(str(tmp_path / "nobody-listens.sock"))
+        unix_connect(str(tmp_path / "nobody-listens.sock")).open()
     with socket.socket() as sock, pytest.raises(TypeError, match=r"use connect\(sock=\.\.\.\)"):
         unix_connect(str(tmp_path / "x.sock"), sock=sock)
 
@@ -230,10 +230,10 @@ def test_odd_answers_of_process_request_and_process_response(caplog: pytest.LogC
     with running(echo, process_request=process_request, process_response=process_response) as (_, uri), \
             caplog.at_level(logging.ERROR, logger="wskit.sync"):
         with pytest.raises(InvalidHandshake, match=r"HTTP 599 $"):
-            connect(uri + "teapot")
+            connect(uri + "teapot").open()
         for path, hook in [("wrong-type", "process_request"), ("wrong-response", "process_response")]:
             with pytest.raises(InvalidHandshake, match="HTTP 500 Internal Server Error"):
-                connect(uri + path)
+                connect(uri + path).open()
             assert f"{hook} must return a wskit.Response or None, not " in caplog.text
         with connect(uri) as ws:  # the others are accepted
             ws.send("fine")
@@ -249,10 +249,10 @@ def test_select_subprotocol_failures_close_the_handshake(caplog: pytest.LogCaptu
     with running(echo, subprotocols=["chat"], select_subprotocol=select) as (_, uri), \
             caplog.at_level(logging.ERROR, logger="wskit.sync"):
         with pytest.raises(InvalidHandshake, match="HTTP 500"):
-            connect(uri, subprotocols=["chat"])
+            connect(uri, subprotocols=["chat"]).open()
         assert "cannot accept the request" in caplog.text
         with pytest.raises(ConnectionClosedError, match="opening handshake") as info:
-            connect(uri, subprotocols=["bug"])
+            connect(uri, subprotocols=["bug"]).open()
         assert info.value.code == 1006
     assert "opening handshake failed with an unexpected error" in caplog.text and "selector bug" in caplog.text
 
@@ -266,7 +266,7 @@ def test_server_open_timeout_none_or_already_over(open_timeout: float | None) ->
                 assert ws.recv(timeout=5) == "no deadline"
         else:
             with pytest.raises(ConnectionClosedError) as info:
-                connect(uri, open_timeout=5)  # the server gave up before reading the request
+                connect(uri, open_timeout=5).open()  # the server gave up before reading the request
             assert info.value.code == 1006
 
 
@@ -337,7 +337,7 @@ def test_route_with_basic_auth_and_a_handler_ended_by_the_close() -> None:
     try:
         uri = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/rooms/blue"
         with pytest.raises(InvalidHandshake, match="HTTP 401"):
-            connect(uri)
+            connect(uri).open()
         with connect(uri.replace("ws://", "ws://u:p@")) as ws:
             ws.send("hi")
             assert ws.recv(timeout=5) == "blue: hi"
