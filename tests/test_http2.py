@@ -402,7 +402,7 @@ def test_many_streams_share_one_connection_and_close_alone(tls: Any) -> None:
                 await ws.close()
             assert ws.transport is not None
             carrier = ws.transport._carrier  # type: ignore[attr-defined]
-            await carrier.closed  # the last WebSocket closed: so did the HTTP/2 connection
+            await carrier.closed.wait()  # the last WebSocket closed: so did the HTTP/2 connection
 
     run(main())
 
@@ -714,7 +714,7 @@ def test_server_close_sends_1001_and_goaway(tls: Any) -> None:
         for ws in sockets:
             await ws.wait_closed()
             assert (ws.close_code, ws.close_reason) == (1001, "server shutting down")
-        await carrier.closed
+        await carrier.closed.wait()
 
     run(main())
 

@@ -33,7 +33,7 @@ import collections
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 try:
@@ -83,13 +83,9 @@ class _LocalSettings(h2.settings.Settings):
     so that the other WebSockets keep working.
     """
 
-    @property
-    def max_concurrent_streams(self) -> int:
-        return _HIGHEST_ID
-
-    @max_concurrent_streams.setter
-    def max_concurrent_streams(self, value: int) -> None:
-        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
+    # Read by h2 to check a new stream: no limit. Set as h2.settings.Settings sets it.
+    max_concurrent_streams = property(lambda self: _HIGHEST_ID,
+                                      vars(h2.settings.Settings)["max_concurrent_streams"].fset)
 
 
 class StreamTransport(asyncio.Transport):
@@ -130,9 +126,6 @@ class StreamTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self._closing or self.lost
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = cast(asyncio.Protocol, protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -290,7 +283,7 @@ class _Carrier(asyncio.Protocol):
         self._receiving = False  # in data_received: it writes what h2 has to send when it ends
         self._flush_handle: asyncio.Handle | None = None
         self.going_away = False  # GOAWAY sent or received: no new stream
-        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.closed = asyncio.Event()  # set once the TCP connection is closed
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -306,12 +299,9 @@ class _Carrier(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # A connection error: h2 queued a GOAWAY with its code; every stream ends.
+            # A connection error: h2 queued a GOAWAY with its code (and sends nothing more); every stream ends.
             self.logger.debug("! HTTP/2 protocol error: %s", exc)
-            self.going_away = True
-            self.flush()
-            if self.transport is not None:
-                self.transport.close()
+            self._terminated(f"HTTP/2 protocol error: {exc}")
             return
         self._receiving = True
         try:
@@ -378,13 +368,15 @@ class _Carrier(asyncio.Protocol):
             if ev_trailers.stream_ended is not None and ev_trailers.stream_id is not None:
                 self._ended(ev_trailers.stream_id)
         elif kind is h2.events.ConnectionTerminated:
-            # h2 sends and receives nothing more after a GOAWAY: every stream ends here.
             ev_goaway = cast(h2.events.ConnectionTerminated, event)
-            self.going_away = True
-            for stream in list(self.streams.values()):
-                stream._lose(ConnectionResetError(f"HTTP/2 connection closed by the peer (GOAWAY, "
-                                                  f"{_code_name(ev_goaway.error_code)})"))
-            self._close_if_idle()
+            self._terminated(f"HTTP/2 connection closed by the peer (GOAWAY, {_code_name(ev_goaway.error_code)})")
+
+    def _terminated(self, why: str) -> None:
+        """h2 sends and receives nothing more after a GOAWAY: every stream ends now, then TCP."""
+        self.going_away = True
+        for stream in list(self.streams.values()):
+            stream._lose(ConnectionResetError(why))
+        self._close_if_idle()
 
     def _ended(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
@@ -396,8 +388,7 @@ class _Carrier(asyncio.Protocol):
         for stream in list(self.streams.values()):
             stream._lose(exc if exc is not None else ConnectionResetError("the HTTP/2 connection was closed"))
         self.transport = None
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self.closed.set()
 
     def pause_writing(self) -> None:
         self.tcp_paused = True
@@ -476,8 +467,6 @@ class _Carrier(asyncio.Protocol):
             return
         self.soon()
         stream._check_low()
-        if stream.end_sent and stream.end_received:
-            self.stream_done(stream)
 
     def reset(self, stream: StreamTransport, code: int) -> None:
         try:
@@ -491,8 +480,7 @@ class _Carrier(asyncio.Protocol):
             stream._lose(None)
 
     def forget(self, stream: StreamTransport) -> None:
-        if self.streams.get(stream.stream_id) is stream:
-            del self.streams[stream.stream_id]
+        del self.streams[stream.stream_id]
         self._close_if_idle()
 
     def _close_if_idle(self) -> None:
@@ -500,10 +488,7 @@ class _Carrier(asyncio.Protocol):
         transport = self.transport
         if not self.going_away or self.streams or transport is None or transport.is_closing():
             return
-        try:
-            self.h2.close_connection()
-        except h2.exceptions.ProtocolError:
-            pass  # h2 already sent or received a GOAWAY
+        self.h2.close_connection()  # GOAWAY; h2 allows it after a GOAWAY sent or received too
         self.flush()
         transport.close()
 
@@ -765,22 +750,20 @@ class connect(client_module.connect):
         kwargs = dict(self._kwargs)
         kwargs["ssl"] = self._ssl
         kwargs["server_hostname"] = self._client.server_hostname_for(self._wsuri)
-        if self._sock is not None:
-            transport, _ = await loop.create_connection(lambda: _Deferred(), sock=self._sock, **kwargs)
-        else:
-            transport, _ = await loop.create_connection(lambda: _Deferred(), self._wsuri.host, self._wsuri.port,
-                                                        **kwargs)
-        ssl_object = transport.get_extra_info("ssl_object")
-        alpn = None if ssl_object is None else ssl_object.selected_alpn_protocol()
-        if alpn != "h2":
-            conn = self._make(self._uri)  # HTTP/1.1 on this TLS connection
+
+        def http11() -> client_module.ClientConnection:
+            conn = self._make(self._uri)
             holder.append(conn)
-            transport.set_protocol(conn)
-            conn.connection_made(transport)
-            await conn._handshake
+            return conn
+
+        chooser = _Chooser(carrier, http11)
+        if self._sock is not None:
+            transport, _ = await loop.create_connection(lambda: chooser, sock=self._sock, **kwargs)
+        else:
+            transport, _ = await loop.create_connection(lambda: chooser, self._wsuri.host, self._wsuri.port, **kwargs)
+        if chooser.chosen is not carrier:  # HTTP/1.1 on this TLS connection
+            await holder[-1]._handshake
             return None
-        transport.set_protocol(carrier)
-        carrier.connection_made(transport)
         try:
             extended_connect = await carrier.settings
         except BaseException:
@@ -801,11 +784,23 @@ class connect(client_module.connect):
         return None
 
 
-class _Deferred(asyncio.Protocol):
-    """Holds a fresh TLS connection until ALPN tells which protocol takes it."""
+class _Chooser(asyncio.Protocol):
+    """Gives a fresh TLS connection, once its handshake is done, to the protocol ALPN chose.
 
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - the server speaks second
-        raise RuntimeError("data before the protocol was chosen")
+    It does so in ``connection_made``, before any data is read: a TLS 1.2
+    server sends its first HTTP/2 frames with its last handshake message.
+    """
+
+    def __init__(self, carrier: _ClientCarrier, http11: Callable[[], client_module.ClientConnection]) -> None:
+        self.carrier = carrier
+        self.http11 = http11
+        self.chosen: asyncio.Protocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        h2_chosen = transport.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
+        self.chosen = chosen = self.carrier if h2_chosen else self.http11()
+        transport.set_protocol(chosen)
+        chosen.connection_made(transport)
 
 
 # -- server --------------------------------------------------------------------------------
