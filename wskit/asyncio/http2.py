@@ -563,9 +563,6 @@ class H2ClientConnection(client_module.ClientConnection):
             return
         self._opened()
 
-    def _opening_data(self, data: bytes) -> None:
-        pass  # a refusal's body: the handshake already failed
-
 
 class _ClientCarrier(_Carrier):
     def __init__(self, key: tuple[Any, ...], **kwargs: Any) -> None:
