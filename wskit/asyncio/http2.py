@@ -341,11 +341,10 @@ class _Carrier(asyncio.Protocol):
         elif kind is h2.events.ResponseReceived:
             ev_response = cast(h2.events.ResponseReceived, event)
             assert ev_response.stream_id is not None
-            stream = self.streams.get(ev_response.stream_id)
-            if stream is not None:
-                conn = stream.get_protocol()
-                assert isinstance(conn, H2ClientConnection)
-                conn._h2_response(list(ev_response.headers or []))
+            # Our stream, open in h2: not lost (a lost stream is closed in h2, which then drops its frames).
+            conn = self.streams[ev_response.stream_id].get_protocol()
+            assert isinstance(conn, H2ClientConnection)
+            conn._h2_response(list(ev_response.headers or []))
             if ev_response.stream_ended is not None:
                 self._ended(ev_response.stream_id)
         elif kind is h2.events.StreamEnded:
@@ -439,32 +438,27 @@ class _Carrier(asyncio.Protocol):
 
     def send_pending(self, stream: StreamTransport) -> None:
         """Give the stream's written data to h2 as its windows allow; END_STREAM after it if asked."""
-        if stream.lost or self.transport is None:
-            return
+        # Only for a stream not lost (its callers check), so open in h2 too: our END_STREAM is not sent yet.
         pending = stream._pending
         h2conn = self.h2
         stream_id = stream.stream_id
-        try:
-            while pending and not self.tcp_paused:
-                size = min(len(pending), h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size)
-                if size <= 0:
-                    break
-                h2conn.send_data(stream_id, bytes(pending[:size]))
-                del pending[:size]
-            if not pending and stream._end_wanted and not stream.end_sent:
-                stream.end_sent = True
-                if stream.end_received:
-                    # The peer ended its side already: the stream is complete. RST_STREAM NO_ERROR
-                    # rather than an empty END_STREAM, which some servers (hypercorn) fail on once
-                    # they dropped the stream they ended.
-                    h2conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-                    self.soon()
-                    stream._lose(None)
-                    return
-                h2conn.end_stream(stream_id)
-        except h2.exceptions.ProtocolError:  # the stream or the connection is closed
-            stream._lose(None)
-            return
+        while pending and not self.tcp_paused:
+            size = min(len(pending), h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size)
+            if size <= 0:
+                break
+            h2conn.send_data(stream_id, bytes(pending[:size]))
+            del pending[:size]
+        if not pending and stream._end_wanted and not stream.end_sent:
+            stream.end_sent = True
+            if stream.end_received:
+                # The peer ended its side already: the stream is complete. RST_STREAM NO_ERROR
+                # rather than an empty END_STREAM, which some servers (hypercorn) fail on once
+                # they dropped the stream they ended.
+                h2conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+                self.soon()
+                stream._lose(None)
+                return
+            h2conn.end_stream(stream_id)
         self.soon()
         stream._check_low()
 
@@ -503,13 +497,8 @@ class _Carrier(asyncio.Protocol):
 
     def send_headers(self, stream: StreamTransport, block: Sequence[H2Header], body: bytes | None = None) -> None:
         """Send a header block on a stream; with ``body``, that body then END_STREAM (a final HTTP answer)."""
-        if stream.lost or self.transport is None:
-            return
-        try:
-            self.h2.send_headers(stream.stream_id, list(block), end_stream=body == b"")
-        except h2.exceptions.ProtocolError:
-            stream._lose(None)
-            return
+        # Only for a stream not lost (H2ServerConnection._stream() checks), so open in h2 too.
+        self.h2.send_headers(stream.stream_id, list(block), end_stream=body == b"")
         if body is not None:
             stream._closing = True
             if body:
