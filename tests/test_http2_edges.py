@@ -8,6 +8,7 @@ A misbehaving server or client is played by the ``h2`` package driven by hand
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -20,13 +21,15 @@ import h2.settings
 import pytest
 from h2.errors import ErrorCodes
 
-from wskit import InvalidHandshake
+from wskit import InvalidHandshake, Request, Response, hookimpl
 from wskit.asyncio import ServerConnection, http2
 from wskit.exceptions import ConnectionClosedError
 from wskit.frames import Opcode
+from wskit.headers import Headers
+from wskit.plugin import PluginManager
 
 from helpers import client_frame, parse_frames, server_frame
-from test_http2 import BUILTINS, HOST, RawH2, certificate, echo, port_of, run, tls  # noqa: F401
+from test_http2 import BUILTINS, HOST, RawH2, block_with, certificate, echo, port_of, run, tls  # noqa: F401
 
 Script = Callable[["Peer"], Awaitable[None]]
 
@@ -321,5 +324,262 @@ def test_a_bad_header_on_a_new_connection_closes_it(tls: Any) -> None:
             with pytest.raises(ValueError, match="'Upgrade' is not allowed over HTTP/2"):
                 await http2.connect(server.uri, ssl=client_ctx(), extra_headers=[("Upgrade", "websocket")])
             await server.outcome()
+
+    run(main())
+
+
+# -- the server: clients that break the rules ---------------------------------------------------------------
+
+
+class Ended:
+    """A handler that echoes and records how each WebSocket ended."""
+
+    def __init__(self) -> None:
+        self.codes: asyncio.Queue[int | None] = asyncio.Queue()
+        self.messages: list[Any] = []
+
+    async def __call__(self, ws: ServerConnection) -> None:
+        try:
+            async for message in ws:
+                self.messages.append(message)
+                await ws.send(message)
+        except ConnectionClosedError:
+            pass
+        await self.codes.put(ws.close_code)
+
+
+def test_trailers_from_the_client_end_its_websocket_only(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    ended = Ended()
+
+    async def main() -> None:
+        async with http2.serve(ended, HOST, 0, ssl=server_ctx, compression=None) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            first, other = raw.request(), raw.request()
+            for stream_id in (first, other):
+                assert (await raw.response(stream_id))[":status"] == "200"
+            raw.send(first, client_frame(Opcode.TEXT, b"last words"))
+            assert await raw.data(first) == server_frame(Opcode.TEXT, b"last words")
+            raw.conn.send_headers(first, [("x-trailer", "1")], end_stream=True)  # trailers: the request side ends
+            raw.flush()
+            assert await ended.codes.get() == 1006  # no Close frame: abnormal closure
+            raw.send(other, client_frame(Opcode.TEXT, b"fine"))
+            assert await raw.data(other) == server_frame(Opcode.TEXT, b"fine")
+            raw.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("how", ["goaway", "garbage"])
+def test_a_client_ending_the_connection_ends_every_websocket_on_it(tls: Any, how: str) -> None:
+    server_ctx, client_ctx = tls
+    ended = Ended()
+
+    async def main() -> None:
+        async with http2.serve(ended, HOST, 0, ssl=server_ctx) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            streams = [raw.request(), raw.request()]
+            for stream_id in streams:
+                assert (await raw.response(stream_id))[":status"] == "200"
+            if how == "goaway":
+                raw.conn.close_connection()
+                raw.flush()
+            else:  # a DATA frame on stream 0: an HTTP/2 connection error
+                raw.writer.write(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+            assert [await ended.codes.get() for _ in streams] == [1006, 1006]
+            if how == "garbage":
+                goaway = await raw.until(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+                assert goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+            while await raw.reader.read(65536):  # the server closes the TCP connection (after its GOAWAY)
+                pass
+            assert not server.connections
+
+    run(main())
+
+
+def test_an_end_of_stream_while_reading_is_paused_comes_after_the_messages(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    release = asyncio.Event()
+    received: list[Any] = []
+    done: asyncio.Queue[int | None] = asyncio.Queue()
+
+    async def slow(ws: ServerConnection) -> None:
+        await release.wait()
+        try:
+            async for message in ws:
+                received.append(message)
+        except ConnectionClosedError:
+            pass
+        await done.put(ws.close_code)
+
+    async def main() -> None:
+        async with http2.serve(slow, HOST, 0, ssl=server_ctx, compression=None, max_queue=1) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            stream_id = raw.request()
+            assert (await raw.response(stream_id))[":status"] == "200"
+            for i in range(10):
+                raw.send(stream_id, client_frame(Opcode.TEXT, f"m{i}".encode()))
+            raw.send(stream_id, b"", end=True)  # no Close frame, the stream ends
+            # Wait until the server read it all (its h2 acknowledges the connection's window lazily: ping).
+            raw.conn.ping(b"12345678")
+            raw.flush()
+            await raw.until(lambda e: isinstance(e, h2.events.PingAckReceived))
+            (conn,) = server.connections
+            assert conn.transport is not None and not conn.transport.is_reading()  # type: ignore[attr-defined]
+            release.set()
+            assert await done.get() == 1006
+            assert received == [f"m{i}" for i in range(10)]  # nothing lost before the end
+            raw.close()
+
+    run(main())
+
+
+async def round_trip(raw: RawH2) -> None:
+    """Wait until the server has processed everything sent so far (a PING is answered in order)."""
+    raw.conn.ping(b"roundtrp")
+    raw.flush()
+    await raw.until(lambda e: isinstance(e, h2.events.PingAckReceived))
+
+
+def test_data_sent_before_the_answer_waits_for_it_and_is_bounded(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    gate = asyncio.Event()
+
+    async def process_request(conn: ServerConnection, request: Any) -> None:
+        await gate.wait()
+
+    async def main() -> None:
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx, compression=None, max_size=1000,
+                               stream_window=1 << 20, process_request=process_request) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            await raw.until(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))  # the server's windows
+            early, flood = raw.request(), raw.request()
+            raw.send(early, client_frame(Opcode.TEXT, b"before the 200"))
+            data = client_frame(Opcode.BINARY, b"x" * 70_000)  # max_size + 64 KiB is the bound
+            for start in range(0, len(data), 16384):
+                raw.send(flood, data[start:start + 16384])
+            answer = await raw.response(flood)
+            assert answer[":status"] == "400"
+            assert b"before the handshake was answered" in await raw.data(flood)
+            await round_trip(raw)
+            gate.set()
+            assert (await raw.response(early))[":status"] == "200"
+            assert await raw.data(early) == server_frame(Opcode.TEXT, b"before the 200")
+            raw.close()
+
+    run(main())
+
+
+def test_plain_requests_answered_or_refused_by_process_request(tls: Any, caplog: pytest.LogCaptureFixture) -> None:
+    server_ctx, client_ctx = tls
+    gate = asyncio.Event()
+
+    async def process_request(conn: ServerConnection, request: Any) -> Any:
+        if request.path == "/boom":
+            raise RuntimeError("app bug")
+        if request.path == "/upload":
+            await gate.wait()  # the body arrives meanwhile: not read
+            return conn.respond(200, "thanks")
+        return None  # not an extended CONNECT, and not for the application either
+
+    async def main() -> None:
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx, process_request=process_request) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            plain = {":method": "GET", ":protocol": None, "sec-websocket-version": None}
+            boom = raw.request("/boom", end=True, **plain)
+            other = raw.request("/other", end=True, **plain)
+            upload = raw.request("/upload", **{**plain, ":method": "POST"})
+            raw.send(upload, b"a body", end=True)
+            version = raw.request("/chat", **{"sec-websocket-version": "8"})
+            await round_trip(raw)
+            gate.set()
+            assert (await raw.response(boom))[":status"] == "500"
+            assert b"Failed to open a WebSocket connection" in await raw.data(boom)
+            answer = await raw.response(other)
+            assert (answer[":status"], answer["allow"]) == ("405", "CONNECT")
+            assert b"extended CONNECT" in await raw.data(other)
+            assert (await raw.response(upload))[":status"] == "200"
+            assert await raw.data(upload) == b"thanks"
+            assert (await raw.response(version))[":status"] == "426"
+            raw.close()
+
+    with caplog.at_level(logging.DEBUG, logger="wskit"):
+        run(main())
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("wskit.server")]
+    assert any(level == logging.ERROR and "process_request failed" in text for level, text in messages)
+    assert any("! invalid extended CONNECT: unsupported Sec-WebSocket-Version '8'" in text for _, text in messages)
+
+
+class Veto:
+    @hookimpl
+    def wskit_check_request(self, request: Request) -> Response | None:
+        if request.path == "/private":
+            return Response(403, "Forbidden", Headers([("X-Why", "private"), ("Connection", "close")]), b"not here")
+        return None
+
+
+def test_a_plugin_refusal_is_sent_on_the_stream(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+
+    async def main() -> None:
+        plugins = PluginManager([Veto()], builtins=False, entry_points=False)
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx, plugin_manager=plugins) as server:
+            uri = f"wss://{HOST}:{port_of(server)}"
+            with pytest.raises(InvalidHandshake, match="403") as info:
+                await http2.connect(uri + "/private", ssl=client_ctx(), plugin_manager=BUILTINS)
+            response = info.value.response
+            assert response is not None and response.headers["X-Why"] == "private"
+            assert "Connection" not in response.headers  # connection-specific: left out over HTTP/2
+            async with http2.connect(uri + "/public", ssl=client_ctx(), plugin_manager=BUILTINS) as ws:
+                await ws.send("public")
+                assert await ws.recv() == "public"
+
+    run(main())
+
+
+def test_a_stream_reset_while_the_application_decides_gets_no_answer(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    gate = asyncio.Event()
+
+    async def process_request(conn: ServerConnection, request: Any) -> Any:
+        await gate.wait()
+        return conn.respond(200, "late") if request.method == "GET" else None
+
+    async def main() -> None:
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx, compression=None,
+                               process_request=process_request) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            page = raw.request("/", **{":method": "GET", ":protocol": None, "sec-websocket-version": None})
+            socket_ = raw.request()
+            for stream_id in (page, socket_):
+                raw.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+            raw.flush()
+            await round_trip(raw)
+            gate.set()
+            alive = raw.request()  # the connection goes on
+            assert (await raw.response(alive))[":status"] == "200"
+            raw.send(alive, client_frame(Opcode.TEXT, b"ok"))
+            assert await raw.data(alive) == server_frame(Opcode.TEXT, b"ok")
+            assert not [e for e in raw.events if getattr(e, "stream_id", None) in (page, socket_)]
+            raw.close()
+
+    run(main())
+
+
+def test_a_window_update_for_a_refused_stream_in_the_same_read(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+
+    async def main() -> None:
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx, compression=None) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            stream_id = raw.conn.get_next_available_stream_id()
+            raw.conn.send_headers(stream_id, block_with(**{":authority": HOST, "sec-websocket-version": "8"}))
+            raw.conn.increment_flow_control_window(1000, stream_id)
+            raw.flush()  # one write: the server reads both frames at once, and refuses the stream on the first
+            answer = await raw.response(stream_id)
+            assert answer[":status"] == "426"
+            good = raw.request()
+            assert (await raw.response(good))[":status"] == "200"
+            raw.close()
 
     run(main())

@@ -497,7 +497,8 @@ class _Carrier(asyncio.Protocol):
 
     def send_headers(self, stream: StreamTransport, block: Sequence[H2Header], body: bytes | None = None) -> None:
         """Send a header block on a stream; with ``body``, that body then END_STREAM (a final HTTP answer)."""
-        # Only for a stream not lost (H2ServerConnection._stream() checks), so open in h2 too.
+        if stream.lost:
+            return  # reset by the peer (or the connection lost) while the answer was being made
         self.h2.send_headers(stream.stream_id, list(block), end_stream=body == b"")
         if body is not None:
             stream._closing = True
@@ -810,9 +811,9 @@ class H2ServerConnection(server_module.ServerConnection):
         """The HTTP/2 stream of this WebSocket."""
         return None if self._transport is None else cast(int, self._transport.get_extra_info("stream_id"))
 
-    def _stream(self) -> StreamTransport | None:
-        transport = self._transport
-        return transport if isinstance(transport, StreamTransport) and not transport.lost else None
+    def _send_headers(self, block: Sequence[H2Header], body: bytes | None = None) -> None:
+        stream = cast(StreamTransport, self._transport)
+        stream._carrier.send_headers(stream, block, body)
 
     def _h2_request(self, block: list[_Received], ended: bool) -> None:
         try:
@@ -849,9 +850,7 @@ class H2ServerConnection(server_module.ServerConnection):
             self._send_response(response)
             return
         block, body = error_response(exc.status, str(exc), exc.headers)
-        stream = self._stream()
-        if stream is not None:
-            stream._carrier.send_headers(stream, block, body)
+        self._send_headers(block, body)
         self._response = Response(exc.status, "", Headers(block[1:]), body)
         self._end_opening()
 
@@ -861,8 +860,8 @@ class H2ServerConnection(server_module.ServerConnection):
         try:
             self.protocol.receive_data(data)  # kept (bounded) until the answer
         except InvalidHandshake as exc:
-            if self._task is not None:
-                self._task.cancel()
+            assert self._task is not None  # the handshake's, started with the request
+            self._task.cancel()
             self._send_error(exc)
 
     async def _answer_http(self, request: Request, exc: InvalidHandshake) -> None:
@@ -880,16 +879,12 @@ class H2ServerConnection(server_module.ServerConnection):
         headers = response.headers if isinstance(response.headers, Headers) else Headers(response.headers)
         block = [(":status", str(response.status_code))]
         block += [(name.lower(), value) for name, value in headers if name.lower() not in CONNECTION_SPECIFIC]
-        stream = self._stream()
-        if stream is not None:
-            stream._carrier.send_headers(stream, block, bytes(response.body))
+        self._send_headers(block, bytes(response.body))
         self._response = response
         self._end_opening()
 
     def _opened(self) -> None:
-        stream = self._stream()
-        if stream is not None:
-            stream._carrier.send_headers(stream, self.protocol.response_headers())
+        self._send_headers(self.protocol.response_headers())
         super()._opened()
 
 
