@@ -312,6 +312,7 @@ class _Carrier(asyncio.Protocol):
             self.flush()  # with what the streams answered meanwhile: one write
 
     def _dispatch(self, event: h2.events.Event) -> None:
+        # An END_STREAM (on DATA, HEADERS or trailers) is also a StreamEnded event, after that one.
         kind = type(event)
         if kind is h2.events.DataReceived:
             ev = cast(h2.events.DataReceived, event)
@@ -321,8 +322,6 @@ class _Carrier(asyncio.Protocol):
                 self.h2.acknowledge_received_data(ev.flow_controlled_length or 0, ev.stream_id)
             else:
                 stream.data(ev.data, ev.flow_controlled_length or 0)
-            if ev.stream_ended is not None:
-                self._ended(ev.stream_id)
         elif kind is h2.events.WindowUpdated:
             stream_id = cast(h2.events.WindowUpdated, event).stream_id
             if stream_id:
@@ -336,8 +335,6 @@ class _Carrier(asyncio.Protocol):
             assert ev_request.stream_id is not None
             self.request_received(ev_request.stream_id, list(ev_request.headers or []),
                                   ev_request.stream_ended is not None)
-            if ev_request.stream_ended is not None:
-                self._ended(ev_request.stream_id)
         elif kind is h2.events.ResponseReceived:
             ev_response = cast(h2.events.ResponseReceived, event)
             assert ev_response.stream_id is not None
@@ -345,12 +342,12 @@ class _Carrier(asyncio.Protocol):
             conn = self.streams[ev_response.stream_id].get_protocol()
             assert isinstance(conn, H2ClientConnection)
             conn._h2_response(list(ev_response.headers or []))
-            if ev_response.stream_ended is not None:
-                self._ended(ev_response.stream_id)
         elif kind is h2.events.StreamEnded:
             stream_id = cast(h2.events.StreamEnded, event).stream_id
             assert stream_id is not None
-            self._ended(stream_id)
+            ended = self.streams.get(stream_id)
+            if ended is not None:  # not refused or answered already
+                ended.ended()
         elif kind is h2.events.StreamReset:
             ev_reset = cast(h2.events.StreamReset, event)
             assert ev_reset.stream_id is not None
@@ -362,10 +359,6 @@ class _Carrier(asyncio.Protocol):
                                                   f"({_code_name(code)})"))
         elif kind is h2.events.RemoteSettingsChanged:
             self.settings_changed(cast(h2.events.RemoteSettingsChanged, event))
-        elif kind is h2.events.TrailersReceived:
-            ev_trailers = cast(h2.events.TrailersReceived, event)
-            if ev_trailers.stream_ended is not None and ev_trailers.stream_id is not None:
-                self._ended(ev_trailers.stream_id)
         elif kind is h2.events.ConnectionTerminated:
             ev_goaway = cast(h2.events.ConnectionTerminated, event)
             self._terminated(f"HTTP/2 connection closed by the peer (GOAWAY, {_code_name(ev_goaway.error_code)})")
@@ -376,11 +369,6 @@ class _Carrier(asyncio.Protocol):
         for stream in list(self.streams.values()):
             stream._lose(ConnectionResetError(why))
         self._close_if_idle()
-
-    def _ended(self, stream_id: int) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is not None and not stream.end_received:
-            stream.ended()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.going_away = True
