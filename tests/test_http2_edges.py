@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the TLS fixtures are test_http2's, imported)
 """WebSockets over HTTP/2 for asyncio (wskit.asyncio.http2): peers that break the rules, limits, TLS 1.2,
 TCP backpressure and the transport contract of a stream, over real TLS sockets on 127.0.0.1.
 
@@ -20,6 +21,7 @@ import h2.events
 import h2.settings
 import pytest
 from h2.errors import ErrorCodes
+from test_http2 import BUILTINS, HOST, RawH2, block_with, certificate, echo, port_of, run, tls  # noqa: F401
 
 from wskit import InvalidHandshake, Request, Response, hookimpl
 from wskit.asyncio import ServerConnection, http2
@@ -29,7 +31,6 @@ from wskit.headers import Headers
 from wskit.plugin import PluginManager
 
 from helpers import client_frame, parse_frames, server_frame
-from test_http2 import BUILTINS, HOST, RawH2, block_with, certificate, echo, port_of, run, tls  # noqa: F401
 
 Script = Callable[["Peer"], Awaitable[None]]
 
@@ -167,7 +168,7 @@ def test_open_timeout_when_the_server_never_answers_resets_the_stream(tls: Any) 
 
     async def main() -> None:
         async with ScriptedServer(server_ctx, never_answer) as server:
-            with pytest.raises(TimeoutError, match="timed out after 0.5 s opening"):
+            with pytest.raises(TimeoutError, match=r"timed out after 0\.5 s opening"):
                 await http2.connect(server.uri, ssl=client_ctx(), open_timeout=0.5)
             await server.outcome()
 
@@ -434,6 +435,14 @@ def test_an_end_of_stream_while_reading_is_paused_comes_after_the_messages(tls: 
     run(main())
 
 
+async def read(raw: RawH2, stream_id: int, size: int) -> bytes:
+    """Read ``size`` bytes of a stream's DATA."""
+    received = bytearray()
+    while len(received) < size:
+        received += await raw.data(stream_id)
+    return bytes(received)
+
+
 async def round_trip(raw: RawH2) -> None:
     """Wait until the server has processed everything sent so far (a PING is answered in order)."""
     raw.conn.ping(b"roundtrp")
@@ -580,6 +589,177 @@ def test_a_window_update_for_a_refused_stream_in_the_same_read(tls: Any) -> None
             assert answer[":status"] == "426"
             good = raw.request()
             assert (await raw.response(good))[":status"] == "200"
+            raw.close()
+
+    run(main())
+
+
+def test_empty_answers_end_the_stream_with_their_headers(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+
+    def process_request(conn: ServerConnection, request: Any) -> Response:
+        return Response(204, "No Content", Headers(), b"")
+
+    async def main() -> None:
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx, process_request=process_request) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            stream_id = raw.request("/", **{":method": "GET", ":protocol": None, "sec-websocket-version": None})
+            response = await raw.until(lambda e: isinstance(e, h2.events.ResponseReceived))
+            assert dict(response.headers)[":status"] == "204" and response.stream_ended is not None
+            assert response.stream_id == stream_id
+            raw.close()
+
+    run(main())
+
+
+def test_select_subprotocol_gets_the_http2_connection(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    seen: list[Any] = []
+
+    def select(conn: ServerConnection, offered: Any) -> str | None:
+        seen.append((type(conn).__name__, conn.http_version, list(offered)))
+        return offered[-1]
+
+    async def main() -> None:
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx, select_subprotocol=select) as server:
+            uri = f"wss://{HOST}:{port_of(server)}/"
+            async with http2.connect(uri, ssl=client_ctx(), subprotocols=["a", "b"]) as ws:
+                assert ws.subprotocol == "b"
+        assert seen == [("H2ServerConnection", "2", ["a", "b"])]
+
+    run(main())
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"stream_window": 65534}, "stream_window must be an int from 65535"),
+    ({"stream_window": 2**31}, "stream_window must be an int from 65535"),
+    ({"max_streams": 0}, "max_streams must be a positive int"),
+])
+def test_window_and_stream_limits_are_checked(tls: Any, options: dict[str, int], message: str) -> None:
+    server_ctx, _ = tls
+    with pytest.raises(ValueError, match=message):
+        http2.connect("wss://127.0.0.1:1/", **options)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match=message):
+            http2.serve(echo, HOST, 0, ssl=server_ctx, **options)  # type: ignore[arg-type]
+
+    run(main())
+
+
+def test_a_stream_follows_the_asyncio_transport_contract(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    checked: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def handler(ws: ServerConnection) -> None:
+        transport = ws.transport
+        assert isinstance(transport, http2.StreamTransport)
+        client_address = transport.get_extra_info("peername")
+        facts = (transport.get_extra_info("stream_id"), transport.get_extra_info("http_version"),
+                 transport.get_write_buffer_limits(), transport.get_write_buffer_size(), transport.is_reading())
+        transport.set_write_buffer_limits(high=8192)
+        limits = transport.get_write_buffer_limits()
+        transport.resume_reading()  # already reading: nothing changes
+        transport.write(b"")  # nothing to send
+        assert transport.can_write_eof()
+        transport.write_eof()  # END_STREAM; the WebSocket core is bypassed here, on purpose
+        transport.write_eof()
+        transport.write(b"after the end")  # ignored, as by any closing transport
+        transport.writelines([b"after", b"the end"])
+        transport.abort()  # RST_STREAM CANCEL
+        transport.abort()
+        await ws.wait_closed()
+        await checked.put((client_address, facts, limits, transport.is_closing(), transport))
+
+    async def main() -> None:
+        async with http2.serve(handler, HOST, 0, ssl=server_ctx, write_limit=4096) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            stream_id = raw.request()
+            assert (await raw.response(stream_id))[":status"] == "200"
+            await raw.until(lambda e: isinstance(e, h2.events.StreamEnded))
+            reset = await raw.until(lambda e: isinstance(e, h2.events.StreamReset))
+            assert (reset.stream_id, reset.error_code) == (stream_id, ErrorCodes.CANCEL)
+            assert not [e for e in raw.events if isinstance(e, h2.events.DataReceived) and e.data]
+            client_address, facts, limits, closing, transport = await checked.get()
+            assert client_address == raw.writer.get_extra_info("sockname")
+            assert facts == (stream_id, "2", (1024, 4096), 0, True)
+            assert limits == (2048, 8192) and closing
+            raw.close()
+            await transport._carrier.closed.wait()
+            assert transport.get_extra_info("peername", "gone") == "gone"  # the HTTP/2 connection is closed
+
+    run(main())
+
+
+def test_data_after_the_server_closed_is_dropped_and_the_connection_window_given_back(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    ended = Ended()
+
+    async def close_at_once(ws: ServerConnection) -> None:
+        await ws.close()
+        await ended.codes.put(ws.close_code)
+
+    async def main() -> None:
+        async with http2.serve(close_at_once, HOST, 0, ssl=server_ctx, compression=None, stream_window=65535,
+                               max_streams=1) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            stream_id = raw.request()
+            assert (await raw.response(stream_id))[":status"] == "200"
+            (close,) = parse_frames(await raw.data(stream_id), masked=False)
+            assert close.opcode == Opcode.CLOSE
+            raw.send(stream_id, client_frame(Opcode.CLOSE, close.data))
+            await raw.until(lambda e: isinstance(e, h2.events.StreamEnded))  # the server closed its side
+            # The client goes on sending (within the stream's window): dropped, but the connection's
+            # window is given back, for the other streams.
+            for _ in range(3):
+                raw.send(stream_id, b"\x00" * 16000)
+            update = await raw.until(lambda e: isinstance(e, h2.events.WindowUpdated) and e.stream_id == 0)
+            assert update.delta >= 3 * 16000
+            raw.send(stream_id, b"", end=True)  # the client closes its side: the WebSocket is closed
+            assert await ended.codes.get() == 1000
+            assert not server.connections
+            raw.close()
+
+    run(main())
+
+
+def test_a_client_that_does_not_read_holds_up_the_sender_through_tcp(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    count, size = 64, 64 * 1024
+    sent: list[int] = []
+
+    async def flood(ws: ServerConnection) -> None:
+        assert ws.transport is not None
+        ws.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        for i in range(count):
+            await ws.send(bytes([i]) * size)
+            sent.append(i)
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with http2.serve(flood, HOST, 0, ssl=server_ctx, compression=None) as server:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # small buffers: TCP fills up soon
+            sock.connect((HOST, port_of(server)))
+            ctx = client_ctx()
+            ctx.set_alpn_protocols(["h2"])
+            raw = RawH2(*await asyncio.open_connection(sock=sock, ssl=ctx, server_hostname="localhost"))
+            raw.conn.initiate_connection()
+            # The HTTP/2 windows allow it all: only TCP can hold the server up.
+            raw.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+            raw.conn.increment_flow_control_window(2**31 - 1 - 65535)
+            stream_id = raw.request()
+            assert (await raw.response(stream_id))[":status"] == "200"
+            (conn,) = server.connections
+            carrier = conn.transport._carrier  # type: ignore[union-attr]
+            while not carrier.tcp_paused:  # until the server's TLS write buffer is full
+                await asyncio.sleep(0.01)
+            assert len(sent) < count  # the sender waits ...
+            assert carrier.transport.get_write_buffer_size() < 1024 * 1024  # ... nothing piles up meanwhile ...
+            received = await read(raw, stream_id, count * (size + 10))  # ... until the client reads
+            frames = parse_frames(received, masked=False)
+            assert [frame.data for frame in frames] == [bytes([i]) * size for i in range(count)]
+            assert len(sent) == count
             raw.close()
 
     run(main())

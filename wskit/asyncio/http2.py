@@ -71,6 +71,8 @@ STREAM_WINDOW = 256 * 1024
 
 _HIGHEST_ID = 2**31 - 1
 
+_FLUSH_AT = 65536  # DATA bytes given to h2 in one callback, at which they are written at once
+
 _Received = tuple[bytes | str, bytes | str]  # a header as h2 hands it over
 
 
@@ -282,6 +284,7 @@ class _Carrier(asyncio.Protocol):
         self.tcp_paused = False
         self._receiving = False  # in data_received: it writes what h2 has to send when it ends
         self._flush_handle: asyncio.Handle | None = None
+        self._unflushed = 0  # DATA bytes given to h2 since the last flush
         self.going_away = False  # GOAWAY sent or received: no new stream
         self.closed = asyncio.Event()  # set once the TCP connection is closed
 
@@ -409,6 +412,7 @@ class _Carrier(asyncio.Protocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._unflushed = 0
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -436,6 +440,11 @@ class _Carrier(asyncio.Protocol):
                 break
             h2conn.send_data(stream_id, bytes(pending[:size]))
             del pending[:size]
+            self._unflushed += size
+            if self._unflushed >= _FLUSH_AT:
+                # Written now, not at the end of the callback: the TCP connection's backpressure
+                # (pause_writing) then stops this loop, instead of h2 buffering all windows allow.
+                self.flush()
         if not pending and stream._end_wanted and not stream.end_sent:
             stream.end_sent = True
             if stream.end_received:
