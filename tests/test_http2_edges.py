@@ -12,6 +12,8 @@ import asyncio
 import logging
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -761,5 +763,56 @@ def test_a_client_that_does_not_read_holds_up_the_sender_through_tcp(tls: Any) -
             assert [frame.data for frame in frames] == [bytes([i]) * size for i in range(count)]
             assert len(sent) == count
             raw.close()
+
+    run(main())
+
+
+def test_without_h2_the_import_error_says_what_to_install() -> None:
+    code = ("import sys\n"
+            "sys.modules['h2'] = None  # as if h2 were not installed\n"
+            "import wskit.asyncio  # the rest of wskit works without it\n"
+            "try:\n"
+            "    import wskit.asyncio.http2\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n"
+            "    print(type(exc.__cause__).__name__)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout == ("WebSockets over HTTP/2 need the h2 package: pip install 'wskit[http2]'\n"
+                             "ModuleNotFoundError\n")
+
+
+def test_a_tls_handshake_finishing_while_the_server_closes_gets_a_goaway(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+
+    async def main() -> None:
+        server = await http2.serve(echo, HOST, 0, ssl=server_ctx)
+        reader, writer = await asyncio.open_connection(HOST, port_of(server))
+        # TLS by hand (memory BIOs): the handshake is under way on the server when it closes.
+        ctx = client_ctx()
+        ctx.set_alpn_protocols(["h2"])
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls_client = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        with pytest.raises(ssl.SSLWantReadError):
+            tls_client.do_handshake()
+        writer.write(outgoing.read())  # ClientHello
+        incoming.write(await reader.read(65536))  # ServerHello ...: the server took the connection
+        server.close()
+        tls_client.do_handshake()
+        writer.write(outgoing.read())  # Finished: the server's handshake completes now
+        h2_client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        h2_client.initiate_connection()
+        events: list[Any] = []
+        while not any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+            data = await reader.read(65536)
+            assert data, "closed without a GOAWAY"
+            incoming.write(data)
+            try:
+                while plain := tls_client.read(65536):  # every TLS record read so far
+                    events += h2_client.receive_data(plain)
+            except ssl.SSLWantReadError:
+                pass
+        assert tls_client.selected_alpn_protocol() == "h2"
+        await server.wait_closed()
+        writer.close()
 
     run(main())

@@ -43,7 +43,7 @@ try:
     import h2.exceptions
     import h2.settings
     from h2.errors import ErrorCodes
-except ImportError as exc:  # pragma: no cover - depends on the installation
+except ImportError as exc:  # h2 is an optional dependency
     raise ImportError("WebSockets over HTTP/2 need the h2 package: pip install 'wskit[http2]'") from exc
 
 from ..events import Request, Response
@@ -167,12 +167,7 @@ class StreamTransport(asyncio.Transport):
         self._check_high()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:  # type: ignore[override]
-        if self._end_wanted or self.lost:
-            return
-        for data in list_of_data:
-            self._pending += data
-        self._carrier.send_pending(self)
-        self._check_high()
+        self.write(b"".join(list_of_data))
 
     def get_write_buffer_size(self) -> int:
         return len(self._pending)
