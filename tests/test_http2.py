@@ -328,6 +328,7 @@ class RawH2:
     async def data(self, stream_id: int) -> bytes:
         event = await self.until(lambda e: isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id)
         self.conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+        self.flush()  # the WINDOW_UPDATE, if any
         return bytes(event.data)
 
     def send(self, stream_id: int, data: bytes, end: bool = False) -> None:

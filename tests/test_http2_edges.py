@@ -816,3 +816,31 @@ def test_a_tls_handshake_finishing_while_the_server_closes_gets_a_goaway(tls: An
         writer.close()
 
     run(main())
+
+
+def test_a_page_answer_ends_with_end_stream_whenever_the_request_ended(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    big = b"p" * 100_000  # more than the client's stream window: it goes out as the client reads
+
+    def process_request(conn: ServerConnection, request: Any) -> Response:
+        body = big if request.path == "/big" else b"small page"
+        return Response(200, "OK", Headers([("Content-Type", "text/plain")]), body)
+
+    async def main() -> None:
+        async with http2.serve(echo, HOST, 0, ssl=server_ctx, process_request=process_request) as server:
+            raw = await RawH2.open(port_of(server), client_ctx())
+            get = {":method": "GET", ":protocol": None, "sec-websocket-version": None}
+            small = raw.request("/small", end=True, **get)  # as browsers send a GET: END_STREAM at once
+            large = raw.request("/big", **get)
+            assert (await raw.response(large))[":status"] == "200"
+            raw.send(large, b"", end=True)  # the request side ends while the answer waits for the window
+            await round_trip(raw)
+            for stream_id, body in ((small, b"small page"), (large, big)):
+                assert await read(raw, stream_id, len(body)) == body
+                ended = await raw.until(lambda e, s=stream_id: isinstance(e, (h2.events.StreamEnded,
+                                                                              h2.events.StreamReset))
+                                        and e.stream_id == s)
+                assert isinstance(ended, h2.events.StreamEnded)  # complete: not reset
+            raw.close()
+
+    run(main())

@@ -111,6 +111,7 @@ class StreamTransport(asyncio.Transport):
         self._end_wanted = False  # END_STREAM once _pending is sent (close or write_eof)
         self.end_sent = False
         self.end_received = False
+        self.answered = False  # carries an HTTP answer (a refusal, a page), not a WebSocket
         self.lost = False
         self._reading = True
         self._held: collections.deque[tuple[bytes, int]] = collections.deque()  # DATA while reading is paused
@@ -443,10 +444,13 @@ class _Carrier(asyncio.Protocol):
         if not pending and stream._end_wanted and not stream.end_sent:
             stream.end_sent = True
             if stream.end_received:
-                # The peer ended its side already: the stream is complete. RST_STREAM NO_ERROR
-                # rather than an empty END_STREAM, which some servers (hypercorn) fail on once
-                # they dropped the stream they ended.
-                h2conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+                # The peer ended its side already: the stream is complete once ours ends.
+                if stream.answered:
+                    h2conn.end_stream(stream_id)  # what tells an HTTP client the answer is complete
+                else:
+                    # A WebSocket: RST_STREAM NO_ERROR rather than an empty END_STREAM, which some
+                    # servers (hypercorn) fail on once they dropped the stream they ended.
+                    h2conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
                 self.soon()
                 stream._lose(None)
                 return
@@ -493,6 +497,7 @@ class _Carrier(asyncio.Protocol):
             return  # reset by the peer (or the connection lost) while the answer was being made
         self.h2.send_headers(stream.stream_id, list(block), end_stream=body == b"")
         if body is not None:
+            stream.answered = True
             stream._closing = True
             if body:
                 stream._pending += body
