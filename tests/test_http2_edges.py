@@ -170,8 +170,8 @@ def test_open_timeout_when_the_server_never_answers_resets_the_stream(tls: Any) 
 
     async def main() -> None:
         async with ScriptedServer(server_ctx, never_answer) as server:
-            with pytest.raises(TimeoutError, match=r"timed out after 0\.5 s opening"):
-                await http2.connect(server.uri, ssl=client_ctx(), open_timeout=0.5)
+            with pytest.raises(TimeoutError, match=r"timed out after 2 s opening"):
+                await http2.connect(server.uri, ssl=client_ctx(), open_timeout=2)
             await server.outcome()
 
     run(main())
@@ -797,7 +797,13 @@ def test_a_tls_handshake_finishing_while_the_server_closes_gets_a_goaway(tls: An
         writer.write(outgoing.read())  # ClientHello
         incoming.write(await reader.read(65536))  # ServerHello ...: the server took the connection
         server.close()
-        tls_client.do_handshake()
+        while True:  # the rest of the server's flight may take more reads
+            try:
+                tls_client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                incoming.write(await reader.read(65536))
         writer.write(outgoing.read())  # Finished: the server's handshake completes now
         h2_client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         h2_client.initiate_connection()
