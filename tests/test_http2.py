@@ -328,6 +328,7 @@ class RawH2:
     async def data(self, stream_id: int) -> bytes:
         event = await self.until(lambda e: isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id)
         self.conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+        self.flush()  # the WINDOW_UPDATE, if any
         return bytes(event.data)
 
     def send(self, stream_id: int, data: bytes, end: bool = False) -> None:
@@ -402,7 +403,7 @@ def test_many_streams_share_one_connection_and_close_alone(tls: Any) -> None:
                 await ws.close()
             assert ws.transport is not None
             carrier = ws.transport._carrier  # type: ignore[attr-defined]
-            await carrier.closed  # the last WebSocket closed: so did the HTTP/2 connection
+            await carrier.closed.wait()  # the last WebSocket closed: so did the HTTP/2 connection
 
     run(main())
 
@@ -714,7 +715,7 @@ def test_server_close_sends_1001_and_goaway(tls: Any) -> None:
         for ws in sockets:
             await ws.wait_closed()
             assert (ws.close_code, ws.close_reason) == (1001, "server shutting down")
-        await carrier.closed
+        await carrier.closed.wait()
 
     run(main())
 

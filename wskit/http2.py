@@ -44,7 +44,6 @@ from .headers import (
     Headers,
     HeadersLike,
     _check_value,
-    is_token,
     parse_subprotocol_header,
     serialize_extension_header,
     serialize_subprotocol_header,
@@ -428,9 +427,7 @@ class H2ServerProtocol(ServerProtocol):
         if not self._si.handshake or self.request is None:
             raise InvalidState(f"accept() needs a received, unanswered request (state {self.state.name})")
         req = self.request if request is None else request
-        chosen = self._choose_subprotocol(req, subprotocol)
-        if chosen is not None and not is_token(chosen):
-            raise ValueError(f"subprotocol {chosen!r} is not a token")
+        chosen = self._choose_subprotocol(req, subprotocol)  # one of the offered tokens, or None
         items: list[H2Header] = []
         try:
             extensions, answer = self._negotiate(req)

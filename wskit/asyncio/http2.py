@@ -33,7 +33,7 @@ import collections
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 try:
@@ -43,7 +43,7 @@ try:
     import h2.exceptions
     import h2.settings
     from h2.errors import ErrorCodes
-except ImportError as exc:  # pragma: no cover - depends on the installation
+except ImportError as exc:  # h2 is an optional dependency
     raise ImportError("WebSockets over HTTP/2 need the h2 package: pip install 'wskit[http2]'") from exc
 
 from ..events import Request, Response
@@ -71,6 +71,8 @@ STREAM_WINDOW = 256 * 1024
 
 _HIGHEST_ID = 2**31 - 1
 
+_FLUSH_AT = 65536  # DATA bytes given to h2 in one callback, at which they are written at once
+
 _Received = tuple[bytes | str, bytes | str]  # a header as h2 hands it over
 
 
@@ -83,13 +85,9 @@ class _LocalSettings(h2.settings.Settings):
     so that the other WebSockets keep working.
     """
 
-    @property
-    def max_concurrent_streams(self) -> int:
-        return _HIGHEST_ID
-
-    @max_concurrent_streams.setter
-    def max_concurrent_streams(self, value: int) -> None:
-        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
+    # Read by h2 to check a new stream: no limit. Set as h2.settings.Settings sets it.
+    max_concurrent_streams = property(lambda self: _HIGHEST_ID,
+                                      vars(h2.settings.Settings)["max_concurrent_streams"].fset)
 
 
 class StreamTransport(asyncio.Transport):
@@ -113,6 +111,7 @@ class StreamTransport(asyncio.Transport):
         self._end_wanted = False  # END_STREAM once _pending is sent (close or write_eof)
         self.end_sent = False
         self.end_received = False
+        self.answered = False  # carries an HTTP answer (a refusal, a page), not a WebSocket
         self.lost = False
         self._reading = True
         self._held: collections.deque[tuple[bytes, int]] = collections.deque()  # DATA while reading is paused
@@ -130,9 +129,6 @@ class StreamTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self._closing or self.lost
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = cast(asyncio.Protocol, protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -172,12 +168,7 @@ class StreamTransport(asyncio.Transport):
         self._check_high()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:  # type: ignore[override]
-        if self._end_wanted or self.lost:
-            return
-        for data in list_of_data:
-            self._pending += data
-        self._carrier.send_pending(self)
-        self._check_high()
+        self.write(b"".join(list_of_data))
 
     def get_write_buffer_size(self) -> int:
         return len(self._pending)
@@ -289,8 +280,9 @@ class _Carrier(asyncio.Protocol):
         self.tcp_paused = False
         self._receiving = False  # in data_received: it writes what h2 has to send when it ends
         self._flush_handle: asyncio.Handle | None = None
+        self._unflushed = 0  # DATA bytes given to h2 since the last flush
         self.going_away = False  # GOAWAY sent or received: no new stream
-        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.closed = asyncio.Event()  # set once the TCP connection is closed
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -306,12 +298,9 @@ class _Carrier(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # A connection error: h2 queued a GOAWAY with its code; every stream ends.
+            # A connection error: h2 queued a GOAWAY with its code (and sends nothing more); every stream ends.
             self.logger.debug("! HTTP/2 protocol error: %s", exc)
-            self.going_away = True
-            self.flush()
-            if self.transport is not None:
-                self.transport.close()
+            self._terminated(f"HTTP/2 protocol error: {exc}")
             return
         self._receiving = True
         try:
@@ -322,6 +311,7 @@ class _Carrier(asyncio.Protocol):
             self.flush()  # with what the streams answered meanwhile: one write
 
     def _dispatch(self, event: h2.events.Event) -> None:
+        # An END_STREAM (on DATA, HEADERS or trailers) is also a StreamEnded event, after that one.
         kind = type(event)
         if kind is h2.events.DataReceived:
             ev = cast(h2.events.DataReceived, event)
@@ -331,8 +321,6 @@ class _Carrier(asyncio.Protocol):
                 self.h2.acknowledge_received_data(ev.flow_controlled_length or 0, ev.stream_id)
             else:
                 stream.data(ev.data, ev.flow_controlled_length or 0)
-            if ev.stream_ended is not None:
-                self._ended(ev.stream_id)
         elif kind is h2.events.WindowUpdated:
             stream_id = cast(h2.events.WindowUpdated, event).stream_id
             if stream_id:
@@ -346,22 +334,19 @@ class _Carrier(asyncio.Protocol):
             assert ev_request.stream_id is not None
             self.request_received(ev_request.stream_id, list(ev_request.headers or []),
                                   ev_request.stream_ended is not None)
-            if ev_request.stream_ended is not None:
-                self._ended(ev_request.stream_id)
         elif kind is h2.events.ResponseReceived:
             ev_response = cast(h2.events.ResponseReceived, event)
             assert ev_response.stream_id is not None
-            stream = self.streams.get(ev_response.stream_id)
-            if stream is not None:
-                conn = stream.get_protocol()
-                assert isinstance(conn, H2ClientConnection)
-                conn._h2_response(list(ev_response.headers or []))
-            if ev_response.stream_ended is not None:
-                self._ended(ev_response.stream_id)
+            # Our stream, open in h2: not lost (a lost stream is closed in h2, which then drops its frames).
+            conn = self.streams[ev_response.stream_id].get_protocol()
+            assert isinstance(conn, H2ClientConnection)
+            conn._h2_response(list(ev_response.headers or []))
         elif kind is h2.events.StreamEnded:
             stream_id = cast(h2.events.StreamEnded, event).stream_id
             assert stream_id is not None
-            self._ended(stream_id)
+            ended = self.streams.get(stream_id)
+            if ended is not None:  # not refused or answered already
+                ended.ended()
         elif kind is h2.events.StreamReset:
             ev_reset = cast(h2.events.StreamReset, event)
             assert ev_reset.stream_id is not None
@@ -373,31 +358,23 @@ class _Carrier(asyncio.Protocol):
                                                   f"({_code_name(code)})"))
         elif kind is h2.events.RemoteSettingsChanged:
             self.settings_changed(cast(h2.events.RemoteSettingsChanged, event))
-        elif kind is h2.events.TrailersReceived:
-            ev_trailers = cast(h2.events.TrailersReceived, event)
-            if ev_trailers.stream_ended is not None and ev_trailers.stream_id is not None:
-                self._ended(ev_trailers.stream_id)
         elif kind is h2.events.ConnectionTerminated:
-            # h2 sends and receives nothing more after a GOAWAY: every stream ends here.
             ev_goaway = cast(h2.events.ConnectionTerminated, event)
-            self.going_away = True
-            for stream in list(self.streams.values()):
-                stream._lose(ConnectionResetError(f"HTTP/2 connection closed by the peer (GOAWAY, "
-                                                  f"{_code_name(ev_goaway.error_code)})"))
-            self._close_if_idle()
+            self._terminated(f"HTTP/2 connection closed by the peer (GOAWAY, {_code_name(ev_goaway.error_code)})")
 
-    def _ended(self, stream_id: int) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is not None and not stream.end_received:
-            stream.ended()
+    def _terminated(self, why: str) -> None:
+        """h2 sends and receives nothing more after a GOAWAY: every stream ends now, then TCP."""
+        self.going_away = True
+        for stream in list(self.streams.values()):
+            stream._lose(ConnectionResetError(why))
+        self._close_if_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.going_away = True
         for stream in list(self.streams.values()):
             stream._lose(exc if exc is not None else ConnectionResetError("the HTTP/2 connection was closed"))
         self.transport = None
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self.closed.set()
 
     def pause_writing(self) -> None:
         self.tcp_paused = True
@@ -431,6 +408,7 @@ class _Carrier(asyncio.Protocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._unflushed = 0
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -448,36 +426,37 @@ class _Carrier(asyncio.Protocol):
 
     def send_pending(self, stream: StreamTransport) -> None:
         """Give the stream's written data to h2 as its windows allow; END_STREAM after it if asked."""
-        if stream.lost or self.transport is None:
-            return
+        # Only for a stream not lost (its callers check), so open in h2 too: our END_STREAM is not sent yet.
         pending = stream._pending
         h2conn = self.h2
         stream_id = stream.stream_id
-        try:
-            while pending and not self.tcp_paused:
-                size = min(len(pending), h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size)
-                if size <= 0:
-                    break
-                h2conn.send_data(stream_id, bytes(pending[:size]))
-                del pending[:size]
-            if not pending and stream._end_wanted and not stream.end_sent:
-                stream.end_sent = True
-                if stream.end_received:
-                    # The peer ended its side already: the stream is complete. RST_STREAM NO_ERROR
-                    # rather than an empty END_STREAM, which some servers (hypercorn) fail on once
-                    # they dropped the stream they ended.
+        while pending and not self.tcp_paused:
+            size = min(len(pending), h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size)
+            if size <= 0:
+                break
+            h2conn.send_data(stream_id, bytes(pending[:size]))
+            del pending[:size]
+            self._unflushed += size
+            if self._unflushed >= _FLUSH_AT:
+                # Written now, not at the end of the callback: the TCP connection's backpressure
+                # (pause_writing) then stops this loop, instead of h2 buffering all windows allow.
+                self.flush()
+        if not pending and stream._end_wanted and not stream.end_sent:
+            stream.end_sent = True
+            if stream.end_received:
+                # The peer ended its side already: the stream is complete once ours ends.
+                if stream.answered:
+                    h2conn.end_stream(stream_id)  # what tells an HTTP client the answer is complete
+                else:
+                    # A WebSocket: RST_STREAM NO_ERROR rather than an empty END_STREAM, which some
+                    # servers (hypercorn) fail on once they dropped the stream they ended.
                     h2conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-                    self.soon()
-                    stream._lose(None)
-                    return
-                h2conn.end_stream(stream_id)
-        except h2.exceptions.ProtocolError:  # the stream or the connection is closed
-            stream._lose(None)
-            return
+                self.soon()
+                stream._lose(None)
+                return
+            h2conn.end_stream(stream_id)
         self.soon()
         stream._check_low()
-        if stream.end_sent and stream.end_received:
-            self.stream_done(stream)
 
     def reset(self, stream: StreamTransport, code: int) -> None:
         try:
@@ -491,8 +470,7 @@ class _Carrier(asyncio.Protocol):
             stream._lose(None)
 
     def forget(self, stream: StreamTransport) -> None:
-        if self.streams.get(stream.stream_id) is stream:
-            del self.streams[stream.stream_id]
+        del self.streams[stream.stream_id]
         self._close_if_idle()
 
     def _close_if_idle(self) -> None:
@@ -500,10 +478,7 @@ class _Carrier(asyncio.Protocol):
         transport = self.transport
         if not self.going_away or self.streams or transport is None or transport.is_closing():
             return
-        try:
-            self.h2.close_connection()
-        except h2.exceptions.ProtocolError:
-            pass  # h2 already sent or received a GOAWAY
+        self.h2.close_connection()  # GOAWAY; h2 allows it after a GOAWAY sent or received too
         self.flush()
         transport.close()
 
@@ -518,14 +493,11 @@ class _Carrier(asyncio.Protocol):
 
     def send_headers(self, stream: StreamTransport, block: Sequence[H2Header], body: bytes | None = None) -> None:
         """Send a header block on a stream; with ``body``, that body then END_STREAM (a final HTTP answer)."""
-        if stream.lost or self.transport is None:
-            return
-        try:
-            self.h2.send_headers(stream.stream_id, list(block), end_stream=body == b"")
-        except h2.exceptions.ProtocolError:
-            stream._lose(None)
-            return
+        if stream.lost:
+            return  # reset by the peer (or the connection lost) while the answer was being made
+        self.h2.send_headers(stream.stream_id, list(block), end_stream=body == b"")
         if body is not None:
+            stream.answered = True
             stream._closing = True
             if body:
                 stream._pending += body
@@ -577,9 +549,6 @@ class H2ClientConnection(client_module.ClientConnection):
             self._handshake_failed(exc)
             return
         self._opened()
-
-    def _opening_data(self, data: bytes) -> None:
-        pass  # a refusal's body: the handshake already failed
 
 
 class _ClientCarrier(_Carrier):
@@ -765,22 +734,20 @@ class connect(client_module.connect):
         kwargs = dict(self._kwargs)
         kwargs["ssl"] = self._ssl
         kwargs["server_hostname"] = self._client.server_hostname_for(self._wsuri)
-        if self._sock is not None:
-            transport, _ = await loop.create_connection(lambda: _Deferred(), sock=self._sock, **kwargs)
-        else:
-            transport, _ = await loop.create_connection(lambda: _Deferred(), self._wsuri.host, self._wsuri.port,
-                                                        **kwargs)
-        ssl_object = transport.get_extra_info("ssl_object")
-        alpn = None if ssl_object is None else ssl_object.selected_alpn_protocol()
-        if alpn != "h2":
-            conn = self._make(self._uri)  # HTTP/1.1 on this TLS connection
+
+        def http11() -> client_module.ClientConnection:
+            conn = self._make(self._uri)
             holder.append(conn)
-            transport.set_protocol(conn)
-            conn.connection_made(transport)
-            await conn._handshake
+            return conn
+
+        chooser = _Chooser(carrier, http11)
+        if self._sock is not None:
+            transport, _ = await loop.create_connection(lambda: chooser, sock=self._sock, **kwargs)
+        else:
+            transport, _ = await loop.create_connection(lambda: chooser, self._wsuri.host, self._wsuri.port, **kwargs)
+        if chooser.chosen is not carrier:  # HTTP/1.1 on this TLS connection
+            await holder[-1]._handshake
             return None
-        transport.set_protocol(carrier)
-        carrier.connection_made(transport)
         try:
             extended_connect = await carrier.settings
         except BaseException:
@@ -801,11 +768,23 @@ class connect(client_module.connect):
         return None
 
 
-class _Deferred(asyncio.Protocol):
-    """Holds a fresh TLS connection until ALPN tells which protocol takes it."""
+class _Chooser(asyncio.Protocol):
+    """Gives a fresh TLS connection, once its handshake is done, to the protocol ALPN chose.
 
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - the server speaks second
-        raise RuntimeError("data before the protocol was chosen")
+    It does so in ``connection_made``, before any data is read: a TLS 1.2
+    server sends its first HTTP/2 frames with its last handshake message.
+    """
+
+    def __init__(self, carrier: _ClientCarrier, http11: Callable[[], client_module.ClientConnection]) -> None:
+        self.carrier = carrier
+        self.http11 = http11
+        self.chosen: asyncio.Protocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        h2_chosen = transport.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
+        self.chosen = chosen = self.carrier if h2_chosen else self.http11()
+        transport.set_protocol(chosen)
+        chosen.connection_made(transport)
 
 
 # -- server --------------------------------------------------------------------------------
@@ -829,9 +808,9 @@ class H2ServerConnection(server_module.ServerConnection):
         """The HTTP/2 stream of this WebSocket."""
         return None if self._transport is None else cast(int, self._transport.get_extra_info("stream_id"))
 
-    def _stream(self) -> StreamTransport | None:
-        transport = self._transport
-        return transport if isinstance(transport, StreamTransport) and not transport.lost else None
+    def _send_headers(self, block: Sequence[H2Header], body: bytes | None = None) -> None:
+        stream = cast(StreamTransport, self._transport)
+        stream._carrier.send_headers(stream, block, body)
 
     def _h2_request(self, block: list[_Received], ended: bool) -> None:
         try:
@@ -868,9 +847,7 @@ class H2ServerConnection(server_module.ServerConnection):
             self._send_response(response)
             return
         block, body = error_response(exc.status, str(exc), exc.headers)
-        stream = self._stream()
-        if stream is not None:
-            stream._carrier.send_headers(stream, block, body)
+        self._send_headers(block, body)
         self._response = Response(exc.status, "", Headers(block[1:]), body)
         self._end_opening()
 
@@ -880,8 +857,8 @@ class H2ServerConnection(server_module.ServerConnection):
         try:
             self.protocol.receive_data(data)  # kept (bounded) until the answer
         except InvalidHandshake as exc:
-            if self._task is not None:
-                self._task.cancel()
+            assert self._task is not None  # the handshake's, started with the request
+            self._task.cancel()
             self._send_error(exc)
 
     async def _answer_http(self, request: Request, exc: InvalidHandshake) -> None:
@@ -899,16 +876,12 @@ class H2ServerConnection(server_module.ServerConnection):
         headers = response.headers if isinstance(response.headers, Headers) else Headers(response.headers)
         block = [(":status", str(response.status_code))]
         block += [(name.lower(), value) for name, value in headers if name.lower() not in CONNECTION_SPECIFIC]
-        stream = self._stream()
-        if stream is not None:
-            stream._carrier.send_headers(stream, block, bytes(response.body))
+        self._send_headers(block, bytes(response.body))
         self._response = response
         self._end_opening()
 
     def _opened(self) -> None:
-        stream = self._stream()
-        if stream is not None:
-            stream._carrier.send_headers(stream, self.protocol.response_headers())
+        self._send_headers(self.protocol.response_headers())
         super()._opened()
 
 
