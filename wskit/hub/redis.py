@@ -41,7 +41,7 @@ _TEXT, _BINARY = b"t", b"b"  # the first byte of a message on Redis: its kind
 def _redis() -> Any:
     try:
         import redis.asyncio as redis_asyncio
-    except ImportError as exc:  # pragma: no cover - depends on the installation
+    except ImportError as exc:  # redis-py is the optional [redis] extra
         raise ImportError("the Redis hub needs redis-py: pip install 'wskit[redis]'") from exc
     return redis_asyncio
 
