@@ -382,7 +382,8 @@ class ASGIConnection(Connection):
             if kind == "websocket.close":
                 code = message.get("code", CloseCode.NORMAL_CLOSURE)
                 reason = message.get("reason") or ""
-                if type(code) is not int or not isinstance(reason, str):
+                # An int (an IntEnum too, like the default), not a bool.
+                if not isinstance(code, int) or isinstance(code, bool) or not isinstance(reason, str):
                     raise self._invalid(message, "'code' must be an int and 'reason' a str")
                 self._phase = _Phase.DONE
                 try:
