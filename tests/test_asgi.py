@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -25,7 +26,8 @@ import pytest
 pytest.importorskip("uvicorn")
 
 from wskit import ClientProtocol, Close, Ping, ServerProtocol, TextMessage
-from wskit.asyncio import connect
+from wskit.asgi import ASGIConnection
+from wskit.asyncio import connect, unix_connect
 from wskit.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake
 from wskit.plugin import PluginManager
 
@@ -184,14 +186,107 @@ def test_http_response_extension_denies_with_the_apps_response(server: Uvicorn) 
 def test_invalid_upgrade_request_gets_the_cores_answer(server: Uvicorn) -> None:
     async def main() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")  # no key
+        writer.write(BAD_REQUEST)
         answer = await reader.read()
         writer.close()
         assert answer.startswith(b"HTTP/1.1 400 "), answer
         assert b"Sec-WebSocket-Key" in answer
 
     run(main())
+
+
+BAD_REQUEST = (b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")  # no key
+
+
+def test_invalid_upgrade_request_is_logged_at_debug_level(tmp_path: Path) -> None:
+    """With wskit's loggers at DEBUG (uvicorn's --log-config), the reason of a 400 is logged."""
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({
+        "version": 1, "disable_existing_loggers": False,
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {"wskit": {"level": "DEBUG"}},
+    }))
+
+    async def main(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(BAD_REQUEST)
+        answer = await reader.read()
+        writer.close()
+        return answer
+
+    with Uvicorn(PLAIN, "--log-config", str(config)) as srv:
+        assert run(main(srv.port)).startswith(b"HTTP/1.1 400 ")
+        srv.wait_for(r"! invalid opening request: .*Sec-WebSocket-Key")
+
+
+def test_frames_sent_before_the_answer_reach_the_app_once_it_accepts(server: Uvicorn) -> None:
+    """A client that sends a message right after its request, before the 101: the message is
+    kept until the application accepts, then delivered (here: echoed)."""
+
+    async def main() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        proto = ClientProtocol(f"ws://127.0.0.1:{server.port}/accept-late?gate=early&key=early", extensions=[])
+        writer.writelines(proto.connect())
+        await asyncio.get_running_loop().run_in_executor(None, server.wait_for, "early: waiting")
+        # A masked text frame (a zero mask key) the core of this client will not send before the 101.
+        writer.write(b"\x81\x8a\x00\x00\x00\x00sent early")
+        await writer.drain()
+        async with connect(server.url("/release?gate=early")):
+            pass
+        client = RawClient(reader, writer, proto)
+        response = await client.next_event()
+        assert response.status_code == 101
+        assert await client.next_event() == TextMessage("sent early")
+        client.close()
+
+    run(main())
+
+
+def test_unix_socket_scope(tmp_path: Path) -> None:
+    """Under --uds the scope's server is [path, None] and its client None (ASGI spec)."""
+    path = str(tmp_path / "ws.sock")
+
+    async def main() -> None:
+        async with unix_connect(path, "ws://localhost/scope") as ws:
+            scope = json.loads(await ws.recv())
+        assert scope["server"] == [path, None]
+        assert scope["client"] is None
+        async with unix_connect(path, "ws://localhost/echo") as ws:
+            await ws.send("over a unix socket")
+            assert await ws.recv() == "over a unix socket"
+
+    with Uvicorn(PLAIN, "--uds", path) as srv:
+        run(main())
+        srv.wait_for(r' - "WebSocket /scope" \[accepted\]')
+
+
+def test_extension_factory_failing_during_accept_is_500_and_logged() -> None:
+    """A plugin's extension factory raises while the application accepts: the client gets a
+    500 without the exception's text, the server logs it, the application's accept raises
+    ClientDisconnected and receive() says the connection is gone."""
+
+    async def main(srv: Uvicorn) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"GET /accept-report?key=broken HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: x-broken\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 500 "), answer
+        assert b"secret detail" not in answer
+        assert await wait_report(srv, "broken") == {
+            "raised": "ClientDisconnected", "code": 1006,
+            "then": {"type": "websocket.disconnect", "code": 1006, "reason": ""}}
+        async with connect(srv.url("/echo")) as ws:  # a client that does not offer it is served
+            await ws.send("fine")
+            assert await ws.recv() == "fine"
+
+    with Uvicorn("asgi_apps.broken_extension:app") as srv:
+        run(main(srv))
+        srv.wait_for(r"WebSocket handshake failed: .*extension factory 'x-broken'.*secret detail")
+        assert "Exception in ASGI application" not in srv.output
 
 
 # -- application errors ----------------------------------------------------------
@@ -230,7 +325,8 @@ def test_returning_without_an_answer_is_500(server: Uvicorn) -> None:
     server.wait_for("ASGI application returned without accepting or denying")
 
 
-@pytest.mark.parametrize("case", ["accept-twice", "text-not-str", "both", "neither", "unknown", "bad-code", "no-type"])
+@pytest.mark.parametrize("case", ["accept-twice", "text-not-str", "both", "neither", "unknown", "bad-code",
+                                  "bool-code", "no-type"])
 def test_invalid_message_after_accept_raises_logs_and_closes_1011(server: Uvicorn, case: str) -> None:
     key = f"invalid-after-{case}"
 
@@ -250,8 +346,8 @@ def test_invalid_message_after_accept_raises_logs_and_closes_1011(server: Uvicor
 
 
 @pytest.mark.parametrize("case", ["send-before-accept", "bad-status", "no-type", "subprotocol-not-str",
-                                  "accept-bad-headers", "start-bad-headers", "not-body", "body-not-bytes",
-                                  "body-on-204"])
+                                  "subprotocol-not-offered", "accept-bad-headers", "start-bad-headers", "not-body",
+                                  "body-not-bytes", "body-on-204"])
 def test_invalid_message_before_accept_raises_logs_and_answers_500(server: Uvicorn, case: str) -> None:
     key = f"invalid-before-{case}"
 
@@ -266,6 +362,23 @@ def test_invalid_message_before_accept_raises_logs_and_answers_500(server: Uvico
     run(main())
     phase = "responding" if case in ("not-body", "body-not-bytes", "body-on-204") else "connecting"
     server.wait_for(rf"ASGI application sent an invalid message .* while the WebSocket connection is {phase}")
+
+
+def test_invalid_message_error_left_to_propagate_is_logged_once(server: Uvicorn) -> None:
+    """The application does not catch the RuntimeError of its invalid message: 1011, and the
+    error is not logged a second time as an exception escaping the application."""
+
+    async def main() -> None:
+        async with connect(server.url("/invalid?case=not-a-message&propagate=1")) as ws:
+            with pytest.raises(ConnectionClosedError) as caught:
+                await ws.recv()
+            assert caught.value.code == 1011
+        with pytest.raises(InvalidHandshake):  # a line logged after everything the first one logs
+            await connect(server.url("/deny-close?key=after-propagate"))
+
+    run(main())
+    server.wait_for(r'"WebSocket /deny-close\?key=after-propagate" 403')
+    assert len([line for line in server.lines if "'websocket.not-a-message'" in line]) == 1
 
 
 def test_send_after_a_denial_raises_client_disconnected(server: Uvicorn) -> None:
@@ -286,6 +399,28 @@ def test_application_returning_a_value_is_logged(server: Uvicorn) -> None:
 
     run(main())
     server.wait_for("ASGI application should return None, but returned 42")
+
+
+def test_application_closing_then_returning_a_value_keeps_its_close_code(server: Uvicorn) -> None:
+    """The application's Close was sent: returning a value is logged, the client has 1000."""
+
+    async def main() -> None:
+        async with connect(server.url("/return-value?close=1")) as ws:
+            await ws.wait_closed()
+            assert (ws.close_code, ws.close_reason) == (1000, "")
+
+    run(main())
+    server.wait_for("ASGI application should return None, but returned 'closed'")
+
+
+def test_app_close_without_a_code_is_1000(server: Uvicorn) -> None:
+    async def main() -> None:
+        async with connect(server.url("/close?key=default-close")) as ws:
+            with pytest.raises(ConnectionClosedOK) as caught:
+                await ws.recv()
+            assert (caught.value.code, caught.value.reason) == (1000, "")
+
+    run(main())
 
 
 # -- uvicorn's settings ----------------------------------------------------------------
@@ -533,3 +668,56 @@ def test_accept_server_header() -> None:
         answers.append(server.response.headers.get("Server"))
     assert answers[0].startswith("wskit/")
     assert answers[1:] == ["uvicorn", None]
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_asgi_connection_as_an_asyncio_protocol_of_its_own() -> None:
+    """ASGIConnection without a server's extras: no default headers in the 101 (no Server
+    header either), and the access lines only when its error logger is enabled for INFO."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/deny":
+            await send({"type": "websocket.close"})
+            return
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": message["text"]})
+        await send({"type": "websocket.close"})
+
+    async def main(level: int) -> list[str]:
+        logger = logging.Logger(f"asgi-test-{level}", level)
+        records = Records()
+        logger.addHandler(records)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: ASGIConnection(app, ServerProtocol(extensions=[]),
+                                                                 error_logger=logger), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            assert "Server" not in ws.response.headers
+            assert "Date" not in ws.response.headers
+            await ws.send("plain asyncio")
+            assert await ws.recv() == "plain asyncio"
+            await ws.wait_closed()
+            assert ws.close_code == 1000
+        with pytest.raises(InvalidHandshake) as caught:
+            await connect(f"ws://127.0.0.1:{port}/deny")
+        assert caught.value.response.status_code == 403
+        assert "Server" not in caught.value.response.headers
+        server.close()
+        await server.wait_closed()
+        return records.messages
+
+    assert run(main(logging.WARNING)) == []
+    lines = run(main(logging.INFO))
+    assert len(lines) == 2
+    assert lines[0].endswith(' - "WebSocket /echo" [accepted]')
+    assert lines[1].endswith(' - "WebSocket /deny" 403')

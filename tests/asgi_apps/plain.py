@@ -15,14 +15,22 @@ from typing import Any
 from urllib.parse import parse_qs
 
 REPORT: dict[str, Any] = {}
-_released: asyncio.Event | None = None
+_gates: dict[str, asyncio.Event] = {}
 
 
-def _release_event() -> asyncio.Event:
-    global _released
-    if _released is None:
-        _released = asyncio.Event()
-    return _released
+def _gate(name: str) -> asyncio.Event:
+    """The event ``/release?gate=NAME`` sets (``NAME`` defaults to ``stall``)."""
+    return _gates.setdefault(name, asyncio.Event())
+
+
+async def _echo(receive: Any, send: Any, key: str) -> None:
+    """Echo every message; record the disconnect under ``key``."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            REPORT[key] = message
+            return
+        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
 
 
 async def _until_disconnect(receive: Any) -> dict[str, Any]:
@@ -49,12 +57,20 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         offered = scope["subprotocols"]
         await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None,
                     "headers": [(b"x-app", b"plain")]})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                REPORT[key] = message
-                return
-            await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
+        await _echo(receive, send, key)
+    elif path == "/accept-late":  # prints "KEY: waiting", accepts once ?gate= is released, then echoes
+        print(f"{key}: waiting", file=sys.stderr, flush=True)
+        await _gate(query["gate"]).wait()
+        await send({"type": "websocket.accept"})
+        await _echo(receive, send, key)
+    elif path == "/accept-report":  # records how its accept ended, then the message receive gives
+        try:
+            await send({"type": "websocket.accept"})
+        except OSError as exc:
+            REPORT[key] = {"raised": type(exc).__name__, "code": getattr(exc, "code", None)}
+        else:
+            REPORT[key] = {"raised": None}
+        REPORT[key]["then"] = await receive()
     elif path == "/scope":  # the scope as JSON
         await send({"type": "websocket.accept"})
         shown = {k: v for k, v in scope.items() if k not in ("state", "headers")}
@@ -63,10 +79,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             shown[name] = scope[name].decode("latin-1")
         await send({"type": "websocket.send", "text": json.dumps(shown)})
         await send({"type": "websocket.close"})
-    elif path == "/close":  # the application closes with ?code= and ?reason=
+    elif path == "/close":  # the application closes with ?code= and ?reason= (each left out when not given)
         await send({"type": "websocket.accept"})
-        code, reason = int(query.get("code", "1000")), query.get("reason", "")
-        await send({"type": "websocket.close", "code": code, "reason": reason})
+        close: dict[str, Any] = {"type": "websocket.close"}
+        if "code" in query:
+            close["code"] = int(query["code"])
+        if "reason" in query:
+            close["reason"] = query["reason"]
+        await send(close)
         try:
             await send({"type": "websocket.send", "text": "after close"})
         except OSError as exc:
@@ -87,8 +107,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise RuntimeError("boom after accept")
     elif path == "/return-early":
         return
-    elif path == "/return-value":  # returns something else than None (logged)
+    elif path == "/return-value":  # returns 42, not None (logged); ?close=1: closes first (no code given)
         await send({"type": "websocket.accept"})
+        if query.get("close") == "1":
+            await send({"type": "websocket.close"})
+            return "closed"  # type: ignore[return-value]
         return 42  # type: ignore[return-value]
     elif path == "/deny-then-send":  # denied (403), then sends: ClientDisconnected, left to propagate
         await send({"type": "websocket.close"})
@@ -98,6 +121,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             REPORT[key] = {"raised": type(exc).__name__}
         await send({"type": "websocket.send", "text": "again"})
     elif path == "/invalid":  # ?before=1: before accept; ?case= picks the bad message; then waits
+        # (?propagate=1: lets the RuntimeError out instead)
         bad = {
             "send-before-accept": {"type": "websocket.send", "text": "too early"},
             "accept-twice": {"type": "websocket.accept"},
@@ -106,9 +130,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "neither": {"type": "websocket.send"},
             "unknown": {"type": "websocket.bogus"},
             "bad-code": {"type": "websocket.close", "code": 1006},
+        "bool-code": {"type": "websocket.close", "code": True},
             "no-type": {"text": "x"},
             "bad-status": {"type": "websocket.http.response.start", "status": 99},
             "subprotocol-not-str": {"type": "websocket.accept", "subprotocol": 5},
+        "subprotocol-not-offered": {"type": "websocket.accept", "subprotocol": "never-offered"},
+        "not-a-message": {"type": "websocket.not-a-message"},
             "accept-bad-headers": {"type": "websocket.accept", "headers": [("x-str", "not bytes")]},
             "start-bad-headers": {"type": "websocket.http.response.start", "status": 200, "headers": [("a", "b")]},
             # After websocket.http.response.start: the messages sent first, then the bad one.
@@ -124,6 +151,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             *first, bad = bad
             for message in first:
                 await send(message)
+        if query.get("propagate") == "1":
+            await send(bad)
         try:
             await send(bad)
         except RuntimeError as exc:
@@ -134,14 +163,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/stall":  # takes one message, waits for /release, then counts until "end"
         await send({"type": "websocket.accept"})
         await receive()
-        await _release_event().wait()
+        await _gate("stall").wait()
         count = 0
         while (await receive()).get("text") != "end":
             count += 1
         await send({"type": "websocket.send", "text": str(count)})
         await _until_disconnect(receive)
-    elif path == "/release":
-        _release_event().set()
+    elif path == "/release":  # sets the event of ?gate= (default: /stall's)
+        _gate(query.get("gate", "stall")).set()
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close"})
     elif path == "/flood":  # sends 64 KiB messages until a send waits 2 s

@@ -19,7 +19,8 @@ WS = "wskit.asgi:UvicornProtocol"
 class Uvicorn:
     """``python -m uvicorn APP --ws ... --port 0 ARGS`` in a child process.
 
-    The port is the one uvicorn reports in its "running on" line; the
+    The port is the one uvicorn reports in its "running on" line (none
+    when ARGS has ``--uds PATH``: it listens on that Unix socket); the
     output is collected in :attr:`lines` (a thread reads it).
     """
 
@@ -33,10 +34,10 @@ class Uvicorn:
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        line = self.wait_for(r"Uvicorn running on \S+:(\d+)", timeout=30)
-        match = re.search(r"Uvicorn running on \S+:(\d+)", line)
+        running = r"Uvicorn running on (unix socket \S+|\S+:(\d+))"
+        match = re.search(running, self.wait_for(running, timeout=30))
         assert match is not None
-        self.port = int(match.group(1))
+        self._port = None if match.group(2) is None else int(match.group(2))
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -67,6 +68,12 @@ class Uvicorn:
                     raise AssertionError(f"uvicorn printed no line matching {pattern!r} (x{count}); "
                                          f"its output:\n" + "\n".join(self.lines))
                 self._changed.wait(left)
+
+    @property
+    def port(self) -> int:
+        """The TCP port uvicorn listens on."""
+        assert self._port is not None, "uvicorn listens on a Unix socket (--uds)"
+        return self._port
 
     def url(self, path: str, scheme: str = "ws") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"

@@ -162,8 +162,8 @@ class ASGIConnection(Connection):
     # -- the opening handshake ---------------------------------------------------
 
     def _opening_data(self, data: bytes) -> None:
-        if self._phase is _Phase.DONE:
-            return  # answered (denied): nothing more is read
+        # Bytes that arrive once the request was answered (a denial) reach a
+        # core in its CLOSED state, which discards them.
         try:
             events = self.protocol.receive_data(data)
         except InvalidHandshake as exc:
@@ -209,8 +209,8 @@ class ASGIConnection(Connection):
 
     def _close_transport(self) -> None:
         transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
+        assert transport is not None  # connection_made came before any data
+        transport.close()  # nothing more if it is already closing
         self._start_close_timer()
 
     def _server_headers(self) -> list[tuple[str, str]]:
@@ -382,7 +382,8 @@ class ASGIConnection(Connection):
             if kind == "websocket.close":
                 code = message.get("code", CloseCode.NORMAL_CLOSURE)
                 reason = message.get("reason") or ""
-                if type(code) is not int or not isinstance(reason, str):
+                # An int (an IntEnum too, like the default), not a bool.
+                if not isinstance(code, int) or isinstance(code, bool) or not isinstance(reason, str):
                     raise self._invalid(message, "'code' must be an int and 'reason' a str")
                 self._phase = _Phase.DONE
                 try:
@@ -435,9 +436,11 @@ class ASGIConnection(Connection):
     # -- the server --------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """The server stops: close with 1012 (service restart); before accept, answer 503."""
-        if self._lost:
-            return
+        """The server stops: close with 1012 (service restart); before accept, answer 503.
+
+        Called for the connections in the server's registry, which holds a
+        connection only while its transport is open.
+        """
         phase = self._phase
         if phase is _Phase.CONNECTING or phase is _Phase.RESPONDING:
             self._deny(503, b"Service Unavailable: the server is shutting down\n")
