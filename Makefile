@@ -55,10 +55,10 @@ $(RUN_STAMP): $(INSTALL_DEPS)
 run: $(RUN_STAMP) ## Install wskit (no dev tools) and run the demo: a server and a client talking.
 	@$(VPY) -m wskit demo
 
-test: $(STAMP) ## Lint (ruff), type-check (mypy), then run the whole test suite (pytest).
+test: $(STAMP) ## Lint (ruff), type-check (mypy), then the whole test suite, measured: branch coverage and its floors.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VPY) -m pytest
+	$(MAKE) --no-print-directory coverage ARGS=
 
 # The doc tools (the `docs` extra) on top of the runtime install, for `make docs` alone.
 $(DOCS_STAMP): $(INSTALL_DEPS)
