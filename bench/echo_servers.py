@@ -249,6 +249,14 @@ async def wskit_http2(port: int) -> None:
         await server.serve_forever()
 
 
+async def with_aiofastnet(coro: Any) -> None:
+    """Run ``coro`` with the running loop's networking patched to aiofastnet's compiled transports."""
+    import aiofastnet
+
+    aiofastnet.patch_loop()
+    await coro
+
+
 def main() -> None:
     impl, port = sys.argv[1], int(sys.argv[2])
     if impl == "wskit-sync":
@@ -258,6 +266,17 @@ def main() -> None:
         import uvloop
 
         uvloop.run(wskit_asyncio(port))
+        return
+    if impl == "wskit-aiofastnet":
+        asyncio.run(with_aiofastnet(wskit_asyncio(port)))
+        return
+    if impl == "floor-aiofastnet":
+        asyncio.run(with_aiofastnet(floor_server(port)))
+        return
+    if impl == "wskit-uvloop-aiofastnet":
+        import uvloop
+
+        uvloop.run(with_aiofastnet(wskit_asyncio(port)))
         return
     if impl in UVICORN_WS:
         asyncio.run(uvicorn_server(port, UVICORN_WS[impl]))
