@@ -10,11 +10,14 @@ state afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import ssl
 import struct
 import subprocess
 import sys
 import textwrap
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -28,7 +31,7 @@ from wskit.events import Event
 from wskit.exceptions import ProtocolError
 from wskit.frames import SPLIT_SIZE, encode_frame, encode_message
 
-pytestmark = pytest.mark.skipif(wskit.mask.read_messages is None, reason="the C accelerator is not built")
+needs_c = pytest.mark.skipif(wskit.mask.read_messages is None, reason="the C accelerator is not built")
 
 CASES = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -112,6 +115,7 @@ def unmasked(frame: bytes) -> tuple[int, bytes]:
     return frame[0], frame[2:]
 
 
+@needs_c
 @CASES
 @given(case=wire(), cuts=st.lists(st.integers(0, 400), max_size=6),
        max_size=st.sampled_from([None, 2**20, 64, 0]))
@@ -120,6 +124,7 @@ def test_c_parser_and_python_parser_agree(case: tuple[Side, bytes], cuts: list[i
     assert run(side, data, cuts, max_size, fast=True) == run(side, data, cuts, max_size, fast=False)
 
 
+@needs_c
 @settings(max_examples=60, deadline=None)
 @given(sizes=st.lists(st.sampled_from([0, 1, 125, 126, 65535, 65536, 70001]), min_size=1, max_size=4),
        text=st.booleans(), chunk=st.sampled_from([1460, 65536, 10**7]), side=st.sampled_from(list(Side)))
@@ -131,9 +136,10 @@ def test_large_frames_agree(sizes: list[int], text: bool, chunk: int, side: Side
     cuts = [chunk] * (len(data) // chunk)
     fast = run(side, data, cuts, None, fast=True)
     assert fast == run(side, data, cuts, None, fast=False)
-    assert len([e for events in fast[:-1] for e in events]) == len(sizes)  # type: ignore[union-attr]
+    assert sum(len(events) for events in fast[:-1]) == len(sizes)  # type: ignore[arg-type,misc]
 
 
+@needs_c
 def test_fast_path_results() -> None:
     client = Protocol(Side.CLIENT)
     data = b"".join(client.send_text("héllo") + client.send_binary(b"\x00\xff") + client.send_ping(b"p")
@@ -145,6 +151,7 @@ def test_fast_path_results() -> None:
     assert events[0] == TextMessage("héllo") and events[1] == BinaryMessage(b"\x00\xff")
 
 
+@needs_c
 def test_invalid_utf8_is_left_to_the_python_parser() -> None:
     client = Protocol(Side.CLIENT)
     good = client.send_text("ok")[0]
@@ -156,6 +163,7 @@ def test_invalid_utf8_is_left_to_the_python_parser() -> None:
     assert info.value.events == [TextMessage("ok")]
 
 
+@needs_c
 def test_read_messages_arguments() -> None:
     read = wskit.mask.read_messages
     assert read is not None
@@ -168,13 +176,13 @@ def test_read_messages_arguments() -> None:
     with pytest.raises(ValueError, match="outside the buffer"):
         read(frame, -1, False, -1, TextMessage, BinaryMessage)
     with pytest.raises(TypeError):
-        read("not bytes", 0, False, -1, TextMessage, BinaryMessage)
+        read("not bytes", 0, False, -1, TextMessage, BinaryMessage)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="6 positional arguments"):
         read(frame, 0, False, -1, TextMessage)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        read(frame, "0", False, -1, TextMessage, BinaryMessage)
+        read(frame, "0", False, -1, TextMessage, BinaryMessage)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        read(frame, 0, False, None, TextMessage, BinaryMessage)
+        read(frame, 0, False, None, TextMessage, BinaryMessage)  # type: ignore[arg-type]
 
     def broken(data: object) -> object:
         raise RuntimeError("from the event class")
@@ -214,4 +222,69 @@ def test_pure_python_fallback_without_the_accelerator() -> None:
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+# -- aiofastnet's compiled transports, picked up when installed ----------------------------------------------
+
+
+def test_server_runs_on_aiofastnet_transports_when_installed() -> None:
+    aiofastnet = pytest.importorskip("aiofastnet")
+    from wskit.asyncio import connect, serve
+
+    async def main() -> tuple[type, str]:
+        transports: list[object] = []
+
+        async def echo(ws: Any) -> None:
+            transports.append(ws.transport)
+            async for message in ws:
+                await ws.send(message)
+
+        async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
+                await ws.send("x" * 70_000)
+                answer = await ws.recv()
+        assert isinstance(answer, str) and answer == "x" * 70_000
+        return type(transports[0]), answer[:1]
+
+    kind, _ = asyncio.run(main())
+    assert issubclass(kind, aiofastnet.Transport)
+
+
+def test_aiofastnet_is_not_used_for_tls_or_keywords_it_does_not_take() -> None:
+    pytest.importorskip("aiofastnet")
+    from wskit.asyncio.connection import create_server_function
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert create_server_function(loop, {"ssl": ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)}) \
+            == loop.create_server
+        assert create_server_function(loop, {"not_an_aiofastnet_keyword": 1}) == loop.create_server
+        fast = create_server_function(loop, {"reuse_port": True})
+        assert fast != loop.create_server and fast.args == (loop,)  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("how", ["missing", "turned off"])
+def test_stock_asyncio_transports_without_aiofastnet(how: str) -> None:
+    script = textwrap.dedent("""
+        import asyncio, sys
+        if sys.argv[1] == "missing":
+            sys.modules["aiofastnet"] = None
+        from wskit.asyncio.connection import create_server_function
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            assert create_server_function(loop, {}) == loop.create_server
+            print("ok")
+
+        asyncio.run(main())
+    """)
+    env = dict(os.environ)
+    if how == "turned off":
+        env["WSKIT_NO_SPEEDUPS"] = "1"
+    out = subprocess.run([sys.executable, "-c", script, how], capture_output=True, text=True, timeout=60,
+                         check=True, env=env)
     assert out.stdout.strip() == "ok"
