@@ -183,6 +183,15 @@ def test_read_messages_arguments() -> None:
         read(frame, "0", False, -1, TextMessage, BinaryMessage)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         read(frame, 0, False, None, TextMessage, BinaryMessage)  # type: ignore[arg-type]
+    # A limit beyond what a buffer can hold is no limit; a negative one other than -1 is refused.
+    assert read(frame, 0, False, 2**80, TextMessage, BinaryMessage) == ([BinaryMessage(b"abc")], 5)
+    for bad in (-2, -2**80):
+        with pytest.raises(ValueError, match="max_size"):
+            read(frame, 0, False, bad, TextMessage, BinaryMessage)
+    with pytest.raises(TypeError):
+        read(frame, 0, False, 2.0**80, TextMessage, BinaryMessage)  # type: ignore[arg-type]
+    huge = Protocol(Side.SERVER, max_size=2**80)
+    assert huge.receive_data(encode_frame(0x81, b"hi", True)) == [TextMessage("hi")]
 
     def broken(data: object) -> object:
         raise RuntimeError("from the event class")

@@ -357,6 +357,29 @@ read_messages(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     }
     max_size = PyLong_AsSsize_t(args[3]);
     if (max_size == -1 && PyErr_Occurred()) {
+        /* A limit beyond PY_SSIZE_T_MAX is no limit for what a buffer holds. */
+        PyObject *zero;
+        int positive;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        zero = PyLong_FromLong(0);
+        if (zero == NULL) {
+            return NULL;
+        }
+        positive = PyObject_RichCompareBool(args[3], zero, Py_GT);
+        Py_DECREF(zero);
+        if (positive < 0) {
+            return NULL;
+        }
+        if (!positive) {
+            PyErr_SetString(PyExc_ValueError, "max_size must be -1 (no limit) or >= 0");
+            return NULL;
+        }
+    }
+    if (max_size < -1) {
+        PyErr_SetString(PyExc_ValueError, "max_size must be -1 (no limit) or >= 0");
         return NULL;
     }
     text_type = args[4];
