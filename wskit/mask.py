@@ -64,7 +64,7 @@ read_messages: Callable[[bytes | bytearray, int, bool, int, Any, Any], tuple[lis
 if not os.environ.get("WSKIT_NO_SPEEDUPS"):
     try:
         from . import _speedups
-    except ImportError:  # pragma: no cover - depends on the build
+    except ImportError:  # not built (or blocked): the pure-Python fallback
         pass
     else:
         apply_mask = _speedups.apply_mask
