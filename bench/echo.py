@@ -35,13 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wskit import BinaryMessage, ClientProtocol, TextMessage
 
 HERE = Path(__file__).resolve().parent
-IMPLS = ["wskit-asyncio", "wskit-uvloop", "wskit-sync", "websockets", "picows", "aiohttp", "floor",
+IMPLS = ["wskit-asyncio", "wskit-pure", "wskit-uvloop", "wskit-aiofastnet", "wskit-uvloop-aiofastnet", "wskit-sync",
+         "websockets", "picows", "aiohttp", "floor", "floor-aiofastnet",
          "uvicorn-wskit", "uvicorn-websockets-sansio", "uvicorn-wsproto", "wskit-http2"]
 # The same ASGI echo app on uvicorn with each of its WebSocket implementations.
 UVICORN_OWN = ("uvicorn-websockets-sansio", "uvicorn-wsproto")
 # "floor" is no library: the least an asyncio.Protocol must do to echo small
 # messages (see echo_servers.py), i.e. what the loop and system calls cost.
-SMALL_ONLY = {"floor"}
+SMALL_ONLY = {"floor", "floor-aiofastnet"}
 
 
 def cpu_seconds(proc: subprocess.Popen[str]) -> float:
@@ -184,6 +185,7 @@ def main() -> int:
     parser.add_argument("--impl", action="append", choices=IMPLS, help="servers to measure (default: all available)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs per load (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (caches, allocators)")
     args = parser.parse_args()
     impls = args.impl or IMPLS
     scale = 0.25 if args.quick else 1.0
@@ -196,34 +198,49 @@ def main() -> int:
         "50x32 B, 50 TLS": lambda port: pipelined_tls(port, 50, 100, max(1, int(8 * scale)), http2=False),
         "50x32 B, 1 HTTP/2": lambda port: pipelined_tls(port, 50, 100, max(1, int(8 * scale)), http2=True),
     }
-    print(f"{'server':<26}{'load':<20}{'CPU us/msg':>12}{'msgs/s':>12}")
+    procs: dict[str, tuple[subprocess.Popen[str], int]] = {}
     results: dict[tuple[str, str], float] = {}
-    for impl in impls:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, str(HERE / "echo_servers.py"), impl, str(port)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
+    try:
+        for impl in impls:
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, str(HERE / "echo_servers.py"), impl, str(port)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
             line = proc.stdout.readline() if proc.stdout else ""
             if line.strip() != "ready":
                 err = proc.stderr.read() if proc.stderr else ""
                 print(f"{impl:<26}unavailable: {err.strip().splitlines()[-1] if err.strip() else 'did not start'}")
+                proc.kill()
+                proc.wait()
                 continue
-            for load, make in (tls_loads if impl == "wskit-http2" else loads).items():
-                if impl in SMALL_ONLY and load == "1 MiB echo":
-                    continue
-                cpus, rates = [], []
-                for _ in range(args.repeat):
-                    cpu, wall, n = run_load(proc, lambda make=make, port=port: make(port))
-                    cpus.append(cpu / n * 1e6)
-                    rates.append(n / wall)
-                cpu_us = statistics.median(cpus)
-                results[(impl, load)] = cpu_us
-                print(f"{impl:<26}{load:<20}{cpu_us:12.1f}{statistics.median(rates):12.0f}", flush=True)
-        finally:
+            procs[impl] = (proc, port)
+        # Rounds are interleaved: round r of every server runs before round r + 1 of any,
+        # so that a change in the machine's load touches every server alike.
+        samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        plan = [(impl, load, make) for impl in procs
+                for load, make in (tls_loads if impl == "wskit-http2" else loads).items()
+                if not (impl in SMALL_ONLY and load == "1 MiB echo")]
+        for _ in range(args.warmup):
+            for impl, _load, make in plan:
+                proc, port = procs[impl]
+                run_load(proc, lambda make=make, port=port: make(port))
+        for _ in range(args.repeat):
+            for impl, load, make in plan:
+                proc, port = procs[impl]
+                cpu, wall, n = run_load(proc, lambda make=make, port=port: make(port))
+                samples.setdefault((impl, load), []).append((cpu / n * 1e6, n / wall))
+    finally:
+        for proc, _ in procs.values():
             proc.kill()
             proc.wait()
-    base = "websockets"
-    if any(k[0] == base for k in results):
+    print(f"{'server':<26}{'load':<20}{'CPU us/msg':>12}{'spread':>16}{'msgs/s':>12}")
+    for (impl, load), runs in samples.items():
+        cpus = sorted(c for c, _ in runs)
+        cpu_us = statistics.median(cpus)
+        results[(impl, load)] = cpu_us
+        print(f"{impl:<26}{load:<20}{cpu_us:12.1f}{f'{cpus[0]:.1f}-{cpus[-1]:.1f}':>16}"
+              f"{statistics.median(r for _, r in runs):12.0f}")
+    for base in [b for b in ("picows", "websockets") if any(k[0] == b for k in results)]:
         print(f"\nserver CPU per message, {base} / other (> 1: other uses less CPU)")
         for (impl, load), cpu in results.items():
             if impl != base and (base, load) in results:

@@ -2,7 +2,11 @@
 
     python bench/echo_servers.py IMPL PORT
 
-IMPL: wskit-asyncio, wskit-uvloop (the same on uvloop), wskit-sync,
+IMPL: wskit-asyncio (stock asyncio transports, C accelerator), wskit-pure (the
+same without the C accelerator), wskit-uvloop (stock, on uvloop),
+wskit-aiofastnet and wskit-uvloop-aiofastnet (the accelerated rows: the
+asyncio server on aiofastnet's transports, which it picks up when installed,
+on the asyncio or the uvloop loop), floor-aiofastnet, wskit-sync,
 websockets, picows, aiohttp, floor, and a plain ASGI echo application on
 uvicorn (asyncio loop, h11 or httptools, access log off) with each WebSocket
 implementation: uvicorn-wskit (``--ws wskit.asgi:UvicornProtocol``),
@@ -17,6 +21,7 @@ CLOCK_PROCESS_CPUTIME_ID). Runs until killed.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -249,12 +254,40 @@ async def wskit_http2(port: int) -> None:
         await server.serve_forever()
 
 
+async def with_aiofastnet(coro: Any) -> None:
+    """Run ``coro`` with the running loop's networking patched to aiofastnet's compiled transports."""
+    import aiofastnet
+
+    aiofastnet.patch_loop()
+    await coro
+
+
 def main() -> None:
     impl, port = sys.argv[1], int(sys.argv[2])
+    if impl in ("wskit-asyncio", "wskit-uvloop", "wskit-pure", "uvicorn-wskit", "wskit-http2"):
+        # Stock transports: the asyncio server would pick aiofastnet's up when installed.
+        sys.modules["aiofastnet"] = None  # type: ignore[assignment]
+    if impl == "wskit-pure":
+        os.environ["WSKIT_NO_SPEEDUPS"] = "1"  # nor the C accelerator
+        impl = "wskit-asyncio"
     if impl == "wskit-sync":
         wskit_sync(port)
         return
     if impl == "wskit-uvloop":
+        import uvloop
+
+        uvloop.run(wskit_asyncio(port))
+        return
+    if impl == "wskit-aiofastnet":  # wskit picks aiofastnet up by itself
+        import aiofastnet
+
+        asyncio.run(wskit_asyncio(port))
+        return
+    if impl == "floor-aiofastnet":
+        asyncio.run(with_aiofastnet(floor_server(port)))
+        return
+    if impl == "wskit-uvloop-aiofastnet":
+        import aiofastnet  # noqa: F401
         import uvloop
 
         uvloop.run(wskit_asyncio(port))

@@ -42,11 +42,18 @@ Case = Callable[[], Callable[[], object]]  # setup -> timed function
 RESULTS: list[dict[str, object]] = []
 
 
-def measure(name: str, ours: Case, theirs: Case, rounds: int, note: str = "") -> None:
-    """Time ``ours`` and ``theirs`` alternately; print medians and the ratio."""
+def measure(name: str, ours: Case, theirs: Case, rounds: int, note: str = "", warmup: int = 2) -> None:
+    """Time ``ours`` and ``theirs`` alternately; print medians and the ratio.
+
+    ``warmup`` unmeasured rounds of each come first (allocator, caches). The
+    ratio is the median of the per-round ratios (each round times both
+    libraries back to back, in alternating order), which a change in the
+    machine's load between rounds moves far less than a ratio of medians;
+    the spread shown is that of the per-round ratios (25th-75th percentile).
+    """
     t_ours: list[float] = []
     t_theirs: list[float] = []
-    for i in range(rounds):
+    for i in range(warmup + rounds):
         pair = [(ours, t_ours), (theirs, t_theirs)]
         if i % 2:
             pair.reverse()
@@ -56,12 +63,19 @@ def measure(name: str, ours: Case, theirs: Case, rounds: int, note: str = "") ->
             gc.disable()
             t0 = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
             gc.enable()
+            if i >= warmup:
+                times.append(elapsed)
     a = statistics.median(t_ours)
     b = statistics.median(t_theirs)
-    RESULTS.append({"case": name, "wskit_ms": a * 1e3, "websockets_ms": b * 1e3, "ratio": b / a, "note": note})
-    print(f"{name:<52} {a * 1e3:10.3f} {b * 1e3:12.3f} {b / a:8.2f}x  {note}", flush=True)
+    ratios = sorted(y / x for x, y in zip(t_ours, t_theirs, strict=True))
+    ratio = statistics.median(ratios)
+    low, high = (statistics.quantiles(ratios, n=4)[0::2] if len(ratios) >= 4 else (ratios[0], ratios[-1]))
+    RESULTS.append({"case": name, "wskit_ms": a * 1e3, "websockets_ms": b * 1e3, "ratio": ratio,
+                    "ratio_iqr": [low, high], "note": note})
+    print(f"{name:<52} {a * 1e3:10.3f} {b * 1e3:12.3f} {ratio:8.2f}x  {f'{low:.2f}-{high:.2f}':>10}  {note}",
+          flush=True)
 
 
 # -- frames --------------------------------------------------------------------
@@ -118,7 +132,7 @@ def case_send_small() -> tuple[Case, Case]:
     return ours, theirs
 
 
-def case_receive_big(size: int, chunk: int | None) -> tuple[Case, Case]:
+def case_receive_big(size: int, chunk: int | None, repeat: int = 1) -> tuple[Case, Case]:
     c = Protocol(Side.CLIENT, max_size=None)
     wire = b"".join(c.send_binary(os.urandom(size)))
     pieces = [wire] if chunk is None else [wire[i:i + chunk] for i in range(0, len(wire), chunk)]
@@ -129,9 +143,10 @@ def case_receive_big(size: int, chunk: int | None) -> tuple[Case, Case]:
         def run() -> object:
             recv = p.receive_data
             events = []
-            for piece in pieces:
-                events += recv(piece)
-            assert len(events) == 1 and len(events[0].data) == size  # type: ignore[attr-defined]
+            for _ in range(repeat):
+                for piece in pieces:
+                    events += recv(piece)
+            assert len(events) == repeat and len(events[0].data) == size  # type: ignore[attr-defined]
             return events
 
         return run
@@ -141,10 +156,12 @@ def case_receive_big(size: int, chunk: int | None) -> tuple[Case, Case]:
 
         def run() -> object:
             recv = p.receive_data
-            for piece in pieces:
-                recv(piece)
-            events = p.events_received()
-            assert len(events) == 1
+            events = []
+            for _ in range(repeat):
+                for piece in pieces:
+                    recv(piece)
+                events += p.events_received()
+            assert len(events) == repeat
             return events
 
         return run
@@ -152,19 +169,30 @@ def case_receive_big(size: int, chunk: int | None) -> tuple[Case, Case]:
     return ours, theirs
 
 
-def case_send_big(size: int) -> tuple[Case, Case]:
+def case_send_big(size: int, repeat: int = 1) -> tuple[Case, Case]:
     payload = os.urandom(size)
 
     def ours() -> Callable[[], object]:
         p = Protocol(Side.CLIENT)
-        return lambda: p.send_binary(payload)
+
+        def run() -> object:
+            send = p.send_binary
+            for _ in range(repeat):
+                out = send(payload)
+            return out
+
+        return run
 
     def theirs() -> Callable[[], object]:
         p = WSProtocol(WSSide.CLIENT, state=WSState.OPEN)
 
         def run() -> object:
-            p.send_binary(payload)
-            return p.data_to_send()
+            send = p.send_binary
+            take = p.data_to_send
+            for _ in range(repeat):
+                send(payload)
+                out = take()
+            return out
 
         return run
 
@@ -408,15 +436,16 @@ def main() -> int:
     r = 5 if args.quick else 15
     print(f"wskit {wskit.__version__} (C accelerator: {'yes' if USING_SPEEDUPS else 'no'}) vs "
           f"websockets {websockets.__version__}, Python {sys.version.split()[0]}")
-    print(f"{'case':<52} {'wskit ms':>10} {'websockets ms':>12} {'ratio':>9}")
+    print(f"{'case':<52} {'wskit ms':>10} {'websockets ms':>12} {'ratio':>9}  {'IQR':>10}")
     stream = masked_text_stream()
     cases: list[tuple[str, Callable[[], tuple[Case, Case] | None], int, str]] = [
         ("frames: receive 10,000 masked 32-byte text", lambda: case_receive_small(stream), r, "server side"),
         ("frames: send 10,000 32-byte text (masking)", case_send_small, r, "client side"),
-        ("frames: receive 1 MiB binary (one chunk)", lambda: case_receive_big(2**20, None), r, ""),
-        ("frames: send 1 MiB binary (masking)", lambda: case_send_big(2**20), r, ""),
-        ("frames: receive 4 MiB in 1460-byte chunks", lambda: case_receive_big(4 * 2**20, 1460), max(3, r // 3), ""),
-        ("frames: receive 16 MiB in 1460-byte chunks", lambda: case_receive_big(16 * 2**20, 1460), max(3, r // 3),
+        ("frames: receive 1 MiB binary (one chunk) x 8", lambda: case_receive_big(2**20, None, 8), r, ""),
+        ("frames: receive 64 KiB binary (one chunk) x 100", lambda: case_receive_big(2**16, None, 100), r, ""),
+        ("frames: send 1 MiB binary (masking) x 8", lambda: case_send_big(2**20, 8), r, ""),
+        ("frames: receive 4 MiB in 1460-byte chunks", lambda: case_receive_big(4 * 2**20, 1460), max(5, r // 2), ""),
+        ("frames: receive 16 MiB in 1460-byte chunks", lambda: case_receive_big(16 * 2**20, 1460), max(5, r // 2),
          "linear: ~4x the 4 MiB case"),
         (f"handshake: {N_LIFE} full lifecycles", lambda: case_lifecycle(False), r, "no compression"),
         (f"handshake: {N_LIFE} full lifecycles, deflate", lambda: case_lifecycle(True), r, "deflate negotiated"),

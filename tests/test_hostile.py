@@ -80,7 +80,13 @@ class Server:
 
     def shrink_send_buffer(self, conn: Any, size: int) -> None:
         """Make the kernel's send buffer of ``conn``'s socket small, as on a congested network."""
-        sock = conn.socket if self.loop is None else conn.transport.get_extra_info("socket")
+        if self.loop is None:
+            sock = conn.socket
+        else:  # a transport is used from its loop's thread only (some check it)
+            async def transport_socket() -> Any:
+                return conn.transport.get_extra_info("socket")
+
+            sock = asyncio.run_coroutine_threadsafe(transport_socket(), self.loop).result(TIMEOUT)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
     def wait_closed(self, conn: Any) -> int | None:

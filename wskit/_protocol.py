@@ -33,7 +33,18 @@ from .events import (
     TextMessage,
 )
 from .exceptions import ConnectionClosedError, InvalidState, PayloadTooBig, PluginError, ProtocolError
-from .frames import CloseCode, Frame, FrameReader, Opcode, encode_frame, parse_close, serialize_close, serialize_frame
+from .frames import (
+    CloseCode,
+    Frame,
+    FrameReader,
+    Opcode,
+    encode_frame,
+    encode_message,
+    parse_close,
+    serialize_close,
+    serialize_frame,
+)
+from .mask import read_messages
 from .plugin import PluginManager, default_manager
 from .statemachine import State, StateInfo, StateSpec, Trigger, load_spec
 
@@ -131,6 +142,7 @@ class Protocol:
         "_out_message",
         "_out_raw",
         "_uncompressed",
+        "_fast",
     )
 
     def __init__(
@@ -171,6 +183,9 @@ class Protocol:
         self._on_sent = plugin_manager.frame_sent
         self._on_rx = plugin_manager.frame_received
         self._reader = FrameReader(side is Side.SERVER, max_size, 0, self._on_rx is None)
+        # The C accelerator's parser of simple frames, when no extension or
+        # observer needs to see frames (see FrameReader.read_simple).
+        self._fast = read_messages if self._on_rx is None else None
         self._extensions: list[Extension] = []
         self._encoders: list[Any] | None = None
         self._decoders: list[Any] | None = None
@@ -317,6 +332,7 @@ class Protocol:
         reader = self._reader
         reader.rsv_mask = rsv
         reader.stream = not extensions and self._on_rx is None
+        self._fast = read_messages if reader.stream else None
         if extensions and self._max_size is not None:
             reader.max_size = self._max_size + self._max_size // 8 + _WIRE_SLACK
         else:
@@ -362,7 +378,7 @@ class Protocol:
         except AttributeError:
             raise TypeError(f"send_text() takes a str, got {type(data).__name__} (use send_binary for bytes)") from None
         if fin and self._plain_send:
-            return [encode_frame(0x81, payload, self._mask)]
+            return encode_message(0x81, payload, self._mask)
         return self._send_message(Opcode.TEXT, payload, fin, compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True, *,
@@ -387,7 +403,7 @@ class Protocol:
         if isinstance(data, str):  # type: ignore[unreachable]  # a caller bug, reported clearly
             raise TypeError("send_binary() takes bytes-like data, got str (use send_text for text)")
         if fin and self._plain_send:
-            return [encode_frame(0x82, data, self._mask)]
+            return encode_message(0x82, data, self._mask)
         return self._send_message(Opcode.BINARY, bytes(data), fin, compress)
 
     def send_continuation(self, data: str | bytes | bytearray | memoryview, fin: bool) -> list[bytes]:
@@ -609,10 +625,18 @@ class Protocol:
             if len(buf) < reader.need:
                 return []
             data = b""
+        events: list[Event]
+        fast = self._fast
+        if fast is not None:
+            events, rest = reader.read_simple(data, fast, TextMessage, BinaryMessage)
+            if rest is None:
+                return events
+            data = rest
+        else:
+            events = []
         frames, error = reader.read(data)
         if error is not None and self._decoders is not None:
             error = self._user_limit(error)
-        events: list[Event] = []
         if frames:
             try:
                 self._process(frames, events)

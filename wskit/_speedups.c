@@ -6,6 +6,10 @@
  * ``mask``. It has the same signature and behaviour as
  * wskit.mask.py_apply_mask, which is used when this module is not built.
  *
+ * read_messages(buf, pos, masked, max_size, text, binary) parses the common
+ * case of received frames (complete, unfragmented text and binary frames)
+ * and stops at anything else, leaving it to wskit.frames.FrameReader.
+ *
  * send_nowait(sock, data) -> int (POSIX only) sends what the socket takes
  * at once, without releasing the GIL (see its docstring).
  *
@@ -301,6 +305,240 @@ done:
     return result;
 }
 
+/* Text payloads up to this size are unmasked on the stack before decoding. */
+#define STACK_TEXT 512
+
+PyDoc_STRVAR(read_messages_doc,
+"read_messages(buf, pos, masked, max_size, text, binary)\n"
+"--\n"
+"\n"
+"Parse the run of simple frames at buf[pos:]: the common case only.\n"
+"\n"
+"A simple frame is complete, has FIN set and no RSV bit, is a text (0x1)\n"
+"or binary (0x2) frame, is masked exactly when ``masked`` is true, is at\n"
+"most ``max_size`` bytes long (``max_size`` < 0: no limit) and, for text,\n"
+"is valid UTF-8. For each one, ``text(str)`` or ``binary(bytes)`` is\n"
+"called with the unmasked payload and the result is appended to a list.\n"
+"Parsing stops, without raising, at the first frame that is not simple:\n"
+"any other frame, an incomplete one, a broken one. The caller parses from\n"
+"there with the general parser, which reports every violation with its\n"
+"close code; this function never decides one.\n"
+"\n"
+"Returns:\n"
+"    (list of results, position after the last simple frame).\n"
+"\n"
+"Raises:\n"
+"    ValueError: pos is outside buf.\n"
+"    TypeError: buf is not a bytes-like object.\n");
+
+static PyObject *
+read_messages(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    PyObject *events = NULL;
+    PyObject *result = NULL;
+    Py_ssize_t pos, end, max_size;
+    int masked;
+    PyObject *text_type, *binary_type;
+
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError,
+                     "read_messages() takes 6 positional arguments but %zd were given",
+                     nargs);
+        return NULL;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    masked = PyObject_IsTrue(args[2]);
+    if (masked < 0) {
+        return NULL;
+    }
+    max_size = PyLong_AsSsize_t(args[3]);
+    if (max_size == -1 && PyErr_Occurred()) {
+        /* A limit beyond PY_SSIZE_T_MAX is no limit for what a buffer holds. */
+        PyObject *zero;
+        int positive;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        zero = PyLong_FromLong(0);
+        if (zero == NULL) {
+            return NULL;
+        }
+        positive = PyObject_RichCompareBool(args[3], zero, Py_GT);
+        Py_DECREF(zero);
+        if (positive < 0) {
+            return NULL;
+        }
+        if (!positive) {
+            PyErr_SetString(PyExc_ValueError, "max_size must be -1 (no limit) or >= 0");
+            return NULL;
+        }
+    }
+    if (max_size < -1) {
+        PyErr_SetString(PyExc_ValueError, "max_size must be -1 (no limit) or >= 0");
+        return NULL;
+    }
+    text_type = args[4];
+    binary_type = args[5];
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    end = view.len;
+    if (pos < 0 || pos > end) {
+        PyErr_Format(PyExc_ValueError, "pos %zd is outside the buffer (0-%zd)", pos, end);
+        goto done;
+    }
+    events = PyList_New(0);
+    if (events == NULL) {
+        goto done;
+    }
+    {
+        const unsigned char *buf = (const unsigned char *)view.buf;
+        const unsigned char mask_bit = masked ? 0x80 : 0;
+
+        for (;;) {
+            Py_ssize_t avail = end - pos;
+            Py_ssize_t hlen = 2;
+            Py_ssize_t length;
+            unsigned char b0, b1, opcode;
+            const unsigned char *payload;
+            PyObject *data, *event;
+            int rc;
+
+            if (avail < 2) {
+                break;
+            }
+            b0 = buf[pos];
+            b1 = buf[pos + 1];
+            opcode = b0 & 0x0F;
+            /* FIN set, RSV clear, text or binary; masked as expected. */
+            if ((b0 & 0xF0) != 0x80 || (opcode != 1 && opcode != 2) || (b1 & 0x80) != mask_bit) {
+                break;
+            }
+            length = b1 & 0x7F;
+            if (length == 126) {
+                if (avail < 4) {
+                    break;
+                }
+                length = ((Py_ssize_t)buf[pos + 2] << 8) | buf[pos + 3];
+                hlen = 4;
+            }
+            else if (length == 127) {
+                uint64_t big = 0;
+                int k;
+                if (avail < 10) {
+                    break;
+                }
+                for (k = 0; k < 8; k++) {
+                    big = (big << 8) | buf[pos + 2 + k];
+                }
+                /* Whatever the buffer holds is shorter than PY_SSIZE_T_MAX:
+                   a larger length (or one with its top bit set) is left to
+                   the general parser. */
+                if (big > (uint64_t)(end - pos)) {
+                    break;
+                }
+                length = (Py_ssize_t)big;
+                hlen = 10;
+            }
+            if (max_size >= 0 && length > max_size) {
+                break;
+            }
+            if (mask_bit) {
+                hlen += 4;
+            }
+            /* length <= end - pos here (or the frame is incomplete): no overflow. */
+            if (length > avail - hlen) {
+                break; /* incomplete */
+            }
+            payload = buf + pos + hlen;
+            if (opcode == 1) {
+                if (mask_bit && length > 0) {
+                    unsigned char key[4];
+                    memcpy(key, payload - 4, 4);
+                    if (length <= STACK_TEXT) {
+                        unsigned char tmp[STACK_TEXT];
+                        mask_bytes(payload, tmp, length, key);
+                        data = PyUnicode_DecodeUTF8((const char *)tmp, length, NULL);
+                    }
+                    else {
+                        unsigned char *tmp = (unsigned char *)PyMem_Malloc((size_t)length);
+                        if (tmp == NULL) {
+                            PyErr_NoMemory();
+                            goto fail;
+                        }
+                        mask_bytes(payload, tmp, length, key);
+                        data = PyUnicode_DecodeUTF8((const char *)tmp, length, NULL);
+                        PyMem_Free(tmp);
+                    }
+                }
+                else {
+                    data = PyUnicode_DecodeUTF8((const char *)payload, length, NULL);
+                }
+                if (data == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                        goto fail;
+                    }
+                    /* Invalid UTF-8: the general parser reports it (1007). */
+                    PyErr_Clear();
+                    break;
+                }
+            }
+            else {
+                data = PyBytes_FromStringAndSize(NULL, length);
+                if (data == NULL) {
+                    goto fail;
+                }
+                if (mask_bit) {
+                    unsigned char key[4];
+                    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(data);
+                    memcpy(key, payload - 4, 4);
+                    if (length >= RELEASE_GIL_THRESHOLD) {
+                        /* The buffer stays exported (pinned) meanwhile. */
+                        Py_BEGIN_ALLOW_THREADS
+                        mask_bytes(payload, dst, length, key);
+                        Py_END_ALLOW_THREADS
+                    }
+                    else {
+                        mask_bytes(payload, dst, length, key);
+                    }
+                }
+                else if (length > 0) {
+                    memcpy(PyBytes_AS_STRING(data), payload, (size_t)length);
+                }
+            }
+            event = PyObject_CallOneArg(opcode == 1 ? text_type : binary_type, data);
+            Py_DECREF(data);
+            if (event == NULL) {
+                goto fail;
+            }
+            rc = PyList_Append(events, event);
+            Py_DECREF(event);
+            if (rc < 0) {
+                goto fail;
+            }
+            pos += hlen + length;
+        }
+    }
+    {
+        PyObject *stop = PyLong_FromSsize_t(pos);
+        if (stop == NULL) {
+            goto fail;
+        }
+        result = PyTuple_Pack(2, events, stop);
+        Py_DECREF(stop);
+    }
+fail:
+    Py_CLEAR(events);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 #if !defined(_WIN32) && defined(MSG_DONTWAIT)
 #define HAVE_SEND_NOWAIT 1
 
@@ -378,6 +616,7 @@ static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask,
      METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
     {"mask_frame", (PyCFunction)(void (*)(void))mask_frame, METH_FASTCALL, mask_frame_doc},
+    {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL, read_messages_doc},
 #ifdef HAVE_SEND_NOWAIT
     {"send_nowait", (PyCFunction)(void (*)(void))send_nowait, METH_FASTCALL, send_nowait_doc},
 #endif

@@ -1,6 +1,7 @@
 """Type stubs for the optional C accelerator ``wskit._speedups``."""
 
 import socket
+from typing import Any
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """XOR ``data`` with the repeating 4-byte ``mask`` (RFC 6455 §5.3).
@@ -33,4 +34,17 @@ def send_nowait(sock: socket.socket, data: bytes | bytearray | memoryview) -> in
     Raises:
         OSError: any other error of ``send(2)`` (``EBADF`` once closed).
         ValueError: ``data`` is longer than 64 KiB.
+    """
+
+
+def read_messages(buf: bytes | bytearray, pos: int, masked: bool, max_size: int, text: Any,
+                  binary: Any) -> tuple[list[Any], int]:
+    """Parse the run of complete, unfragmented text/binary frames at ``buf[pos:]``.
+
+    Stops, without raising, at the first other frame (control, fragment,
+    incomplete, oversize, invalid UTF-8, RSV bit, wrong masking): the
+    general parser takes over there.
+
+    Returns:
+        ``([text(str) or binary(bytes), ...], position after them)``.
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .exceptions import PayloadTooBig, ProtocolError
 from .mask import apply_mask, mask_frame
@@ -181,6 +181,37 @@ def encode_frame(b0: int, data: bytes | bytearray | memoryview, mask: bool) -> b
     if mask:
         return mask_frame(header, data, _urandom(4))
     return header + data  # bytes + any bytes-like gives bytes, copying once
+
+
+# From this size on, an unmasked ``bytes`` payload is not copied behind its
+# header: encode_message returns the two, to be written in one writev().
+SPLIT_SIZE = 16384
+
+
+def encode_message(b0: int, data: bytes | bytearray | memoryview, mask: bool) -> list[bytes]:
+    """:func:`encode_frame` as the list of bytes the ``send_*`` methods return.
+
+    A large unmasked ``bytes`` payload (a server's, of at least
+    :data:`SPLIT_SIZE` bytes) comes back as ``[header, data]`` instead of
+    being copied behind the header: the frame is the concatenation of the
+    list, as always. Mutable payloads are copied (the caller may change them
+    once the call returns).
+    """
+    if type(data) is memoryview and data.itemsize != 1:
+        data = data.tobytes()  # len() must count bytes, not items
+    length = len(data)
+    mbit = 0x80 if mask else 0
+    if length < 126:
+        header = _pack_B2(b0, mbit | length)
+    elif length < 65536:
+        header = _pack_BBH(b0, mbit | 126, length)
+    else:
+        header = _pack_BBQ(b0, mbit | 127, length)
+    if mask:
+        return [mask_frame(header, data, _urandom(4))]
+    if length >= SPLIT_SIZE and type(data) is bytes:
+        return [header, data]
+    return [header + data]
 
 
 def serialize_close(code: int, reason: str) -> bytes:
@@ -532,6 +563,44 @@ class FrameReader:
         self.pos = pos
         self.need = need if need > 0 else 0
         return frames, error
+
+    def read_simple(self, data: bytes | bytearray | memoryview, parse: Any, text: Any,
+                    binary: Any) -> tuple[list[Any], bytes | bytearray | memoryview | None]:
+        """Parse the common case with the C accelerator, before :meth:`read`.
+
+        ``parse`` is :func:`wskit.mask.read_messages`: it turns the run of
+        complete, unfragmented text and binary frames at the start of the
+        unparsed bytes into ``text(str)`` / ``binary(bytes)`` results, and
+        stops at the first other frame, leaving it (and every check that
+        could fail) to :meth:`read`.
+
+        Returns:
+            ``(results, rest)``: ``rest`` is ``None`` when every byte was
+            parsed, ``b""`` when unparsed bytes are left in the buffer for
+            :meth:`read`, or ``data`` itself, untouched, when a message is
+            in progress (only :meth:`read` continues one).
+        """
+        if self.in_message or self._remaining:
+            return [], data
+        buf = self.buf
+        max_size = self.max_size
+        self.need = 0
+        if not buf and type(data) is bytes:
+            # Parse the caller's bytes in place; keep only the unparsed tail.
+            events, pos = parse(data, 0, self.mask_expected, -1 if max_size is None else max_size, text, binary)
+            if pos == len(data):
+                return events, None
+            buf += memoryview(data)[pos:]
+            return events, b""
+        if data:
+            buf += data
+        events, pos = parse(buf, self.pos, self.mask_expected, -1 if max_size is None else max_size, text, binary)
+        if pos == len(buf):
+            buf.clear()
+            self.pos = 0
+            return events, None
+        self.pos = pos
+        return events, b""
 
     def _read_rest(self, buf: bytes | bytearray, frames: list[Frame], pos: int, end: int) -> int:
         """Deliver the next piece of a frame being streamed; return the new position."""

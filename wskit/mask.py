@@ -12,8 +12,10 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["apply_mask", "mask_frame", "py_apply_mask", "py_mask_frame", "send_nowait", "USING_SPEEDUPS"]
+__all__ = ["apply_mask", "mask_frame", "py_apply_mask", "py_mask_frame", "read_messages", "send_nowait",
+           "USING_SPEEDUPS"]
 
 
 def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -56,13 +58,17 @@ mask_frame = py_mask_frame
 # The accelerator's non-blocking send for the threaded layer (POSIX builds
 # only; None without it): see wskit.sync.connection.
 send_nowait: Callable[[socket.socket, bytes], int] | None = None
+# The accelerator's parser for the common case of received frames (None
+# without it): see wskit.frames.FrameReader.read_simple.
+read_messages: Callable[[bytes | bytearray, int, bool, int, Any, Any], tuple[list[Any], int]] | None = None
 if not os.environ.get("WSKIT_NO_SPEEDUPS"):
     try:
         from . import _speedups
-    except ImportError:  # a build without the accelerator
+    except ImportError:  # not built (or blocked): the pure-Python fallback
         pass
     else:
         apply_mask = _speedups.apply_mask
         mask_frame = _speedups.mask_frame
         send_nowait = getattr(_speedups, "send_nowait", None)
+        read_messages = _speedups.read_messages
         USING_SPEEDUPS = True

@@ -36,7 +36,7 @@ from ..http11 import HTTPLimits, serialize_response
 from ..plugins.deflate import io_extensions
 from ..protocol import ServerProtocol, State
 from ..routing import Match, Router
-from .connection import Connection, Data, LoggerLike, make_logger
+from .connection import Connection, Data, LoggerLike, create_server_function, make_logger
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -537,7 +537,8 @@ class serve:  # lowercase: used like a function, as in python-websockets
         if self._unix:
             server = await loop.create_unix_server(self._make_connection, self._unix_path, **kwargs)
         else:
-            server = await loop.create_server(self._make_connection, self._host, self._port, **kwargs)
+            create_server = create_server_function(loop, kwargs)  # aiofastnet's when installed
+            server = await create_server(self._make_connection, self._host, self._port, **kwargs)
         self.server._server = server
         for sock in server.sockets:
             self.server.logger.info("server listening on %s", _address(sock))
