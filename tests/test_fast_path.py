@@ -31,7 +31,9 @@ from wskit.events import Event
 from wskit.exceptions import ProtocolError
 from wskit.frames import SPLIT_SIZE, encode_frame, encode_message
 
-needs_c = pytest.mark.skipif(wskit.mask.read_messages is None, reason="the C accelerator is not built")
+needs_c = pytest.mark.skipif(wskit.mask.read_messages is None,
+                             reason="the C accelerator is not built, or WSKIT_NO_SPEEDUPS turns it off")
+NO_SPEEDUPS = bool(os.environ.get("WSKIT_NO_SPEEDUPS"))
 
 CASES = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -238,6 +240,8 @@ def test_pure_python_fallback_without_the_accelerator() -> None:
 
 
 def test_server_runs_on_aiofastnet_transports_when_installed() -> None:
+    if NO_SPEEDUPS:
+        pytest.skip("WSKIT_NO_SPEEDUPS is set in this test run: aiofastnet is turned off")
     aiofastnet = pytest.importorskip("aiofastnet")
     from wskit.asyncio import connect, serve
 
@@ -262,6 +266,8 @@ def test_server_runs_on_aiofastnet_transports_when_installed() -> None:
 
 
 def test_aiofastnet_is_not_used_for_tls_or_keywords_it_does_not_take() -> None:
+    if NO_SPEEDUPS:
+        pytest.skip("WSKIT_NO_SPEEDUPS is set in this test run: aiofastnet is turned off")
     pytest.importorskip("aiofastnet")
     from wskit.asyncio.connection import create_server_function
 
