@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from ..plugin import PluginManager
     from ..statemachine import StateSpec
 
+# After accept() failed (e.g. out of file descriptors): seconds before trying again.
+_ACCEPT_RETRY_DELAY = 1.0
+
 __all__ = ["ServerConnection", "Server", "serve", "unix_serve", "Handler", "ProcessRequest", "ProcessResponse",
            "basic_auth", "broadcast", "route"]
 
@@ -170,9 +173,10 @@ class Server:
                 return
             self.logger.info("server listening on %s", _address(self.socket))
             self.socket.setblocking(False)
-            with selectors.DefaultSelector() as selector:
+            with selectors.DefaultSelector() as selector, selectors.DefaultSelector() as pause:
                 selector.register(self.socket, selectors.EVENT_READ)
                 selector.register(self._wake_r, selectors.EVENT_READ)
+                pause.register(self._wake_r, selectors.EVENT_READ)  # (made now: when accept() fails, fds may be out)
                 while not self._closing:
                     for key, _ in selector.select():
                         if key.fileobj is self._wake_r or self._closing:
@@ -182,9 +186,12 @@ class Server:
                     except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                         continue
                     except OSError as exc:
-                        if self._closing:
-                            return
-                        self.logger.error("accept() failed: %s", exc)
+                        # E.g. EMFILE: the listening socket stays readable, so
+                        # retrying at once would spin. Pause accepting (the
+                        # pending connections wait in the backlog); shutdown()
+                        # still wakes the pause.
+                        self.logger.error("accept() failed: %s; accepting again in %s s", exc, _ACCEPT_RETRY_DELAY)
+                        pause.select(_ACCEPT_RETRY_DELAY)
                         continue
                     client.setblocking(True)
                     self._spawn(client, address)
