@@ -171,12 +171,12 @@ class Server:
         try:
             if self._closing:
                 return
-            self.logger.info("server listening on %s", _address(self.socket))
             self.socket.setblocking(False)
             with selectors.DefaultSelector() as selector, selectors.DefaultSelector() as pause:
                 selector.register(self.socket, selectors.EVENT_READ)
                 selector.register(self._wake_r, selectors.EVENT_READ)
                 pause.register(self._wake_r, selectors.EVENT_READ)  # (made now: when accept() fails, fds may be out)
+                self.logger.info("server listening on %s", _address(self.socket))
                 while not self._closing:
                     for key, _ in selector.select():
                         if key.fileobj is self._wake_r or self._closing:
