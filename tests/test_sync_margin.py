@@ -8,13 +8,21 @@ misbehave, and a subprocess where the file limit is lowered.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
+from typing import Any
 
-from test_sync import no_leaks
+import pytest
+from test_sync import no_leaks, running
 
-from wskit.sync import connect
+from wskit.exceptions import ConnectionClosedError, ProtocolError
+from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
+from wskit.frames import Frame
+from wskit.sync import ServerConnection, broadcast, connect
 
 __all__ = ["no_leaks"]  # the autouse fixture of test_sync: no thread or socket left behind
 
@@ -25,15 +33,19 @@ OUT_OF_FDS = textwrap.dedent("""
     from wskit.sync import serve
 
     errors = []
+    listening = threading.Event()
     failed = threading.Event()
 
     class Errors(logging.Handler):
         def emit(self, record):
+            if record.getMessage().startswith("server listening"):
+                listening.set()
             if record.getMessage().startswith("accept() failed"):
                 errors.append(record.getMessage())
                 failed.set()
 
     logging.getLogger("wskit").addHandler(Errors())
+    logging.getLogger("wskit").setLevel(logging.INFO)
 
     def echo(ws):
         for message in ws:
@@ -42,6 +54,7 @@ OUT_OF_FDS = textwrap.dedent("""
     server = serve(echo, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
+    assert listening.wait(30)  # (its selectors are made)
     resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
     fillers = []
     try:
@@ -82,3 +95,118 @@ def test_out_of_file_descriptors_pauses_accepting_then_serves_the_waiting_client
     # A spinning accept loop logs thousands of errors before the descriptors
     # come back; a paused one logs one per pause.
     assert 1 <= int(count) <= 5
+
+
+# -- an extension that raises while a message is built ---------------------------
+
+
+class Boom(Extension):
+    """Raises on the message b"boom" (a bug in an extension)."""
+
+    name = "x-boom"
+
+    def encode(self, frame: Frame) -> Frame:
+        if frame.data == b"boom":
+            raise RuntimeError("secret detail of the bug")
+        return frame
+
+
+class BoomClient(ClientExtensionFactory):
+    name = "x-boom"
+
+    def process_response_params(self, params: Any, accepted_extensions: Any) -> Extension:
+        return Extension()  # the client side does nothing
+
+
+class BoomServer(ServerExtensionFactory):
+    name = "x-boom"
+
+    def process_request_params(self, params: Any, accepted_extensions: Any) -> tuple[list[ExtensionParameter],
+                                                                                   Extension]:
+        return [], Boom()
+
+
+def assert_failed_with_1011(ws: Any) -> None:
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=10)
+    assert (info.value.code, info.value.reason) == (1011, "internal error")  # the bug's text stays on the server
+
+
+def test_send_through_an_extension_that_raises_fails_the_connection_with_1011(
+        caplog: pytest.LogCaptureFixture) -> None:
+    raised: list[BaseException] = []
+
+    def handler(ws: ServerConnection) -> None:
+        try:
+            ws.send(b"boom")
+        except ProtocolError as exc:
+            raised.append(exc)
+        for _ in ws:
+            pass
+
+    with caplog.at_level(logging.ERROR), running(handler, extensions=[BoomServer()]) as (_, uri):
+        with connect(uri, extensions=[BoomClient()]) as ws:
+            assert_failed_with_1011(ws)
+    assert len(raised) == 1 and "x-boom" in str(raised[0])
+    assert any("x-boom" in r.getMessage() and "1011" in r.getMessage() for r in caplog.records)  # logged, named
+
+
+@pytest.mark.parametrize("parts", [[b"boom", b"never sent"], [b"sent ", b"boom", b"never sent"]],
+                         ids=["first-fragment", "a-continuation"])
+def test_a_fragmented_send_an_extension_fails_closes_with_1011(parts: list[bytes]) -> None:
+    raised: list[BaseException] = []
+
+    def handler(ws: ServerConnection) -> None:
+        try:
+            ws.send(iter(parts))
+        except ProtocolError as exc:
+            raised.append(exc)
+        for _ in ws:
+            pass
+
+    with running(handler, extensions=[BoomServer()]) as (_, uri):
+        with connect(uri, extensions=[BoomClient()]) as ws:
+            assert_failed_with_1011(ws)
+    assert len(raised) == 1 and "x-boom" in str(raised[0])
+
+
+def test_a_broadcast_an_extension_fails_closes_that_connection_with_1011_and_reaches_the_others() -> None:
+    opened = threading.Semaphore(0)
+
+    def handler(ws: ServerConnection) -> None:
+        opened.release()
+        for _ in ws:
+            pass
+
+    with running(handler, extensions=[BoomServer()]) as (server, uri):
+        with connect(uri, extensions=[BoomClient()]) as failing, connect(uri) as plain:
+            assert opened.acquire(timeout=10) and opened.acquire(timeout=10)
+            assert broadcast(server.connections, b"boom") == []  # the failed one is not open any more
+            assert plain.recv(timeout=10) == b"boom"
+            assert_failed_with_1011(failing)
+
+
+def test_a_broadcast_waiting_behind_a_fragmented_send_an_extension_fails_closes_with_1011() -> None:
+    holding = threading.Event()
+    go = threading.Event()
+
+    def parts() -> Iterator[bytes]:
+        yield b"first "
+        holding.set()  # (the next part is read with the writer token held)
+        go.wait(10)
+        yield b"second"
+
+    def handler(ws: ServerConnection) -> None:
+        ws.send(parts())
+        for _ in ws:
+            pass
+
+    with running(handler, extensions=[BoomServer()]) as (server, uri):
+        with connect(uri, extensions=[BoomClient()]) as ws:
+            assert holding.wait(10)
+            assert broadcast(server.connections, b"fine") == []  # both wait behind the fragmented message
+            assert broadcast(server.connections, b"boom") == []
+            go.set()
+            assert ws.recv(timeout=10) == b"first second"
+            assert ws.recv(timeout=10) == b"fine"
+            assert_failed_with_1011(ws)
