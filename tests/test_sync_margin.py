@@ -9,17 +9,20 @@ misbehave, and a subprocess where the file limit is lowered.
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_sync import no_leaks, running
+from test_sync import RawPeer, no_leaks, raw_accept, running
 
-from wskit.exceptions import ConnectionClosedError, ProtocolError
+from wskit.exceptions import ConnectionClosedError, ConnectionClosedOK, ProtocolError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
 from wskit.frames import Frame
 from wskit.sync import ServerConnection, broadcast, connect
@@ -210,3 +213,84 @@ def test_a_broadcast_waiting_behind_a_fragmented_send_an_extension_fails_closes_
             assert ws.recv(timeout=10) == b"first second"
             assert ws.recv(timeout=10) == b"fine"
             assert_failed_with_1011(ws)
+
+
+# -- writes that fail on the reader thread -----------------------------------------
+
+TCP_CLOSE = 7  # tcpi_state of a connection reset by the peer (Linux)
+
+
+def wait_reset(sock: socket.socket) -> None:
+    """Wait until the kernel has taken the peer's RST on ``sock`` (its TCP state is CLOSE)."""
+    deadline = time.monotonic() + 10
+    while sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] != TCP_CLOSE:
+        assert time.monotonic() < deadline, "the reset did not arrive"
+        time.sleep(0.001)
+
+
+def reset(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs TCP_INFO (Linux) to see the reset arrive")
+@pytest.mark.parametrize("last", ["ping", "close"])
+def test_the_reader_answering_a_peer_that_reset_delivers_the_messages_then_reports_the_end(last: str) -> None:
+    go = threading.Event()
+
+    def behaviour(sock: socket.socket, peer: RawPeer) -> None:
+        protocol = raw_accept(sock)
+        sock.sendall(b"".join(protocol.send_text("a") + protocol.send_text("b")))  # one read for the reader
+        go.wait(10)
+        sock.sendall(b"".join(protocol.send_ping(b"p") if last == "ping" else protocol.send_close(1000)))
+        reset(sock)
+
+    with RawPeer(behaviour) as peer:
+        # max_queue=1: with "b" queued, the reader does not read the socket.
+        with connect(peer.uri, max_queue=1, close_timeout=10) as ws:
+            assert ws.recv(timeout=10) == "a"
+            go.set()
+            wait_reset(ws.socket)
+            assert ws.recv(timeout=10) == "b"  # the reader reads the last frame, its answer fails
+            # Lost (1006) after a Ping; after a Close, the peer's code (it did close).
+            with pytest.raises(ConnectionClosedError if last == "ping" else ConnectionClosedOK) as info:
+                ws.recv(timeout=10)
+            assert info.value.code == (1006 if last == "ping" else 1000)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs TCP_INFO (Linux) to see the reset arrive")
+def test_a_fragmented_send_to_a_peer_that_reset_raises_1006_and_keeps_the_messages() -> None:
+    def behaviour(sock: socket.socket, peer: RawPeer) -> None:
+        protocol = raw_accept(sock)
+        sock.sendall(b"".join(protocol.send_text("a") + protocol.send_text("b")))  # one read for the reader
+        peer.release.wait(10)
+        reset(sock)
+
+    # max_queue=1: with "b" queued, the reader does not read the socket, so
+    # the reset is met by the write of the fragment.
+    with RawPeer(behaviour) as peer, connect(peer.uri, max_queue=1, close_timeout=1) as ws:
+        assert ws.recv(timeout=10) == "a"
+
+        def parts() -> Iterator[str]:
+            yield "first"
+            peer.release.set()  # (read with the writer token held, before "first" is written)
+            wait_reset(ws.socket)
+            yield "second"
+
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.send(parts())
+        assert info.value.code == 1006
+        assert ws.recv(timeout=10) == "b"
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=10)
+
+
+def test_a_handler_leaving_its_with_block_by_an_exception_closes_with_1011() -> None:
+    def handler(ws: ServerConnection) -> None:
+        with ws:
+            raise RuntimeError("the application's bug")
+
+    with running(handler) as (_, uri), connect(uri) as ws:
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=10)
+        assert (info.value.code, info.value.reason) == (1011, "internal error")

@@ -621,9 +621,8 @@ class Connection:
             if self._debug:
                 self.logger.debug("! write failed: %r", exc)
             self._abort()
-            if not released:
-                self._write_lock.release()
-                released = True
+            self._write_lock.release()  # (still held: it is given back only just before returning)
+            released = True
             # Wait for the reader to record how the connection ended.
             if threading.current_thread() is not self._reader:
                 self._ended_event.wait(self.close_timeout)
@@ -1041,18 +1040,16 @@ class Connection:
         interval = self.ping_interval
         assert interval is not None
         while not self._stop.wait(interval):
-            try:
+            # A Ping refused because the connection is closing: the reader
+            # ends it soon, and this loop with it.
+            with contextlib.suppress(WebSocketClosed, InvalidState, ProtocolError):
                 event = self.ping()
-            except (WebSocketClosed, InvalidState, ProtocolError):
-                return
-            self._keepalive_event = event
-            if self._stop.is_set():
-                return
-            if self.ping_timeout is None:
-                continue
-            if not event.wait(self.ping_timeout) and not self._stop.is_set():
-                self._fail(*KEEPALIVE_FAILURE)
-                return
+                self._keepalive_event = event  # set by the reader when it ends (after it sets _stop)
+                timeout = self.ping_timeout
+                if (timeout is not None and not self._stop.is_set()
+                        and not event.wait(timeout) and not self._stop.is_set()):
+                    self._fail(*KEEPALIVE_FAILURE)
+                    return
 
 
 class PingEvent(threading.Event):
