@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -20,14 +21,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_sync import RawPeer, no_leaks, raw_accept, running
+from test_sync import RawPeer, certificate, no_leaks, raw_accept, running
 
 from wskit.exceptions import ConnectionClosedError, ConnectionClosedOK, ProtocolError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
 from wskit.frames import Frame
 from wskit.sync import ServerConnection, broadcast, connect
 
-__all__ = ["no_leaks"]  # the autouse fixture of test_sync: no thread or socket left behind
+# no_leaks: the autouse fixture of test_sync (no thread or socket left behind); certificate: a TLS one.
+__all__ = ["certificate", "no_leaks"]
 
 # The server runs in a subprocess whose file limit is then used up: every
 # accept() fails with EMFILE until the script frees descriptors.
@@ -294,3 +296,22 @@ def test_a_handler_leaving_its_with_block_by_an_exception_closes_with_1011() -> 
         with pytest.raises(ConnectionClosedError) as info:
             ws.recv(timeout=10)
         assert (info.value.code, info.value.reason) == (1011, "internal error")
+
+
+def test_a_broadcast_reaches_tls_connections(certificate: tuple[str, str]) -> None:
+    cert, key = certificate
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    opened = threading.Semaphore(0)
+
+    def handler(ws: ServerConnection) -> None:
+        opened.release()
+        for _ in ws:
+            pass
+
+    with running(handler, ssl=server_ctx) as (server, uri):
+        client_ctx = ssl.create_default_context(cafile=cert)
+        with connect(uri.replace("ws://", "wss://"), ssl=client_ctx) as ws:
+            assert opened.acquire(timeout=10)
+            assert broadcast(server.connections, "to everyone, encrypted") == []
+            assert ws.recv(timeout=10) == "to everyone, encrypted"
