@@ -8,6 +8,7 @@ misbehave, and a subprocess where the file limit is lowered.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import ssl
@@ -18,6 +19,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +28,7 @@ from test_sync import RawPeer, certificate, no_leaks, raw_accept, running
 from wskit.exceptions import ConnectionClosedError, ConnectionClosedOK, ProtocolError
 from wskit.extensions.base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
 from wskit.frames import Frame
-from wskit.sync import ServerConnection, broadcast, connect
+from wskit.sync import ServerConnection, broadcast, connect, serve, unix_serve
 
 # no_leaks: the autouse fixture of test_sync (no thread or socket left behind); certificate: a TLS one.
 __all__ = ["certificate", "no_leaks"]
@@ -315,3 +317,74 @@ def test_a_broadcast_reaches_tls_connections(certificate: tuple[str, str]) -> No
             assert opened.acquire(timeout=10)
             assert broadcast(server.connections, "to everyone, encrypted") == []
             assert ws.recv(timeout=10) == "to everyone, encrypted"
+
+
+# -- the listening socket ------------------------------------------------------------
+
+
+def echo(ws: ServerConnection) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def test_serve_on_a_socket_the_application_made() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = serve(echo, sock=listener)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        assert server.socket is listener
+        with connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/") as ws:
+            ws.send("on my socket")
+            assert ws.recv(timeout=10) == "on my socket"
+    finally:
+        server.shutdown()
+        thread.join()
+    assert listener.fileno() == -1  # the server closed it
+
+
+def test_a_unix_socket_that_cannot_be_removed_is_logged_not_raised(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    server = unix_serve(echo, str(folder / "ws.sock"))
+    folder.rename(tmp_path / "moved")
+    folder.write_text("not a directory any more")  # the path now fails with ENOTDIR
+    with caplog.at_level(logging.WARNING, logger="wskit.sync"):
+        server.shutdown()
+    assert f"could not remove the Unix socket {folder / 'ws.sock'}" in caplog.text
+    assert (tmp_path / "moved" / "ws.sock").is_socket()  # left where it went
+
+
+# serve() creates the listening socket, then the server fails for want of
+# descriptors: the listening socket is closed again.
+NO_FD_FOR_THE_SERVER = textwrap.dedent("""
+    import os, resource
+    from wskit.sync import serve
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    fillers = []
+    try:
+        while True:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    os.close(fillers.pop())  # one descriptor free: the listening socket's
+    try:
+        serve(print, "127.0.0.1", 0)
+    except OSError as exc:
+        print("raised", exc.errno)
+    fillers.append(os.open(os.devnull, os.O_RDONLY))  # free again: nothing leaked
+    try:
+        os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        print("exactly one free")
+    for fd in fillers:
+        os.close(fd)
+""")
+
+
+def test_serve_out_of_descriptors_raises_and_closes_its_listening_socket() -> None:
+    result = subprocess.run([sys.executable, "-c", NO_FD_FOR_THE_SERVER], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == [f"raised {errno.EMFILE}", "exactly one free"]

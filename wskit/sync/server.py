@@ -183,15 +183,17 @@ class Server:
                             return
                     try:
                         client, address = self.socket.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        continue
                     except OSError as exc:
-                        # E.g. EMFILE: the listening socket stays readable, so
-                        # retrying at once would spin. Pause accepting (the
-                        # pending connections wait in the backlog); shutdown()
-                        # still wakes the pause.
-                        self.logger.error("accept() failed: %s; accepting again in %s s", exc, _ACCEPT_RETRY_DELAY)
-                        pause.select(_ACCEPT_RETRY_DELAY)
+                        # Gone before it was accepted, or another process took
+                        # it (a socket shared after fork()): nothing to do.
+                        if not isinstance(exc, (BlockingIOError, ConnectionAbortedError)):
+                            # E.g. EMFILE: the listening socket stays readable, so
+                            # retrying at once would spin. Pause accepting (the
+                            # pending connections wait in the backlog); shutdown()
+                            # still wakes the pause.
+                            self.logger.error("accept() failed: %s; accepting again in %s s", exc,
+                                              _ACCEPT_RETRY_DELAY)
+                            pause.select(_ACCEPT_RETRY_DELAY)
                         continue
                     client.setblocking(True)
                     self._spawn(client, address)
