@@ -284,6 +284,7 @@ def test_a_fragmented_send_to_a_peer_that_reset_raises_1006_and_keeps_the_messag
         with pytest.raises(ConnectionClosedError) as info:
             ws.send(parts())
         assert info.value.code == 1006
+        assert isinstance(info.value.__cause__, OSError), repr(info.value.__cause__)  # the write met the reset
         assert ws.recv(timeout=10) == "b"
         with pytest.raises(ConnectionClosedError):
             ws.recv(timeout=10)
