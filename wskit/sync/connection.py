@@ -649,7 +649,9 @@ class Connection:
             size: the message's size, counted against ``write_limit``.
 
         Returns:
-            ``None`` when the connection is not open (nothing sent),
+            ``None`` when the connection is not open (nothing sent), or
+            when building the message failed (an extension or plugin
+            raised: the connection is failed with 1011),
             ``False`` when it is over its write limit (nothing sent),
             ``True`` when the message was written or handed over.
         """

@@ -635,7 +635,9 @@ def broadcast(connections: Iterable[Connection], message: Data | bytearray | mem
     short-lived thread, and a connection whose writer is busy (another
     thread is sending on it) gets the message right after. The frame is
     built once for all the connections that negotiated no extension.
-    Connections that are not open are skipped silently.
+    Connections that are not open are skipped silently. A connection whose
+    extension (or a plugin) raises while the message is built for it is
+    failed with close code 1011 (the error is logged) and is not returned.
 
     A slow client never holds the others up: a connection with about
     ``write_limit`` bytes already waiting for its socket does not get the
