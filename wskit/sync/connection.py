@@ -508,7 +508,6 @@ class Connection:
         if self._sock_closed:
             self._write_lock.release()
             raise self._closed()
-        held = True  # _write_holding_token gives the token back when a write fails
         started = False
         error: BaseException | None = None
         try:
@@ -521,13 +520,10 @@ class Connection:
                 previous = part
             self._write_fragment(previous, text, started, fin=True, compress=compress)
         except WebSocketClosed:
-            held = False
-            raise
+            raise  # a write failed: _write_holding_token gave the token back
         except BaseException as exc:  # the iterable's, a wrong item, or InvalidState
             error = exc
-        finally:
-            if held:
-                self._give_back_token()
+        self._give_back_token()
         if error is None:
             return
         if isinstance(error, InvalidState):
