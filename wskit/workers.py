@@ -154,14 +154,16 @@ def _worker_main(target: Callable[..., Awaitable[Any]], args: Sequence[Any], ind
         stop = _once(task.cancel)  # a second signal must not cancel the closing handshakes
         for signum in _STOP_SIGNALS:
             loop.add_signal_handler(signum, stop)
+        # The supervisor died (killed): stop too, rather than serve unsupervised.
         parent = multiprocessing.parent_process()
-        if parent is not None:  # the supervisor died (killed): stop too, rather than serve unsupervised
-            def orphaned(fd: int = parent.sentinel) -> None:
-                loop.remove_reader(fd)
-                stop()
+        assert parent is not None  # (always a multiprocessing child)
 
-            with contextlib.suppress(Exception):
-                loop.add_reader(parent.sentinel, orphaned)
+        def orphaned(fd: int = parent.sentinel) -> None:
+            loop.remove_reader(fd)
+            stop()
+
+        with contextlib.suppress(Exception):
+            loop.add_reader(parent.sentinel, orphaned)
         with contextlib.suppress(asyncio.CancelledError):
             await target(*args)
 

@@ -165,14 +165,12 @@ class RedisBackend(Backend):
             pubsub = self._client.pubsub()
             try:
                 await pubsub.psubscribe(self.prefix + "*")
-                # The confirmation proves the subscription is in place.
-                while await pubsub.get_message(timeout=None) is None:
-                    pass
-                self._went_up()
-                delays = None
-                self._attempted.set()
                 async for item in pubsub.listen():
                     if item.get("type") != "pmessage":
+                        if item.get("type") == "psubscribe":  # the confirmation: the subscription is in place
+                            self._went_up()
+                            delays = None
+                            self._attempted.set()
                         continue
                     channel = item["channel"]
                     try:

@@ -397,6 +397,12 @@ class Connection:
         except InvalidState as exc:
             write_lock.release()
             raise self._on_invalid_state(exc) from exc
+        except ProtocolError as exc:  # an extension or plugin failed: the peer gets our Close (1011)
+            with self._proto_lock:
+                failure = self._failure_frames(exc)
+            with contextlib.suppress(WebSocketClosed):
+                self._write_holding_token(failure)
+            raise
         except BaseException:
             write_lock.release()
             raise
@@ -502,7 +508,6 @@ class Connection:
         if self._sock_closed:
             self._write_lock.release()
             raise self._closed()
-        held = True  # _write_holding_token gives the token back when a write fails
         started = False
         error: BaseException | None = None
         try:
@@ -515,30 +520,36 @@ class Connection:
                 previous = part
             self._write_fragment(previous, text, started, fin=True, compress=compress)
         except WebSocketClosed:
-            held = False
-            raise
+            raise  # a write failed: _write_holding_token gave the token back
         except BaseException as exc:  # the iterable's, a wrong item, or InvalidState
             error = exc
-        finally:
-            if held:
-                self._give_back_token()
+        self._give_back_token()
         if error is None:
             return
         if isinstance(error, InvalidState):
             raise self._on_invalid_state(error) from error
-        if started:
+        if started and not isinstance(error, ProtocolError):  # (after a ProtocolError, our Close is out)
             self._fail(*FRAGMENT_FAILURE)  # a fragment left: the message cannot be completed
         raise error
 
     def _write_fragment(self, part: Any, text: bool, started: bool, fin: bool, compress: bool = True) -> None:
+        failure: ProtocolError | None = None
         with self._proto_lock:
-            if started:  # compressed, or not, as the first fragment was
-                data: list[bytes | None] = list(self.protocol.send_continuation(part, fin))
-            elif text:
-                data = list(self.protocol.send_text(part, fin, compress=compress))
-            else:
-                data = list(self.protocol.send_binary(part, fin, compress=compress))
+            try:
+                if started:  # compressed, or not, as the first fragment was
+                    data: list[bytes | None] = list(self.protocol.send_continuation(part, fin))
+                elif text:
+                    data = list(self.protocol.send_text(part, fin, compress=compress))
+                else:
+                    data = list(self.protocol.send_binary(part, fin, compress=compress))
+            except InvalidState:
+                raise
+            except ProtocolError as exc:  # an extension or plugin failed: the peer gets our Close (1011)
+                failure = exc
+                data = self._failure_frames(exc)
         self._write_holding_token(data, keep=True)
+        if failure is not None:
+            raise failure
 
     def _send_control_checked(self, build: Callable[[], list[bytes]]) -> None:
         try:
@@ -606,9 +617,8 @@ class Connection:
             if self._debug:
                 self.logger.debug("! write failed: %r", exc)
             self._abort()
-            if not released:
-                self._write_lock.release()
-                released = True
+            self._write_lock.release()  # (still held: it is given back only just before returning)
+            released = True
             # Wait for the reader to record how the connection ended.
             if threading.current_thread() is not self._reader:
                 self._ended_event.wait(self.close_timeout)
@@ -635,7 +645,9 @@ class Connection:
             size: the message's size, counted against ``write_limit``.
 
         Returns:
-            ``None`` when the connection is not open (nothing sent),
+            ``None`` when the connection is not open (nothing sent), or
+            when building the message failed (an extension or plugin
+            raised: the connection is failed with 1011),
             ``False`` when it is over its write limit (nothing sent),
             ``True`` when the message was written or handed over.
         """
@@ -650,13 +662,13 @@ class Connection:
                 return True
             try:  # (open, and the token was free: no fragmented message is under way)
                 data = build(self.protocol)
-            except BaseException:
-                self._write_lock.release()
-                raise
+            except ProtocolError as exc:  # an extension or plugin failed: the peer gets our Close (1011)
+                self._send_nowait_holding_token(self._failure_frames(exc))
+                return None  # (not open any more)
         self._send_nowait_holding_token(data)
         return True
 
-    def _send_nowait_holding_token(self, data: list[bytes]) -> None:
+    def _send_nowait_holding_token(self, data: Sequence[bytes | None]) -> None:
         rest: list[bytes | None] = list(data)
         sock = self.socket
         send_nowait = self._send_nowait
@@ -664,7 +676,8 @@ class Connection:
             try:
                 while rest:
                     chunk = rest[0]
-                    assert chunk is not None
+                    if chunk is _FIN:  # (after a failure's Close) the thread below half-closes
+                        break
                     if send_nowait is not None and len(chunk) <= _NOWAIT_MAX:
                         sent = send_nowait(sock, chunk)  # keeps the GIL: much cheaper with many threads
                     else:
@@ -702,10 +715,22 @@ class Connection:
                 break  # closing: the rest is not sent, as broadcast() skips connections that are not open
             try:  # (open, and no fragmented message is under way: the token holder is between messages)
                 out.extend(build(self.protocol))
-            except Exception:
-                self.logger.error("building a broadcast message failed", exc_info=True)
+            except ProtocolError as exc:  # an extension or plugin failed: our Close (1011) follows what went before
+                out.extend(self._failure_frames(exc))
                 break
         return out
+
+    def _failure_frames(self, exc: ProtocolError) -> list[bytes | None]:
+        """What to write after building a message failed (``_proto_lock`` held).
+
+        The protocol logged the extension's or plugin's error and put our
+        Close (1011, or the code of a :class:`ProtocolError` raised on
+        purpose) in ``exc.to_send``; then the closing goes on as after a
+        failure on the reading side.
+        """
+        release = self._duties.failed(exc, False)
+        assert release is not None  # (nothing undelivered: never held)
+        return self._frames(release)
 
     def _give_back_token(self) -> None:
         """Give the writer token back, after writing the backlog if there is one."""
@@ -1013,18 +1038,16 @@ class Connection:
         interval = self.ping_interval
         assert interval is not None
         while not self._stop.wait(interval):
-            try:
+            # A Ping refused because the connection is closing: the reader
+            # ends it soon, and this loop with it.
+            with contextlib.suppress(WebSocketClosed, InvalidState, ProtocolError):
                 event = self.ping()
-            except (WebSocketClosed, InvalidState, ProtocolError):
-                return
-            self._keepalive_event = event
-            if self._stop.is_set():
-                return
-            if self.ping_timeout is None:
-                continue
-            if not event.wait(self.ping_timeout) and not self._stop.is_set():
-                self._fail(*KEEPALIVE_FAILURE)
-                return
+                self._keepalive_event = event  # set by the reader when it ends (after it sets _stop)
+                timeout = self.ping_timeout
+                if (timeout is not None and not self._stop.is_set()
+                        and not event.wait(timeout) and not self._stop.is_set()):
+                    self._fail(*KEEPALIVE_FAILURE)
+                    return
 
 
 class PingEvent(threading.Event):

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from ..plugin import PluginManager
     from ..statemachine import StateSpec
 
+# After accept() failed (e.g. out of file descriptors): seconds before trying again.
+_ACCEPT_RETRY_DELAY = 1.0
+
 __all__ = ["ServerConnection", "Server", "serve", "unix_serve", "Handler", "ProcessRequest", "ProcessResponse",
            "basic_auth", "broadcast", "route"]
 
@@ -168,23 +171,29 @@ class Server:
         try:
             if self._closing:
                 return
-            self.logger.info("server listening on %s", _address(self.socket))
             self.socket.setblocking(False)
-            with selectors.DefaultSelector() as selector:
+            with selectors.DefaultSelector() as selector, selectors.DefaultSelector() as pause:
                 selector.register(self.socket, selectors.EVENT_READ)
                 selector.register(self._wake_r, selectors.EVENT_READ)
+                pause.register(self._wake_r, selectors.EVENT_READ)  # (made now: when accept() fails, fds may be out)
+                self.logger.info("server listening on %s", _address(self.socket))
                 while not self._closing:
                     for key, _ in selector.select():
                         if key.fileobj is self._wake_r or self._closing:
                             return
                     try:
                         client, address = self.socket.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        continue
                     except OSError as exc:
-                        if self._closing:
-                            return
-                        self.logger.error("accept() failed: %s", exc)
+                        # Gone before it was accepted, or another process took
+                        # it (a socket shared after fork()): nothing to do.
+                        if not isinstance(exc, (BlockingIOError, ConnectionAbortedError)):
+                            # E.g. EMFILE: the listening socket stays readable, so
+                            # retrying at once would spin. Pause accepting (the
+                            # pending connections wait in the backlog); shutdown()
+                            # still wakes the pause.
+                            self.logger.error("accept() failed: %s; accepting again in %s s", exc,
+                                              _ACCEPT_RETRY_DELAY)
+                            pause.select(_ACCEPT_RETRY_DELAY)
                         continue
                     client.setblocking(True)
                     self._spawn(client, address)
@@ -626,7 +635,9 @@ def broadcast(connections: Iterable[Connection], message: Data | bytearray | mem
     short-lived thread, and a connection whose writer is busy (another
     thread is sending on it) gets the message right after. The frame is
     built once for all the connections that negotiated no extension.
-    Connections that are not open are skipped silently.
+    Connections that are not open are skipped silently. A connection whose
+    extension (or a plugin) raises while the message is built for it is
+    failed with close code 1011 (the error is logged) and is not returned.
 
     A slow client never holds the others up: a connection with about
     ``write_limit`` bytes already waiting for its socket does not get the
