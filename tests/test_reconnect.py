@@ -357,3 +357,10 @@ def test_sync_unix_connect_reconnects_through_the_socket_path(tmp_path: Any) -> 
     finally:
         server.shutdown()
         thread.join(5)
+
+
+def test_sync_connect_block_left_by_an_exception_closes_with_1011() -> None:
+    with serving(echo) as server:
+        with pytest.raises(RuntimeError, match="application bug"), ws_sync.connect(server.uri) as ws:
+            raise RuntimeError("application bug")
+        assert ws.close_code == 1011  # as `with ws:` on the connection itself does

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .._io import (
@@ -151,9 +152,10 @@ class Connect:
     def __enter__(self) -> ClientConnection:
         return self.open()
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._connection is not None:
-            self._connection.close()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._connection is not None:  # as the connection's own: 1000, or 1011 when the block raised
+            self._connection.__exit__(exc_type, exc, tb)
 
     def __iter__(self) -> Iterator[ClientConnection]:
         if self._used:  # used as one connection: iterate over its messages
