@@ -328,8 +328,22 @@ class Connection(asyncio.Protocol):
         if self._paused_writing or self._sending_fragments is not None:
             return False
         # Open and no fragmented message under way: the core may send data now.
-        self._write(build(self.protocol))
+        try:
+            data = build(self.protocol)
+        except ProtocolError as exc:  # an extension or plugin failed: this connection fails with 1011
+            self._build_failed(exc)
+            return None
+        self._write(data)
         return True
+
+    def _build_failed(self, exc: ProtocolError) -> None:
+        """Building a message failed in an extension or plugin: fail the connection.
+
+        The protocol logged the error and put our Close (1011) in
+        ``exc.to_send``; the closing goes on as after a failure on the
+        reading side.
+        """
+        self._act(self._duties.failed(exc, False))
 
     async def _drain(self) -> None:
         waiter = self._drain_waiter
@@ -608,10 +622,15 @@ class Connection(asyncio.Protocol):
             elif isinstance(message, str):
                 data = protocol.send_text(str(message), compress=compress)
             else:
-                await self._send_fragments(message, compress)
-                return
+                data = None  # an iterable: fragments
         except InvalidState:
             raise await self._closed_error() from None
+        except ProtocolError as exc:  # an extension or plugin failed to build it: our Close (1011) goes out
+            self._build_failed(exc)
+            raise
+        if data is None:
+            await self._send_fragments(message, compress)
+            return
         if self._corking and len(data) == 1 and len(data[0]) < _CORK_FRAME_SIZE:
             corked = self._corked
             corked.append(data[0])  # written when the step data_received resumed ends
@@ -676,6 +695,9 @@ class Connection(asyncio.Protocol):
                     await self._drain()
             if self._paused_writing:
                 await self._drain()
+        except ProtocolError as exc:  # an extension or plugin failed to build a fragment: our Close (1011)
+            self._build_failed(exc)
+            raise
         except (Exception, asyncio.CancelledError) as exc:
             if opcode == Opcode.CONT and not isinstance(exc, WebSocketClosed) and not self._lost:
                 # A fragment left: the message cannot be completed.
