@@ -83,6 +83,23 @@ mask_bytes(const unsigned char *restrict src, unsigned char *restrict dst,
     }
 }
 
+/* mask_bytes, with the GIL released while a large buffer is masked. The
+ * caller keeps src and dst alive and pinned (exported buffers, or a bytes
+ * object not yet visible to Python), and key is its own copy. */
+static void
+mask_bytes_unlocked(const unsigned char *src, unsigned char *dst, Py_ssize_t n,
+                    const unsigned char key[4])
+{
+    if (n >= RELEASE_GIL_THRESHOLD) {
+        Py_BEGIN_ALLOW_THREADS
+        mask_bytes(src, dst, n, key);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        mask_bytes(src, dst, n, key);
+    }
+}
+
 /* Fill *view with a C-contiguous byte view of obj, or set an exception.
  *
  * Objects exporting a contiguous buffer are viewed in place. Other buffer
@@ -218,14 +235,7 @@ apply_mask(PyObject *Py_UNUSED(module), PyObject *const *args,
         /* The key is copied so that no Python-visible memory is read
            after the GIL is released, except the pinned data buffer. */
         memcpy(key_copy, key, 4);
-        if (n >= RELEASE_GIL_THRESHOLD) {
-            Py_BEGIN_ALLOW_THREADS
-            mask_bytes(src, dst, n, key_copy);
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            mask_bytes(src, dst, n, key_copy);
-        }
+        mask_bytes_unlocked(src, dst, n, key_copy);
     }
 
     PyBuffer_Release(&data_view);
@@ -287,15 +297,7 @@ mask_frame(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         memcpy(key_copy, views[2].buf, 4);
         memcpy(dst, views[0].buf, (size_t)hlen);
         memcpy(dst + hlen, key_copy, 4);
-        if (n >= RELEASE_GIL_THRESHOLD) {
-            const unsigned char *src = (const unsigned char *)views[1].buf;
-            Py_BEGIN_ALLOW_THREADS
-            mask_bytes(src, dst + hlen + 4, n, key_copy);
-            Py_END_ALLOW_THREADS
-        }
-        else if (n > 0) {
-            mask_bytes((const unsigned char *)views[1].buf, dst + hlen + 4, n, key_copy);
-        }
+        mask_bytes_unlocked((const unsigned char *)views[1].buf, dst + hlen + 4, n, key_copy);
     }
 done:
     while (got-- > 0) {
@@ -497,15 +499,7 @@ read_messages(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
                     unsigned char key[4];
                     unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(data);
                     memcpy(key, payload - 4, 4);
-                    if (length >= RELEASE_GIL_THRESHOLD) {
-                        /* The buffer stays exported (pinned) meanwhile. */
-                        Py_BEGIN_ALLOW_THREADS
-                        mask_bytes(payload, dst, length, key);
-                        Py_END_ALLOW_THREADS
-                    }
-                    else {
-                        mask_bytes(payload, dst, length, key);
-                    }
+                    mask_bytes_unlocked(payload, dst, length, key);  /* the buffer stays exported (pinned) */
                 }
                 else if (length > 0) {
                     memcpy(PyBytes_AS_STRING(data), payload, (size_t)length);

@@ -165,22 +165,11 @@ def serialize_frame(frame: Frame, mask: bool) -> bytes:
 def encode_frame(b0: int, data: bytes | bytearray | memoryview, mask: bool) -> bytes:
     """Serialize a frame given its first header byte (FIN, RSV, opcode).
 
-    The fast path behind :func:`serialize_frame` and the ``send_*`` methods.
+    Behind :func:`serialize_frame`, control frames and broadcasts: the
+    frame of :func:`encode_message` as one ``bytes``.
     """
-    if type(data) is memoryview and data.itemsize != 1:
-        data = data.tobytes()  # len() must count bytes, not items
-    length = len(data)
-    mbit = 0x80 if mask else 0
-    # RFC 6455 §5.2: 7-bit, 16-bit or 64-bit (most significant bit 0) length.
-    if length < 126:
-        header = _pack_B2(b0, mbit | length)
-    elif length < 65536:
-        header = _pack_BBH(b0, mbit | 126, length)
-    else:
-        header = _pack_BBQ(b0, mbit | 127, length)
-    if mask:
-        return mask_frame(header, data, _urandom(4))
-    return header + data  # bytes + any bytes-like gives bytes, copying once
+    parts = encode_message(b0, data, mask)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # From this size on, an unmasked ``bytes`` payload is not copied behind its
@@ -201,6 +190,7 @@ def encode_message(b0: int, data: bytes | bytearray | memoryview, mask: bool) ->
         data = data.tobytes()  # len() must count bytes, not items
     length = len(data)
     mbit = 0x80 if mask else 0
+    # RFC 6455 §5.2: 7-bit, 16-bit or 64-bit (most significant bit 0) length.
     if length < 126:
         header = _pack_B2(b0, mbit | length)
     elif length < 65536:
