@@ -143,6 +143,8 @@ class Server:
         self._threads: set[threading.Thread] = set()
         self._closing = False
         self._serving = threading.Lock()
+        self._serving_thread: int | None = None  # the thread in serve_forever()
+        self._wake_closed_by_loop = False  # shutdown() ran inside serve_forever(): it closes the wake pair
         self._wake_r, self._wake_w = socket.socketpair()
 
     # -- public API -------------------------------------------------------------
@@ -168,6 +170,7 @@ class Server:
         """
         if not self._serving.acquire(blocking=False):
             raise RuntimeError("serve_forever() is already running")
+        self._serving_thread = threading.get_ident()
         try:
             if self._closing:
                 return
@@ -198,6 +201,10 @@ class Server:
                     client.setblocking(True)
                     self._spawn(client, address)
         finally:
+            self._serving_thread = None
+            if self._wake_closed_by_loop:
+                for sock in (self._wake_r, self._wake_w):
+                    sock.close()
             self._serving.release()
 
     def shutdown(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
@@ -215,8 +222,11 @@ class Server:
             handshaking = list(self._handshaking)
         if not already:
             self._wake_w.send(b"\0")  # the socket pair is closed only at the end of the first shutdown()
-        # Wait for serve_forever() to leave its loop, then close the listener.
-        if self._serving.acquire(timeout=5):
+        # Called inside serve_forever() (a signal handler on its thread, say): its
+        # loop leaves when we return, reading the wake-up byte, and closes the pair.
+        # Otherwise wait for serve_forever() to leave its loop, then close the listener.
+        inside = self._serving_thread == threading.get_ident()
+        if not inside and self._serving.acquire(timeout=5):
             self._serving.release()
         self.socket.close()
         for sock in handshaking:
@@ -238,8 +248,11 @@ class Server:
             thread.join(remaining + 1.0 if remaining is not None else None)
             if thread.is_alive():
                 self.logger.warning("a connection handler did not return after shutdown: %s", thread.name)
-        for sock in (self._wake_r, self._wake_w):
-            sock.close()
+        if inside:
+            self._wake_closed_by_loop = True
+        else:
+            for sock in (self._wake_r, self._wake_w):
+                sock.close()
         if not already:
             _remove_unix_socket(self._unix_path, self.logger)
 
