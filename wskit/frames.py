@@ -260,6 +260,13 @@ _unpack_Q = struct.Struct("!Q").unpack_from
 FRAGMENT_BYTES = 16
 #: ...and in at least this many frames, however small ``max_size`` is.
 MIN_FRAGMENT_LIMIT = 1024
+# A frame at least this long whose payload has only partly arrived is
+# gathered in a buffer of its exact size (one allocation, no regrowth of the
+# receive buffer; see FrameReader.read).
+GATHER_MIN = 64 * 1024
+# The gathering buffer is kept for the next large frame when it is at most
+# this long, so that a stream of large messages reuses one buffer.
+GATHER_KEEP = 4 * 1024 * 1024
 _NO_FRAGMENT_LIMIT = 1 << 62  # max_size=None: no cap (a plain int keeps the check one comparison)
 
 
@@ -320,7 +327,8 @@ class FrameReader:
     """
 
     __slots__ = ("buf", "pos", "need", "mask_expected", "max_size", "rsv_mask", "stream",
-                 "in_message", "message_size", "text_message", "_remaining", "_key", "_fin", "_max_frames")
+                 "in_message", "message_size", "text_message", "_remaining", "_key", "_fin", "_max_frames",
+                 "_gather", "_gather_b0", "_kept")
 
     def __init__(self, mask_expected: bool, max_size: int | None = None, rsv_mask: int = 0,
                  stream: bool = True, max_frames: int | None = None) -> None:
@@ -341,6 +349,11 @@ class FrameReader:
         self._remaining = 0  # payload bytes still due for the frame being streamed
         self._key: bytes | None = None  # its masking key, rotated to the next byte
         self._fin = True  # its FIN bit
+        # A large frame being gathered (see GATHER_MIN): its payload so far
+        # (still masked; _remaining bytes of it are due) and its first byte.
+        self._gather: memoryview | None = None
+        self._gather_b0 = 0
+        self._kept: bytearray | None = None  # the last gathering buffer, if kept (GATHER_KEEP)
 
     @property
     def max_frames(self) -> int | None:
@@ -389,6 +402,11 @@ class FrameReader:
                 buf = data  # parse the caller's bytes in place
                 pos = 0
                 borrowed = True
+            elif (self._gather is not None and pos == len(buf) and type(data) is memoryview
+                  and data.format == "B" and data.c_contiguous):
+                # Straight into the frame being gathered; only the rest is buffered.
+                taken = self._read_rest(data, frames, 0, len(data))
+                buf += data[taken:]
             else:
                 buf += data
         end = len(buf)
@@ -527,6 +545,25 @@ class FrameReader:
                     message_size = 0 if b0 & 0x80 else size
                     append(Frame(_OPCODES[opcode], data, False, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
                     break
+                if length >= GATHER_MIN and end >= start:
+                    # Gather the payload in a buffer of its exact size instead
+                    # of growing the receive buffer; accounted for now, as a
+                    # streamed frame is, and delivered whole by _read_rest.
+                    kept = self._kept
+                    if kept is None or len(kept) < length:
+                        kept = bytearray(length)
+                        self._kept = kept if length <= GATHER_KEEP else None
+                    payload = self._gather = memoryview(kept)[:length]
+                    with memoryview(buf) as view:
+                        payload[:end - start] = view[start:end]
+                    self._key = bytes(buf[start - 4:start]) if masked else None
+                    self._gather_b0 = b0
+                    self._remaining = length - (end - start)
+                    pos = end
+                    # A data frame (control frames are at most 125 bytes long).
+                    in_message = 0 if b0 & 0x80 else in_message + 1
+                    message_size = 0 if b0 & 0x80 else size
+                    break
                 need = stop
                 break
         except ProtocolError as exc:
@@ -592,13 +629,32 @@ class FrameReader:
         self.pos = pos
         return events, b""
 
-    def _read_rest(self, buf: bytes | bytearray, frames: list[Frame], pos: int, end: int) -> int:
+    def _read_rest(self, buf: bytes | bytearray | memoryview, frames: list[Frame], pos: int, end: int) -> int:
         """Deliver the next piece of a frame being streamed; return the new position."""
         avail = end - pos
         if avail == 0:
             return pos
         remaining = self._remaining
         take = avail if avail < remaining else remaining
+        payload = self._gather
+        if payload is not None:
+            start = len(payload) - remaining
+            with memoryview(buf) as view:
+                payload[start:start + take] = view[pos:pos + take]
+            self._remaining = remaining = remaining - take
+            if remaining:
+                return pos + take
+            self._gather = None
+            key = self._key
+            with payload:
+                data = apply_mask(payload, key) if key is not None else payload.tobytes()
+            b0 = self._gather_b0
+            if b0 & 0x70:
+                frames.append(Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0,
+                                    b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
+            else:
+                frames.append(Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0))
+            return pos + take
         piece = buf[pos:pos + take]
         self._remaining = remaining = remaining - take
         key = self._key
