@@ -7,8 +7,11 @@ independent of how the byte stream is split).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
+import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -94,23 +97,49 @@ def test_a_smaller_frame_after_a_larger_one_gets_only_its_own_bytes() -> None:
         assert read_chunked(reader, frame, [1000, 40000], [0, 1]) == [Frame(Opcode.BINARY, data)]
 
 
-def test_a_frame_above_the_kept_size_is_gathered_and_delivered() -> None:
+def test_a_frame_above_the_kept_size_is_delivered() -> None:
     reader = FrameReader(False, None, stream=False)
     data = payload(7, GATHER_KEEP + 10)
     frame = build_frame(Opcode.BINARY, data)
-    assert read_chunked(reader, frame, [3, 1 << 20, 3 << 20], [1]) == [Frame(Opcode.BINARY, data)]
-    small = payload(8, GATHER_MIN)
-    frame = build_frame(Opcode.BINARY, small)
-    assert read_chunked(reader, frame, [100], [1]) == [Frame(Opcode.BINARY, small)]
+    assert read_chunked(reader, frame, [3, 1 << 19, 1 << 20], [1]) == [Frame(Opcode.BINARY, data)]
 
 
-@pytest.mark.parametrize("as_view", [False, True])
-def test_protocol_receives_large_messages_in_tcp_sized_chunks(as_view: bool) -> None:
+def held_after(receive: Callable[[bytes], object], chunks: list[bytes]) -> int:
+    """Bytes still allocated once ``chunks`` were received and what they returned was dropped."""
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    for chunk in chunks:
+        receive(chunk)
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0] - before
+
+
+@pytest.mark.parametrize("through", ["protocol", "reader"])
+def test_the_large_frame_buffer_is_held_only_while_large_messages_follow(through: str) -> None:
+    client, server = make_pair(max_size=None)
+    reader = FrameReader(True, None, stream=False)
+    receive = server.receive_data if through == "protocol" else reader.read
+    big = b"".join(client.send_binary(payload(3, GATHER_KEEP)))
+    pieces = [big[i:i + 65536] for i in range(0, len(big), 65536)]
+    tracemalloc.start()
+    try:
+        assert held_after(receive, pieces) >= GATHER_KEEP  # kept for the next large message
+        assert held_after(receive, pieces) < 65536  # reused: nothing more
+        assert held_after(receive, [b"".join(client.send_binary(b"small"))]) < -GATHER_KEEP + 4096  # released
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("as_view", ["", "B", "I"])
+def test_protocol_receives_large_messages_in_tcp_sized_chunks(as_view: str) -> None:
     client, server = make_pair(max_size=None)
     messages = [payload(1, 1 << 20), b"small", payload(2, GATHER_MIN * 3)]
     wire = b"".join(b"".join(client.send_binary(m)) for m in messages)
     events = []
-    for i in range(0, len(wire), 1460):
+    for i in range(0, len(wire), 1460):  # a multiple of 4: chunks can be viewed as 32-bit items
         chunk = wire[i:i + 1460]
-        events += server.receive_data(memoryview(bytearray(chunk)) if as_view else chunk)
+        if as_view and len(chunk) % 4 == 0:
+            events += server.receive_data(memoryview(bytearray(chunk)).cast(as_view))
+        else:
+            events += server.receive_data(chunk)
     assert events == [BinaryMessage(m) for m in messages]
