@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import struct
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from .exceptions import PayloadTooBig, ProtocolError
 from .mask import apply_mask, mask_frame
@@ -329,7 +329,7 @@ class FrameReader:
 
     __slots__ = ("buf", "pos", "need", "mask_expected", "max_size", "rsv_mask", "stream",
                  "in_message", "message_size", "text_message", "_remaining", "_key", "_fin", "_max_frames",
-                 "_gather", "_gather_b0", "_kept", "_kept_used")
+                 "_gather", "_gather_at", "_gather_b0", "_kept", "_kept_used")
 
     def __init__(self, mask_expected: bool, max_size: int | None = None, rsv_mask: int = 0,
                  stream: bool = True, max_frames: int | None = None) -> None:
@@ -354,6 +354,7 @@ class FrameReader:
         # A large frame being gathered (see GATHER_MIN): its payload so far
         # (still masked; _remaining bytes of it are due) and its first byte.
         self._gather: memoryview | None = None
+        self._gather_at = 0  # how many of its bytes arrived
         self._gather_b0 = 0
         self._kept: bytearray | None = None  # the gathering buffer, kept (see GATHER_KEEP)
         self._kept_used = False  # a gathered frame completed in this read()
@@ -561,6 +562,7 @@ class FrameReader:
                         payload[:end - start] = view[start:end]
                     self._key = bytes(buf[start - 4:start]) if masked else None
                     self._gather_b0 = b0
+                    self._gather_at = end - start
                     self._remaining = length - (end - start)
                     pos = end
                     gathering = True
@@ -611,14 +613,14 @@ class FrameReader:
             ``True`` when ``data`` was taken (the frame is still incomplete),
             ``False`` when nothing was taken: give ``data`` to :meth:`read`.
         """
+        n = len(data)
         remaining = self._remaining
-        payload = cast(memoryview, self._gather)  # set while need == -1
-        if (len(data) >= remaining
-                or (type(data) is memoryview and (data.format != "B" or not data.c_contiguous))):
+        if n >= remaining or (type(data) is memoryview and (data.format != "B" or not data.c_contiguous)):
             return False
-        start = len(payload) - remaining
-        payload[start:start + len(data)] = data
-        self._remaining = remaining - len(data)
+        start = self._gather_at
+        self._gather_at = start + n
+        self._gather[start:start + n] = data  # type: ignore[index]  # set while need == -1
+        self._remaining = remaining - n
         return True
 
     def read_simple(self, data: bytes | bytearray | memoryview, parse: Any, text: Any,
@@ -672,7 +674,8 @@ class FrameReader:
         take = avail if avail < remaining else remaining
         payload = self._gather
         if payload is not None:
-            start = len(payload) - remaining
+            start = self._gather_at
+            self._gather_at = start + take
             with memoryview(buf) as view:
                 payload[start:start + take] = view[pos:pos + take]
             self._remaining = remaining = remaining - take
