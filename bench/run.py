@@ -444,6 +444,8 @@ def main() -> int:
         ("frames: receive 1 MiB binary (one chunk) x 8", lambda: case_receive_big(2**20, None, 8), r, ""),
         ("frames: receive 64 KiB binary (one chunk) x 100", lambda: case_receive_big(2**16, None, 100), r, ""),
         ("frames: send 1 MiB binary (masking) x 8", lambda: case_send_big(2**20, 8), r, ""),
+        ("frames: receive 1 MiB in 1460-byte chunks x 8", lambda: case_receive_big(2**20, 1460, 8), max(5, r // 2),
+         "one connection"),
         ("frames: receive 4 MiB in 1460-byte chunks", lambda: case_receive_big(4 * 2**20, 1460), max(5, r // 2), ""),
         ("frames: receive 16 MiB in 1460-byte chunks", lambda: case_receive_big(16 * 2**20, 1460), max(5, r // 2),
          "linear: ~4x the 4 MiB case"),

@@ -619,12 +619,17 @@ class Protocol:
     def _receive_frames(self, data: bytes | bytearray | memoryview) -> list[Event]:
         reader = self._reader
         if reader.need and data:
-            # The frame being received is still incomplete: just buffer.
-            buf = reader.buf
-            buf += data
-            if len(buf) < reader.need:
-                return []
-            data = b""
+            # The frame being received is still incomplete: just buffer
+            # (a large one: straight into the buffer it is gathered in).
+            if reader.need < 0:
+                if reader.fill(data):
+                    return []
+            else:
+                buf = reader.buf
+                buf += data
+                if len(buf) < reader.need:
+                    return []
+                data = b""
         events: list[Event]
         fast = self._fast
         if fast is not None:

@@ -260,6 +260,14 @@ _unpack_Q = struct.Struct("!Q").unpack_from
 FRAGMENT_BYTES = 16
 #: ...and in at least this many frames, however small ``max_size`` is.
 MIN_FRAGMENT_LIMIT = 1024
+# A frame of GATHER_MIN to GATHER_KEEP bytes whose payload has only partly
+# arrived is gathered in a buffer the reader keeps for the next large frame
+# (no regrowth of the receive buffer, no fresh pages per message; see
+# FrameReader.read). The buffer is released when a frame that was not
+# gathered completes, so a connection holds it only while large messages
+# follow each other. Longer frames are gathered in the receive buffer.
+GATHER_MIN = 64 * 1024
+GATHER_KEEP = 1024 * 1024
 _NO_FRAGMENT_LIMIT = 1 << 62  # max_size=None: no cap (a plain int keeps the check one comparison)
 
 
@@ -320,14 +328,16 @@ class FrameReader:
     """
 
     __slots__ = ("buf", "pos", "need", "mask_expected", "max_size", "rsv_mask", "stream",
-                 "in_message", "message_size", "text_message", "_remaining", "_key", "_fin", "_max_frames")
+                 "in_message", "message_size", "text_message", "_remaining", "_key", "_fin", "_max_frames",
+                 "_gather", "_gather_at", "_gather_b0", "_kept", "_kept_used")
 
     def __init__(self, mask_expected: bool, max_size: int | None = None, rsv_mask: int = 0,
                  stream: bool = True, max_frames: int | None = None) -> None:
         self.buf = bytearray()
         self.pos = 0
         # len(buf) needed before the next frame can complete (0: unknown);
-        # callers may skip read() while the buffer is shorter.
+        # callers may skip read() while the buffer is shorter. -1: a large
+        # frame is being gathered; callers may give bytes to fill() first.
         self.need = 0
         self.mask_expected = mask_expected
         self.max_size = max_size
@@ -341,6 +351,13 @@ class FrameReader:
         self._remaining = 0  # payload bytes still due for the frame being streamed
         self._key: bytes | None = None  # its masking key, rotated to the next byte
         self._fin = True  # its FIN bit
+        # A large frame being gathered (see GATHER_MIN): its payload so far
+        # (still masked; _remaining bytes of it are due) and its first byte.
+        self._gather: memoryview | None = None
+        self._gather_at = 0  # how many of its bytes arrived
+        self._gather_b0 = 0
+        self._kept: bytearray | None = None  # the gathering buffer, kept (see GATHER_KEEP)
+        self._kept_used = False  # a gathered frame completed in this read()
 
     @property
     def max_frames(self) -> int | None:
@@ -384,11 +401,17 @@ class FrameReader:
         buf: bytes | bytearray = self.buf
         pos = self.pos
         borrowed = False
+        gathering = False
         if data:
             if pos == len(buf) and type(data) is bytes:
                 buf = data  # parse the caller's bytes in place
                 pos = 0
                 borrowed = True
+            elif (self._gather is not None and pos == len(buf) and type(data) is memoryview
+                  and data.format == "B" and data.c_contiguous):
+                # Straight into the frame being gathered; only the rest is buffered.
+                taken = self._read_rest(data, frames, 0, len(data))
+                buf += data[taken:]
             else:
                 buf += data
         end = len(buf)
@@ -527,6 +550,26 @@ class FrameReader:
                     message_size = 0 if b0 & 0x80 else size
                     append(Frame(_OPCODES[opcode], data, False, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
                     break
+                if GATHER_MIN <= length <= GATHER_KEEP and end >= start:
+                    # Gather the payload in the kept buffer instead of growing
+                    # the receive buffer; accounted for now, as a streamed
+                    # frame is, and delivered whole by _read_rest.
+                    kept = self._kept
+                    if kept is None or len(kept) < length:
+                        kept = self._kept = bytearray(length)
+                    payload = self._gather = memoryview(kept)[:length]
+                    with memoryview(buf) as view:
+                        payload[:end - start] = view[start:end]
+                    self._key = bytes(buf[start - 4:start]) if masked else None
+                    self._gather_b0 = b0
+                    self._gather_at = end - start
+                    self._remaining = length - (end - start)
+                    pos = end
+                    gathering = True
+                    # A data frame (control frames are at most 125 bytes long).
+                    in_message = 0 if b0 & 0x80 else in_message + 1
+                    message_size = 0 if b0 & 0x80 else size
+                    break
                 need = stop
                 break
         except ProtocolError as exc:
@@ -551,8 +594,34 @@ class FrameReader:
                 need -= pos
                 pos = 0
         self.pos = pos
-        self.need = need if need > 0 else 0
+        self.need = -1 if gathering else need if need > 0 else 0
+        if frames and self._kept is not None:
+            if self._kept_used:
+                self._kept_used = False
+            else:
+                self._kept = None  # only frames that were not gathered: release it
         return frames, error
+
+    def fill(self, data: bytes | bytearray | memoryview) -> bool:
+        """Copy ``data`` into the large frame being gathered, unless it completes it.
+
+        A cheap path for the pieces of a large frame (``need == -1``): the
+        piece that completes the frame, and any bytes after it, go to
+        :meth:`read`.
+
+        Returns:
+            ``True`` when ``data`` was taken (the frame is still incomplete),
+            ``False`` when nothing was taken: give ``data`` to :meth:`read`.
+        """
+        n = len(data)
+        remaining = self._remaining
+        if n >= remaining or (type(data) is memoryview and (data.format != "B" or not data.c_contiguous)):
+            return False
+        start = self._gather_at
+        self._gather_at = start + n
+        self._gather[start:start + n] = data  # type: ignore[index]  # set while need == -1
+        self._remaining = remaining - n
+        return True
 
     def read_simple(self, data: bytes | bytearray | memoryview, parse: Any, text: Any,
                     binary: Any) -> tuple[list[Any], bytes | bytearray | memoryview | None]:
@@ -578,6 +647,8 @@ class FrameReader:
         if not buf and type(data) is bytes:
             # Parse the caller's bytes in place; keep only the unparsed tail.
             events, pos = parse(data, 0, self.mask_expected, -1 if max_size is None else max_size, text, binary)
+            if events and self._kept is not None:
+                self._kept = None  # messages that were not gathered: release the kept buffer
             if pos == len(data):
                 return events, None
             buf += memoryview(data)[pos:]
@@ -585,6 +656,8 @@ class FrameReader:
         if data:
             buf += data
         events, pos = parse(buf, self.pos, self.mask_expected, -1 if max_size is None else max_size, text, binary)
+        if events and self._kept is not None:
+            self._kept = None  # messages that were not gathered: release the kept buffer
         if pos == len(buf):
             buf.clear()
             self.pos = 0
@@ -592,13 +665,34 @@ class FrameReader:
         self.pos = pos
         return events, b""
 
-    def _read_rest(self, buf: bytes | bytearray, frames: list[Frame], pos: int, end: int) -> int:
+    def _read_rest(self, buf: bytes | bytearray | memoryview, frames: list[Frame], pos: int, end: int) -> int:
         """Deliver the next piece of a frame being streamed; return the new position."""
         avail = end - pos
         if avail == 0:
             return pos
         remaining = self._remaining
         take = avail if avail < remaining else remaining
+        payload = self._gather
+        if payload is not None:
+            start = self._gather_at
+            self._gather_at = start + take
+            with memoryview(buf) as view:
+                payload[start:start + take] = view[pos:pos + take]
+            self._remaining = remaining = remaining - take
+            if remaining:
+                return pos + take
+            self._gather = None
+            self._kept_used = True
+            key = self._key
+            with payload:
+                data = apply_mask(payload, key) if key is not None else payload.tobytes()
+            b0 = self._gather_b0
+            if b0 & 0x70:
+                frames.append(Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0,
+                                    b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
+            else:
+                frames.append(Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0))
+            return pos + take
         piece = buf[pos:pos + take]
         self._remaining = remaining = remaining - take
         key = self._key

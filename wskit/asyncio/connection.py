@@ -1,8 +1,10 @@
 """The asyncio connection shared by clients and servers.
 
-:class:`Connection` is an :class:`asyncio.Protocol`: the event loop calls
-``data_received`` with what the socket read, which goes straight to the
-sans-I/O core; what the core returns to send goes straight to
+:class:`Connection` is an :class:`asyncio.BufferedProtocol`: the transport
+reads into a buffer the connection lends it (one per thread, kept, so no
+chunk is allocated per read) and what it read goes straight to the
+sans-I/O core (``data_received`` is the same path for callers that hand
+bytes); what the core returns to send goes straight to
 ``transport.write``. Every protocol decision stays in the core
 (:class:`wskit.Protocol`) and in the close-handshake and ping policy
 shared by every I/O layer (:class:`wskit.duties.Duties`); this layer only
@@ -41,6 +43,7 @@ import functools
 import inspect
 import logging
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -79,6 +82,24 @@ _CORK_FRAMES = 64
 _CORK_FRAME_SIZE = 1024
 
 
+# Reads go into one buffer per thread (every transport calls get_buffer,
+# fills the buffer and calls buffer_updated in one go, and the core copies
+# what it keeps), so the transport allocates no chunk per read and an idle
+# connection holds none. Reads shorter than _COPY_BELOW reach the core as
+# bytes, which it parses in place; longer ones as a view it copies from.
+_READ_SIZE = 256 * 1024
+_COPY_BELOW = 64 * 1024
+_read_buffers = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's read buffer (made on first use)."""
+    view: memoryview | None = getattr(_read_buffers, "view", None)
+    if view is None:
+        view = _read_buffers.view = memoryview(bytearray(_READ_SIZE))
+    return view
+
+
 class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes each record with the connection's short id (only when a record is emitted)."""
 
@@ -99,7 +120,7 @@ def make_logger(logger: LoggerLike | str | None, default: str, conn_id: uuid.UUI
     return _ConnectionLogger(resolve_logger(logger, default), {"connection_id": conn_id})
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
     """One WebSocket connection running on an asyncio transport.
 
     Applications receive instances from :func:`wskit.asyncio.connect` (a
@@ -136,6 +157,8 @@ class Connection(asyncio.Protocol):
         self._debug = logger.isEnabledFor(logging.DEBUG)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
+        self._read_view = _read_buffer()  # made on this loop's thread
+        self._joins_writes = False  # set by connection_made
         self._max_queue = max_queue
         self._low_queue = 0 if max_queue is None else max_queue // 4
         self._write_limit = write_limit
@@ -218,6 +241,22 @@ class Connection(asyncio.Protocol):
         # the same interface without subclassing asyncio.Transport.
         self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self._write_limit, low=self._write_limit // 4)
+        self._joins_writes = getattr(type(transport), "writelines", None) is asyncio.WriteTransport.writelines
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if nbytes < _COPY_BELOW or self._opening:
+            self.data_received(self._read_view[:nbytes].tobytes())
+            return
+        try:
+            events = self.protocol.receive_data(self._read_view[:nbytes])
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if events:
+            self._handle_events(events)
 
     def data_received(self, data: bytes) -> None:
         if self._opening:
@@ -310,6 +349,13 @@ class Connection(asyncio.Protocol):
         if len(data) == 1:
             transport.write(data[0])
         elif data:
+            if self._joins_writes and len(data[-1]) >= _COPY_BELOW:
+                # This transport's writelines joins the pieces into one new
+                # bytes: write them one by one instead (each goes to the
+                # socket as far as it takes, only the rest is buffered).
+                for piece in data:
+                    transport.write(piece)
+                return
             transport.writelines(data)
 
     def _write_nowait(self, build: Callable[[Protocol], list[bytes]]) -> bool | None:
