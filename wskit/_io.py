@@ -17,6 +17,7 @@ import inspect
 import logging
 import os
 import ssl as ssl_module
+import stat
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -569,3 +570,25 @@ def socks_failure(proxy: ProxyURL, exc: BaseException, target: str) -> ProxyErro
         return None
     return ProxyError(f"proxy {proxy} failed to open a tunnel to {target}: {exc}", proxy=str(proxy))
 
+
+
+def listening_address(sock: Any) -> str:
+    """A listening socket's address as a server logs it: ``host:port``, ``[v6]:port`` or a path."""
+    name = sock.getsockname()
+    if isinstance(name, tuple):
+        host, port = name[0], name[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(name)
+
+
+def remove_unix_socket(path: str | None, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    """Remove the Unix socket file a server listened on (if it is still a socket)."""
+    if path is None:
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove the Unix socket %s: %s", path, exc)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
+from typing import Any
 
 from .events import Request, Response
 from .headers import Headers
@@ -125,6 +127,34 @@ def check_credentials_table(credentials: Credentials) -> Callable[[str, str], bo
         return same and expected is not None
 
     return check
+
+
+def credentials_check(credentials: Credentials | None, check_credentials: Any, *,
+                      layer: str = "wskit.asyncio") -> Any:
+    """The check ``basic_auth()`` uses: a table of ``credentials``, or ``check_credentials``.
+
+    Args:
+        credentials: as for :func:`check_credentials_table`.
+        check_credentials: a function ``(username, password) -> bool``.
+        layer: the I/O layer asking; ``wskit.sync`` runs no event loop, so it
+            refuses a coroutine function.
+
+    Raises:
+        TypeError: neither or both given, ``credentials`` of another shape,
+            ``check_credentials`` not callable (or a coroutine function for
+            ``wskit.sync``).
+    """
+    if (credentials is None) == (check_credentials is None):
+        raise TypeError("basic_auth() takes credentials= or check_credentials=, exactly one of them")
+    if credentials is not None:
+        return check_credentials_table(credentials)
+    if not callable(check_credentials):
+        raise TypeError(f"check_credentials must be a function (username, password) -> bool, "
+                        f"not {type(check_credentials).__name__}")
+    if layer == "wskit.sync" and inspect.iscoroutinefunction(check_credentials):
+        raise TypeError("check_credentials must be a plain function in wskit.sync, not a coroutine function "
+                        "(wskit.asyncio.basic_auth takes both)")
+    return check_credentials
 
 
 def unauthorized(realm: str, text: str = "Missing or wrong credentials.\n") -> Response:

@@ -8,14 +8,22 @@ import logging
 import os
 import socket
 import ssl as ssl_module
-import stat
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, loop_keywords, resolve_logger, resolve_manager, set_server_header, with_config
-from ..auth import Credentials, check_credentials_table, request_credentials, unauthorized
+from .._io import (
+    ConnectionOptions,
+    listening_address,
+    loop_keywords,
+    remove_unix_socket,
+    resolve_logger,
+    resolve_manager,
+    set_server_header,
+    with_config,
+)
+from ..auth import Credentials, credentials_check, request_credentials, unauthorized
 from ..broadcast import Broadcast
 from ..defaults import (
     CLOSE_TIMEOUT,
@@ -350,7 +358,7 @@ class Server:
                 await asyncio.wait(pending)
         if self._server is not None:
             await self._server.wait_closed()
-        _remove_unix_socket(self._unix_path, self.logger)
+        remove_unix_socket(self._unix_path, self.logger)
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`close` was called and finished: no socket, no connection, no handler left."""
@@ -541,7 +549,7 @@ class serve:  # lowercase: used like a function, as in python-websockets
             server = await create_server(self._make_connection, self._host, self._port, **kwargs)
         self.server._server = server
         for sock in server.sockets:
-            self.server.logger.info("server listening on %s", _address(sock))
+            self.server.logger.info("server listening on %s", listening_address(sock))
         return self.server
 
     def __await__(self) -> Generator[Any, None, Server]:
@@ -564,27 +572,6 @@ def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serv
         **kwargs: the options of :func:`serve`.
     """
     return serve(handler, _unix=True, _unix_path=path, **kwargs)
-
-
-def _address(sock: Any) -> str:
-    name = sock.getsockname()
-    if isinstance(name, tuple):
-        host, port = name[0], name[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(name)
-
-
-def _remove_unix_socket(path: str | None, logger: logging.Logger) -> None:
-    """Remove the Unix socket file a server listened on (if it is still a socket)."""
-    if path is None:
-        return
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("could not remove the Unix socket %s: %s", path, exc)
 
 
 def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview, *,
@@ -716,7 +703,7 @@ def basic_auth(
             ``check_credentials``, or ``credentials`` of another shape.
         ValueError: ``realm`` contains a quote, a backslash or a control character.
     """
-    check = _credentials_check(credentials, check_credentials)
+    check = credentials_check(credentials, check_credentials)
     unauthorized(realm)  # checks the realm now
 
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
@@ -733,14 +720,3 @@ def basic_auth(
         return None
 
     return process_request
-
-
-def _credentials_check(credentials: Credentials | None, check_credentials: Any) -> Any:
-    if (credentials is None) == (check_credentials is None):
-        raise TypeError("basic_auth() takes credentials= or check_credentials=, exactly one of them")
-    if credentials is not None:
-        return check_credentials_table(credentials)
-    if not callable(check_credentials):
-        raise TypeError(f"check_credentials must be a function (username, password) -> bool, "
-                        f"not {type(check_credentials).__name__}")
-    return check_credentials

@@ -8,13 +8,11 @@ runs the handler, plus the connection's reader (and keepalive) thread.
 from __future__ import annotations
 
 import http
-import inspect
 import logging
 import os
 import selectors
 import socket
 import ssl as ssl_module
-import stat
 import sys
 import threading
 import time
@@ -23,8 +21,16 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._io import ConnectionOptions, resolve_logger, resolve_manager, set_server_header, with_config
-from ..auth import Credentials, check_credentials_table, request_credentials, unauthorized
+from .._io import (
+    ConnectionOptions,
+    listening_address,
+    remove_unix_socket,
+    resolve_logger,
+    resolve_manager,
+    set_server_header,
+    with_config,
+)
+from ..auth import Credentials, credentials_check, request_credentials, unauthorized
 from ..broadcast import Broadcast
 from ..defaults import (
     CLOSE_TIMEOUT,
@@ -179,7 +185,7 @@ class Server:
                 selector.register(self.socket, selectors.EVENT_READ)
                 selector.register(self._wake_r, selectors.EVENT_READ)
                 pause.register(self._wake_r, selectors.EVENT_READ)  # (made now: when accept() fails, fds may be out)
-                self.logger.info("server listening on %s", _address(self.socket))
+                self.logger.info("server listening on %s", listening_address(self.socket))
                 while not self._closing:
                     for key, _ in selector.select():
                         if key.fileobj is self._wake_r or self._closing:
@@ -254,7 +260,7 @@ class Server:
             for sock in (self._wake_r, self._wake_w):
                 sock.close()
         if not already:
-            _remove_unix_socket(self._unix_path, self.logger)
+            remove_unix_socket(self._unix_path, self.logger)
 
     def __enter__(self) -> Server:
         return self
@@ -618,27 +624,6 @@ def _unix_listener(path: str, backlog: int) -> socket.socket:
     return sock
 
 
-def _address(sock: socket.socket) -> str:
-    name = sock.getsockname()
-    if isinstance(name, tuple):
-        host, port = name[0], name[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(name)
-
-
-def _remove_unix_socket(path: str | None, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    """Remove the Unix socket file a server listened on (if it is still a socket)."""
-    if path is None:
-        return
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("could not remove the Unix socket %s: %s", path, exc)
-
-
 def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview, *,
               compress: bool = True) -> list[Connection]:
     """Send a message to many connections at once, waiting for none of them.
@@ -771,18 +756,7 @@ def basic_auth(
             coroutine function as ``check_credentials``.
         ValueError: ``realm`` contains a quote, a backslash or a control character.
     """
-    if (credentials is None) == (check_credentials is None):
-        raise TypeError("basic_auth() takes credentials= or check_credentials=, exactly one of them")
-    if credentials is not None:
-        check = check_credentials_table(credentials)
-    elif not callable(check_credentials):
-        raise TypeError(f"check_credentials must be a function (username, password) -> bool, "
-                        f"not {type(check_credentials).__name__}")
-    elif inspect.iscoroutinefunction(check_credentials):
-        raise TypeError("check_credentials must be a plain function in wskit.sync, not a coroutine function "
-                        "(wskit.asyncio.basic_auth takes both)")
-    else:
-        check = check_credentials
+    check = credentials_check(credentials, check_credentials, layer="wskit.sync")
     unauthorized(realm)  # checks the realm now
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
