@@ -16,7 +16,6 @@ from test_asyncio import HOST, RawServer, arun, echo, port_of, raw_connect, read
 
 from wskit import Request, Response
 from wskit.asyncio import ConnectionClosedOK, ServerConnection, connect, route, serve, unix_connect, unix_serve
-from wskit.asyncio._waiter import Waiter
 from wskit.exceptions import InvalidHandshake, ProxyError
 from wskit.frames import Opcode
 
@@ -471,35 +470,3 @@ def test_proxy_that_hangs_up_before_answering_gives_proxy_error() -> None:
     arun(main())
 
 
-# -- the recv() waiter ------------------------------------------------------------------
-
-
-def test_waiter_future_protocol_details() -> None:
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        waiter = Waiter(loop)
-        with pytest.raises(asyncio.InvalidStateError):
-            waiter.exception()
-        # asyncio.wait() takes it as a future: it adds, then removes, its callback.
-        done, pending = await asyncio.wait({waiter}, timeout=0)  # type: ignore[type-var]
-        assert (done, pending) == (set(), {waiter})
-        assert waiter.remove_done_callback(print) == 0
-        waiter.set_exception(KeyError("first"))
-        waiter.set_exception(KeyError("second"))  # ignored: already done
-        assert isinstance(waiter.exception(), KeyError) and waiter.exception().args == ("first",)
-        with pytest.raises(KeyError):
-            await waiter  # done already: no suspension
-
-        cancelled = Waiter(loop)
-        cancelled.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            cancelled.exception()
-
-        # Driven by something other than a task: a clear error, not a hang.
-        driven = Waiter(loop)
-        steps = driven.__await__()
-        assert next(steps) is driven
-        with pytest.raises(RuntimeError, match="await wasn't used with a task"):
-            steps.send(None)
-
-    arun(main())

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import client_frame, close_payload, make_pair, parse_frames
-from wskit.asyncio._waiter import Waiter
+from wskit.asyncio._waiter import wake
 from wskit.asyncio.connection import Connection, make_logger
 from wskit.frames import Opcode
 
@@ -333,37 +333,51 @@ def test_connection_loss_ends_a_waiting_recv() -> None:
     run(main())
 
 
-def test_waiter_follows_the_future_protocol() -> None:
+def test_wake_resumes_a_lone_task_now_and_leaves_everything_else_to_the_loop() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        waiter = Waiter(loop)
-        assert waiter.get_loop() is loop and not waiter.done() and not waiter.cancelled()
-        with pytest.raises(asyncio.InvalidStateError):
-            waiter.result()
-        awaiting = asyncio.ensure_future(_await(waiter))
-        await asyncio.sleep(0)
-        with pytest.raises(RuntimeError, match="one task"):
-            waiter.add_done_callback(lambda _: None)
-        waiter.set_exception(KeyError("boom"))
-        waiter.set_result()  # ignored: already done
-        with pytest.raises(KeyError):
-            await awaiting
-        assert waiter.done() and isinstance(waiter.exception(), KeyError)
-        # A callback added after completion still runs, from the loop.
-        called: list[object] = []
-        waiter.add_done_callback(called.append)
-        await asyncio.sleep(0)
-        assert called == [waiter]
+        order: list[str] = []
 
-        cancelled = Waiter(loop)
-        assert cancelled.cancel("stop") and not cancelled.cancel()
-        assert cancelled.cancelled()
-        with pytest.raises(asyncio.CancelledError):
-            cancelled.result()
+        async def waits(fut: asyncio.Future[None], name: str) -> None:
+            await fut
+            order.append(name)
+
+        # One task awaits it, no task running: resumed inside wake().
+        lone: asyncio.Future[None] = loop.create_future()
+        task = asyncio.ensure_future(waits(lone, "lone"))
+        await asyncio.sleep(0)
+        await in_callback(lambda: (wake(lone), order.append("after wake")))
+        assert order == ["lone", "after wake"] and task.done()
+
+        # Watched by something else too (asyncio.wait adds a callback): the loop runs them all.
+        shared: asyncio.Future[None] = loop.create_future()
+        task = asyncio.ensure_future(waits(shared, "shared"))
+        watcher = asyncio.ensure_future(asyncio.wait({shared}))
+        await asyncio.sleep(0)
+        await in_callback(lambda: (wake(shared), order.append("after wake 2")))
+        await task
+        await watcher
+        assert order[2:] == ["after wake 2", "shared"]
+
+        # A plain callback, not a task: scheduled by the loop, as set_result does.
+        plain: asyncio.Future[None] = loop.create_future()
+        plain.add_done_callback(lambda f: order.append("plain"))
+        await in_callback(lambda: (wake(plain), order.append("after wake 3")))
+        await asyncio.sleep(0)
+        assert order[4:] == ["after wake 3", "plain"]
+
+        # Called from inside a running task: never resumes another task there.
+        inner: asyncio.Future[None] = loop.create_future()
+        task = asyncio.ensure_future(waits(inner, "inner"))
+        await asyncio.sleep(0)
+        wake(inner)
+        order.append("after wake 4")
+        await task
+        assert order[6:] == ["after wake 4", "inner"]
+
+        # Nobody awaits it yet: it is simply done.
+        idle: asyncio.Future[None] = loop.create_future()
+        wake(idle)
+        assert idle.done() and idle.result() is None
 
     run(main())
-
-
-async def _await(waiter: Waiter) -> None:
-    await waiter
-

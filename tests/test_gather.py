@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 import tracemalloc
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,8 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wskit import BinaryMessage
+from wskit import BinaryMessage, Protocol, Side, TextMessage
 from wskit import frames as frames_module
+from wskit.exceptions import ProtocolError
+from wskit.extensions.permessage_deflate import PerMessageDeflate
 from wskit.frames import GATHER_KEEP, GATHER_MIN, Frame, FrameReader, Opcode
 
 from helpers import build_frame, make_pair
@@ -145,3 +148,112 @@ def test_protocol_receives_large_messages_in_tcp_sized_chunks(as_view: str) -> N
         else:
             events += server.receive_data(chunk)
     assert events == [BinaryMessage(m) for m in messages]
+
+
+# -- reading straight into the frame being gathered (receive_buffer / receive_into) --
+
+
+def receive_into_when_offered(receiver: Any, data: bytes, cuts: list[int], fills: list[int]) -> list[Any]:
+    """Feed ``data`` as a transport that reads into the offered buffer would.
+
+    At each step, when the protocol offers a buffer, write into it as much
+    as a read would give (at most ``fills[i]`` bytes, never more than the
+    view); otherwise give the next chunk (cut at ``cuts``) to receive_data.
+    """
+    events: list[Any] = []
+    points = sorted({c % (len(data) + 1) for c in cuts} | {len(data)})
+    pos = 0
+    step = 0
+    while pos < len(data):
+        view = receiver.receive_buffer()
+        if view is not None:
+            n = min(len(view), len(data) - pos, max(1, fills[step % len(fills)] if fills else len(view)))
+            view[:n] = data[pos:pos + n]
+            events += receiver.receive_into(n)
+            pos += n
+        else:
+            end = next((p for p in points if p > pos), len(data))
+            events += receiver.receive_data(data[pos:end])
+            pos = end
+        step += 1
+    return events
+
+
+@settings(max_examples=60, deadline=None)
+@given(specs=frame_specs, cuts=st.lists(st.integers(0, 10**6), max_size=12),
+       fills=st.lists(st.integers(1, 70000), max_size=5), masked=st.booleans())
+def test_reading_into_the_offered_buffer_gives_the_events_of_receive_data(
+        specs: list[tuple[str, int, bool, int]], cuts: list[int], fills: list[int], masked: bool) -> None:
+    # Binary messages only (no extension: RSV1 clear), from a client or a server.
+    plain = [(kind, extra, False, seed) for kind, extra, _rsv1, seed in specs]
+    data = stream_of(plain, masked) + (build_frame(Opcode.TEXT, b"after", mask=KEY if masked else None))
+    receiving = 1 if masked else 0  # the server receives masked frames, the client unmasked ones
+    expected = make_pair(max_size=None)[receiving].receive_data(data)
+    receiver = make_pair(max_size=None)[receiving]
+    assert receive_into_when_offered(receiver, data, cuts, fills) == expected
+    assert receiver.receive_buffer() is None  # nothing is being gathered once the stream ends
+
+
+def test_the_offered_buffer_is_exactly_what_the_frame_still_needs() -> None:
+    client, server = make_pair(max_size=None)
+    message = payload(11, GATHER_MIN * 2)
+    wire = b"".join(client.send_binary(message)) + b"".join(client.send_text("next"))
+    assert server.receive_buffer() is None  # no large frame under way: read into your own buffer
+    head = 14 + 1000  # header (2 + 8 + 4 bytes) and the first 1000 payload bytes
+    assert server.receive_data(wire[:head]) == []
+    view = server.receive_buffer()
+    assert view is not None and len(view) == len(message) - 1000
+    view[:5000] = wire[head:head + 5000]
+    assert server.receive_into(5000) == []
+    rest = server.receive_buffer()
+    assert rest is not None and len(rest) == len(message) - 6000
+    rest[:] = wire[head + 5000:head + len(message) - 1000]
+    assert server.receive_into(len(rest)) == [BinaryMessage(message)]
+    assert server.receive_buffer() is None
+    assert server.receive_data(wire[head + len(message) - 1000:]) == [TextMessage("next")]
+
+
+def test_receive_into_refuses_what_was_not_offered() -> None:
+    client, server = make_pair(max_size=None)
+    with pytest.raises(ValueError, match="no large frame is being gathered"):
+        server.receive_into(10)
+    wire = b"".join(client.send_binary(payload(5, GATHER_MIN)))
+    server.receive_data(wire[:100])
+    view = server.receive_buffer()
+    assert view is not None
+    with pytest.raises(ValueError, match=f"needs {len(view)} more bytes"):
+        server.receive_into(len(view) + 1)
+    with pytest.raises(ValueError, match="needs"):
+        server.receive_into(-1)
+    # Nothing was accounted for: the frame still completes normally.
+    assert server.receive_data(wire[100:]) == [BinaryMessage(payload(5, GATHER_MIN))]
+
+
+def test_receive_into_after_the_connection_stopped_receiving_returns_nothing() -> None:
+    client, server = make_pair(max_size=None)
+    wire = b"".join(client.send_binary(payload(6, GATHER_MIN)))
+    server.receive_data(wire[:100])
+    view = server.receive_buffer()
+    assert view is not None
+    view[:] = wire[100:]
+    server.receive_eof()  # the transport lost the connection meanwhile
+    assert server.receive_buffer() is None
+    assert server.receive_into(len(view)) == []
+
+
+def test_a_frame_completed_by_receive_into_is_checked_like_any_other() -> None:
+    # With permessage-deflate, text frames are gathered whole: invalid UTF-8 in a
+    # gathered frame fails the connection with 1007 from receive_into.
+    compressor = zlib.compressobj(wbits=-15)
+    invalid = random.Random(3).randbytes(GATHER_MIN * 2)  # random bytes: not UTF-8
+    body = compressor.compress(invalid) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    frame = build_frame(Opcode.TEXT, body[:-4], rsv1=True, mask=KEY)
+    server = Protocol(Side.SERVER, max_size=None, extensions=[PerMessageDeflate()])
+    assert server.receive_data(frame[:200]) == []
+    view = server.receive_buffer()
+    assert view is not None and len(view) == len(frame) - 200
+    view[:] = frame[200:]
+    with pytest.raises(ProtocolError) as info:
+        server.receive_into(len(view))
+    assert info.value.close_code == 1007
+    assert server.receive_buffer() is None

@@ -785,6 +785,20 @@ def test_send_waits_while_the_peer_does_not_read(layer: Layer) -> None:
 # -- fragmented sends ----------------------------------------------------------
 
 
+def test_large_messages_arrive_whole_between_small_ones(layer: Layer) -> None:
+    # Frames of 64 KiB to 1 MiB are read straight into the buffer they are
+    # gathered in (Protocol.receive_buffer); longer ones, and small messages
+    # around them, take the usual path. Every byte must come back in order.
+    messages: list[str | bytes] = [os.urandom(MiB), "between", os.urandom(200_000), b"x",
+                                   "é" * 100_000, os.urandom(MiB + 1), os.urandom(64 * 1024)]
+    with echo_server(layer, max_size=None) as uri:
+        ws = layer.connect(uri, max_size=None)
+        for message in messages:
+            ws.send(message)
+        assert [ws.recv() for _ in messages] == messages
+        ws.close()
+
+
 def test_an_iterable_is_sent_as_one_fragmented_message(layer: Layer) -> None:
     with echo_server(layer) as uri:
         ws = layer.connect(uri)

@@ -606,40 +606,86 @@ class Protocol:
                 now failing: write the replies to ``exc.events`` (if any),
                 then ``exc.to_send``, then close the transport.
         """
-        si = self._si
-        if si.receive:
-            return self._receive_frames(data)
-        if si.handshake:
-            return self._receive_handshake(data)
-        return []
+        if not self._si.receive:
+            if self._si.handshake:
+                return self._receive_handshake(data)
+            return []
+        reader = self._reader
+        need = reader.need
+        if need:
+            # The frame being received is still incomplete: just buffer (a
+            # large one: straight into the buffer it is gathered in).
+            if need < 0:
+                # A piece of the large frame being gathered: copied straight
+                # into its buffer, unless it completes the frame (or is a
+                # view that is not plain bytes): then read() takes it.
+                remaining = reader._remaining
+                n = len(data)
+                if n < remaining and (type(data) is not memoryview or (data.format == "B" and data.c_contiguous)):
+                    start = reader._gather_at
+                    reader._gather_at = start + n
+                    reader._gather[start:start + n] = data  # type: ignore[index]  # set while need == -1
+                    reader._remaining = remaining - n
+                    return []
+            elif data:
+                buf = reader.buf
+                buf += data
+                if len(buf) < need:
+                    return []
+                data = b""
+        fast = self._fast
+        if fast is not None:
+            # The common case: whole unfragmented messages, parsed in C.
+            events, rest = reader.read_simple(data, fast, TextMessage, BinaryMessage)
+            if rest is None:
+                return events
+            return self._read_frames(rest, events)
+        return self._read_frames(data, [])
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> list[Event]:
         raise InvalidState("a bare Protocol has no opening handshake: use ClientProtocol or ServerProtocol")
 
-    def _receive_frames(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        reader = self._reader
-        if reader.need and data:
-            # The frame being received is still incomplete: just buffer
-            # (a large one: straight into the buffer it is gathered in).
-            if reader.need < 0:
-                if reader.fill(data):
-                    return []
-            else:
-                buf = reader.buf
-                buf += data
-                if len(buf) < reader.need:
-                    return []
-                data = b""
-        events: list[Event]
-        fast = self._fast
-        if fast is not None:
-            events, rest = reader.read_simple(data, fast, TextMessage, BinaryMessage)
-            if rest is None:
-                return events
-            data = rest
-        else:
-            events = []
-        frames, error = reader.read(data)
+    def _read_frames(self, data: bytes | bytearray | memoryview, events: list[Event]) -> list[Event]:
+        """The general path: every frame :meth:`FrameReader.read` completes, after ``events``."""
+        frames, error = self._reader.read(data)
+        return self._deliver(frames, error, events)
+
+    def receive_buffer(self) -> memoryview | None:
+        """Return a buffer to read the next received bytes into, or ``None``.
+
+        While a large frame (64 KiB to 1 MiB) arrives in pieces, its payload
+        is gathered in a buffer the connection keeps. A transport that can
+        read into a buffer of its choosing (``socket.recv_into``,
+        :class:`asyncio.BufferedProtocol`) may read straight into the part
+        of it still due, then call :meth:`receive_into`: the bytes are not
+        copied from a read buffer first. The view is exactly as long as the
+        frame still needs, so a read into it never takes the next frame's
+        bytes. ``None`` (the usual case): read into your own buffer and call
+        :meth:`receive_data`.
+        """
+        if self._si.receive:
+            return self._reader.gather_view()
+        return None
+
+    def receive_into(self, nbytes: int) -> list[Event]:
+        """Account for ``nbytes`` read into the buffer :meth:`receive_buffer` returned.
+
+        Returns:
+            The completed events, in order (as :meth:`receive_data`).
+
+        Raises:
+            ProtocolError: as :meth:`receive_data` (the completed frame
+                broke a rule checked once it is whole, such as UTF-8 in a
+                text message when an extension needs whole frames).
+            ValueError: no such buffer was offered, or ``nbytes`` is longer
+                than it.
+        """
+        if not self._si.receive:
+            return []  # the connection stopped receiving meanwhile (as receive_data does)
+        return self._deliver(self._reader.gathered(nbytes), None, [])
+
+    def _deliver(self, frames: list[Frame], error: ProtocolError | None, events: list[Event]) -> list[Event]:
+        """Turn frames into events (after ``events``); fail on ``error`` or a rule they break."""
         if error is not None and self._decoders is not None:
             error = self._user_limit(error)
         if frames:

@@ -262,7 +262,7 @@ class ClientProtocol(Protocol):
         events: list[Event] = [response]
         if leftover:
             try:
-                events.extend(self._receive_frames(leftover))
+                events.extend(self.receive_data(leftover))  # OPEN now: frames
             except ProtocolError as exc:
                 exc.events = [response, *exc.events]
                 raise

@@ -337,7 +337,8 @@ class FrameReader:
         self.pos = 0
         # len(buf) needed before the next frame can complete (0: unknown);
         # callers may skip read() while the buffer is shorter. -1: a large
-        # frame is being gathered; callers may give bytes to fill() first.
+        # frame is being gathered (see gather_view); its pieces may be copied
+        # into _gather at _gather_at while they do not complete it.
         self.need = 0
         self.mask_expected = mask_expected
         self.max_size = max_size
@@ -602,27 +603,6 @@ class FrameReader:
                 self._kept = None  # only frames that were not gathered: release it
         return frames, error
 
-    def fill(self, data: bytes | bytearray | memoryview) -> bool:
-        """Copy ``data`` into the large frame being gathered, unless it completes it.
-
-        A cheap path for the pieces of a large frame (``need == -1``): the
-        piece that completes the frame, and any bytes after it, go to
-        :meth:`read`.
-
-        Returns:
-            ``True`` when ``data`` was taken (the frame is still incomplete),
-            ``False`` when nothing was taken: give ``data`` to :meth:`read`.
-        """
-        n = len(data)
-        remaining = self._remaining
-        if n >= remaining or (type(data) is memoryview and (data.format != "B" or not data.c_contiguous)):
-            return False
-        start = self._gather_at
-        self._gather_at = start + n
-        self._gather[start:start + n] = data  # type: ignore[index]  # set while need == -1
-        self._remaining = remaining - n
-        return True
-
     def read_simple(self, data: bytes | bytearray | memoryview, parse: Any, text: Any,
                     binary: Any) -> tuple[list[Any], bytes | bytearray | memoryview | None]:
         """Parse the common case with the C accelerator, before :meth:`read`.
@@ -665,6 +645,55 @@ class FrameReader:
         self.pos = pos
         return events, b""
 
+    def gather_view(self) -> memoryview | None:
+        """Where the next received bytes may be written directly, or ``None``.
+
+        While a large frame is being gathered (``need == -1``), the part of
+        its buffer still due: a transport may read straight into it and
+        then call :meth:`gathered`, which saves copying the bytes from a
+        read buffer. ``None`` otherwise: give received bytes to
+        :meth:`read`.
+        """
+        payload = self._gather
+        if payload is None:
+            return None
+        return payload[self._gather_at:]
+
+    def gathered(self, n: int) -> list[Frame]:
+        """Account for ``n`` bytes written at the start of :meth:`gather_view`'s view.
+
+        Returns:
+            The frame, once those bytes complete it (unmasked, as
+            :meth:`read` returns it), else an empty list.
+
+        Raises:
+            ValueError: no frame is being gathered, or ``n`` is negative or
+                more than the frame still needs (a caller's mistake: the
+                view it was given is exactly that long).
+        """
+        payload = self._gather
+        remaining = self._remaining
+        if payload is None or not 0 <= n <= remaining:
+            raise ValueError(f"gathered({n}): no large frame is being gathered" if payload is None
+                             else f"gathered({n}): the frame being gathered needs {remaining} more bytes")
+        self._gather_at += n
+        self._remaining = remaining = remaining - n
+        if remaining:
+            return []
+        self.need = 0
+        return [self._gathered_frame(payload)]
+
+    def _gathered_frame(self, payload: memoryview) -> Frame:
+        """The frame whose payload was gathered, now complete."""
+        self._gather = None
+        key = self._key
+        with payload:
+            data = apply_mask(payload, key) if key is not None else payload.tobytes()
+        b0 = self._gather_b0
+        if b0 & 0x70:
+            return Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0)
+        return Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0)
+
     def _read_rest(self, buf: bytes | bytearray | memoryview, frames: list[Frame], pos: int, end: int) -> int:
         """Deliver the next piece of a frame being streamed; return the new position."""
         avail = end - pos
@@ -679,19 +708,9 @@ class FrameReader:
             with memoryview(buf) as view:
                 payload[start:start + take] = view[pos:pos + take]
             self._remaining = remaining = remaining - take
-            if remaining:
-                return pos + take
-            self._gather = None
-            self._kept_used = True
-            key = self._key
-            with payload:
-                data = apply_mask(payload, key) if key is not None else payload.tobytes()
-            b0 = self._gather_b0
-            if b0 & 0x70:
-                frames.append(Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0,
-                                    b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
-            else:
-                frames.append(Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0))
+            if not remaining:
+                self._kept_used = True
+                frames.append(self._gathered_frame(payload))
             return pos + take
         piece = buf[pos:pos + take]
         self._remaining = remaining = remaining - take

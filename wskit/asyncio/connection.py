@@ -67,7 +67,7 @@ from ..events import BinaryMessage, Close, Event, Ping, Pong, TextMessage
 from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState, ProtocolError, WebSocketClosed
 from ..frames import CloseCode, Opcode
 from ..protocol import Protocol, State
-from ._waiter import Waiter
+from ._waiter import wake
 
 __all__ = ["Connection", "ConcurrencyError", "Data", "LoggerLike", "create_server_function"]
 
@@ -158,6 +158,7 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._read_view = _read_buffer()  # made on this loop's thread
+        self._into: memoryview | None = None  # get_buffer gave the core's own buffer (see receive_buffer)
         self._joins_writes = False  # set by connection_made
         self._max_queue = max_queue
         self._low_queue = 0 if max_queue is None else max_queue // 4
@@ -166,7 +167,7 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
         self._queue: deque[Data] = deque()
-        self._recv_waiter: Waiter | None = None
+        self._recv_waiter: asyncio.Future[None] | None = None
         self._paused_reading = False  # by the queue of received messages (max_queue)
         self._paused_replies = False  # by automatic replies the peer does not read (write_limit)
         self._paused_writing = False
@@ -244,14 +245,26 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         self._joins_writes = getattr(type(transport), "writelines", None) is asyncio.WriteTransport.writelines
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read_view
+        # Straight into the large frame being gathered, when there is one.
+        into = self._into = self.protocol.receive_buffer()
+        return self._read_view if into is None else into
 
     def buffer_updated(self, nbytes: int) -> None:
-        if nbytes < _COPY_BELOW or self._opening:
-            self.data_received(self._read_view[:nbytes].tobytes())
-            return
+        protocol = self.protocol
         try:
-            events = self.protocol.receive_data(self._read_view[:nbytes])
+            if self._into is not None:
+                self._into = None
+                events = protocol.receive_into(nbytes)
+            elif nbytes < _COPY_BELOW:
+                if self._opening:
+                    self._opening_data(self._read_view[:nbytes].tobytes())
+                    return
+                events = protocol.receive_data(self._read_view[:nbytes].tobytes())
+            elif self._opening:
+                self._opening_data(self._read_view[:nbytes].tobytes())
+                return
+            else:
+                events = protocol.receive_data(self._read_view[:nbytes])
         except ProtocolError as exc:
             self._protocol_error(exc)
             return
@@ -293,8 +306,9 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
             self.logger.debug("= connection lost (code %s)%s", self.close_code, f": {exc!r}" if exc else "")
         if not self._closed.done():
             self._closed.set_result(None)
-        if self._recv_waiter is not None:
-            self._recv_waiter.set_result()
+        recv_waiter = self._recv_waiter
+        if recv_waiter is not None and not recv_waiter.done():
+            recv_waiter.set_result(None)
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -421,12 +435,12 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
                 if not self._paused_replies and self._transport is not None and not self._lost:
                     self._transport.pause_reading()
             waiter = self._recv_waiter
-            if waiter is not None:
+            if waiter is not None and not waiter.done():
                 # Last, as the task waiting in recv() may run right here (see
                 # _waiter); what it sends meanwhile leaves in one write.
                 self._corking = True
                 try:
-                    waiter.set_result(eager=True)
+                    wake(waiter)
                 finally:
                     self._corking = False
                     if self._corked:
@@ -601,7 +615,7 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
                 raise error
             if self._recv_waiter is not None:
                 raise ConcurrencyError("recv() is already waiting for a message in another coroutine")
-            waiter = self._recv_waiter = Waiter(self._loop)
+            waiter = self._recv_waiter = self._loop.create_future()
             if timeout is None:
                 try:
                     await waiter
@@ -882,5 +896,6 @@ class _Messages:
         return self._next(None, True)
 
 
-def _expire(waiter: Waiter) -> None:
-    waiter.set_exception(TimeoutError("recv() timed out"))
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("recv() timed out"))

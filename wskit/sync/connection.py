@@ -821,7 +821,10 @@ class Connection:
     def _run_reader(self, initial: list[Event], error: ProtocolError | None) -> None:
         sock = self.socket
         recv = sock.recv
+        recv_into = sock.recv_into
         receive_data = self.protocol.receive_data
+        receive_buffer = self.protocol.receive_buffer
+        receive_into = self.protocol.receive_into
         proto_lock = self._proto_lock
         messages = self._messages
         deadline: float | None = None
@@ -841,16 +844,22 @@ class Connection:
                         if self._debug:
                             self.logger.debug("! timed out waiting for the peer to close TCP")
                         break
+                into = receive_buffer()  # a large frame being gathered: read straight into it
+                data = b""
                 try:
-                    data = recv(_READ_SIZE)
+                    if into is None:
+                        data = recv(_READ_SIZE)
+                        size = len(data)
+                    else:
+                        size = recv_into(into)
                 except OSError as exc:
                     cause = exc
-                    data = b""
-                if not data:
+                    size = 0
+                if not size:
                     break
                 try:
                     with proto_lock:
-                        events = receive_data(data)
+                        events = receive_data(data) if into is None else receive_into(size)
                 except ProtocolError as exc:
                     deadline = self._handle_failure(exc)
                     continue
