@@ -7,6 +7,7 @@ independent of how the byte stream is split).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
 import tracemalloc
@@ -116,23 +117,79 @@ def held_after(receive: Callable[[Any], object], chunks: Sequence[Any]) -> int:
     return sum(stat.size for stat in tracemalloc.take_snapshot().filter_traces(only_reader).statistics("filename"))
 
 
+@pytest.fixture
+def no_spare() -> Any:
+    """Start without a spare gathering buffer; restore the process's afterwards."""
+    saved = list(frames_module._SPARE)
+    frames_module._SPARE.clear()
+    yield frames_module._SPARE
+    frames_module._SPARE[:] = saved
+
+
 @pytest.mark.parametrize("through", ["protocol", "protocol-view", "reader"])
-def test_the_large_frame_buffer_is_held_only_while_large_messages_follow(through: str) -> None:
+def test_the_large_frame_buffer_is_held_only_while_large_messages_follow(through: str, no_spare: Any) -> None:
     client, server = make_pair(max_size=None)
     reader = FrameReader(True, None, stream=False)
     receive = server.receive_data if through == "protocol" else reader.read
+    kept = (lambda: server._reader._kept) if through == "protocol" else (lambda: reader._kept)
     big = b"".join(client.send_binary(payload(3, GATHER_KEEP)))
     pieces = [big[i:i + 65536] for i in range(0, len(big), 65536)]
     tracemalloc.start()
     try:
-        kept = held_after(receive, pieces)
-        assert kept >= GATHER_KEEP  # kept for the next large message
-        assert held_after(receive, pieces) < kept + 65536  # reused: nothing more
+        held = held_after(receive, pieces)
+        assert held >= GATHER_KEEP and kept() is not None  # kept for the next large message
+        assert held_after(receive, pieces) < held + 65536  # reused: nothing more
         small = b"".join(client.send_binary(b"small"))
         chunk = memoryview(bytearray(small)) if through == "protocol-view" else small
-        assert held_after(receive, [chunk]) < 65536  # released
+        buffer = kept()
+        assert held_after(receive, [chunk]) < held + 65536  # nothing new...
+        assert kept() is None and no_spare == [buffer]  # ...the connection let go: it is the process's spare now
     finally:
         tracemalloc.stop()
+
+
+def test_a_new_connection_gathers_in_the_spare_buffer(no_spare: Any) -> None:
+    client, first = make_pair(max_size=None)
+    big = b"".join(client.send_binary(payload(4, GATHER_MIN * 2)))
+    assert first.receive_data(big[:1000]) == []
+    buffer = first._reader._kept
+    assert buffer is not None and no_spare == []
+    del first  # a connection that ends while it holds the buffer gives it back
+    gc.collect()
+    assert no_spare == [buffer]
+    second = make_pair(max_size=None)[1]
+    assert second.receive_data(big[:1000]) == []
+    assert second._reader._kept is buffer and no_spare == []  # taken, not copied
+    assert second.receive_data(big[1000:]) == [BinaryMessage(payload(4, GATHER_MIN * 2))]
+    # Only one spare per process: a second released buffer is dropped.
+    third = make_pair(max_size=None)[1]
+    third.receive_data(big[:1000])
+    other = third._reader._kept
+    assert other is not None and other is not buffer
+    del second, third
+    gc.collect()
+    assert len(no_spare) == 1
+
+
+def test_a_spare_too_small_for_the_frame_is_replaced(no_spare: Any) -> None:
+    client, server = make_pair(max_size=None)
+    no_spare.append(bytearray(GATHER_MIN))
+    big = b"".join(client.send_binary(payload(5, GATHER_MIN * 3)))
+    assert server.receive_data(big[:1000]) == []
+    assert len(server._reader._kept) == GATHER_MIN * 3 and no_spare == []
+    assert server.receive_data(big[1000:]) == [BinaryMessage(payload(5, GATHER_MIN * 3))]
+    # A larger spare serves a smaller frame: only [:length] of it is used.
+    no_spare[:] = [bytearray(b"\xee" * (GATHER_MIN * 4))]
+    other = make_pair(max_size=None)[1]
+    smaller = payload(6, GATHER_MIN)
+    wire = b"".join(client.send_binary(smaller))
+    assert other.receive_data(wire[:10]) == []
+    assert other.receive_data(wire[10:]) == [BinaryMessage(smaller)]
+
+
+def test_a_reader_that_never_finished_initialising_is_collected_quietly() -> None:
+    reader = FrameReader.__new__(FrameReader)  # __init__ never ran: no buffer to give back
+    reader.__del__()
 
 
 @pytest.mark.parametrize("as_view", ["", "B", "I"])

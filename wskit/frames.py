@@ -268,6 +268,26 @@ MIN_FRAGMENT_LIMIT = 1024
 # follow each other. Longer frames are gathered in the receive buffer.
 GATHER_MIN = 64 * 1024
 GATHER_KEEP = 1024 * 1024
+# A released gathering buffer is kept, one per process, for the next reader
+# that gathers a large frame: a new connection's first large message then
+# touches no fresh memory. Only [:length] of it is ever delivered, and only
+# once every byte of that was received, so nothing of an earlier frame leaks.
+_SPARE: list[bytearray] = []
+
+
+def _gathering_buffer(length: int) -> bytearray:
+    """The spare gathering buffer when it is long enough, else a new one."""
+    try:
+        spare = _SPARE.pop()
+    except IndexError:
+        return bytearray(length)
+    return spare if len(spare) >= length else bytearray(length)
+
+
+def _release_buffer(kept: bytearray, spare: list[bytearray] = _SPARE) -> None:
+    """Keep ``kept`` as the spare gathering buffer unless there is one already."""
+    if not spare:
+        spare.append(kept)
 _NO_FRAGMENT_LIMIT = 1 << 62  # max_size=None: no cap (a plain int keeps the check one comparison)
 
 
@@ -369,6 +389,12 @@ class FrameReader:
     @max_frames.setter
     def max_frames(self, limit: int | None) -> None:
         self._max_frames = _NO_FRAGMENT_LIMIT if limit is None else limit
+
+    def __del__(self, release: Any = _release_buffer) -> None:
+        # The connection is gone: its gathering buffer may serve the next one.
+        kept = getattr(self, "_kept", None)  # None too if __init__ did not finish
+        if kept is not None:
+            release(kept)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes to the buffer."""
@@ -557,7 +583,7 @@ class FrameReader:
                     # frame is, and delivered whole by _read_rest.
                     kept = self._kept
                     if kept is None or len(kept) < length:
-                        kept = self._kept = bytearray(length)
+                        kept = self._kept = _gathering_buffer(length)
                     payload = self._gather = memoryview(kept)[:length]
                     with memoryview(buf) as view:
                         payload[:end - start] = view[start:end]
@@ -600,7 +626,8 @@ class FrameReader:
             if self._kept_used:
                 self._kept_used = False
             else:
-                self._kept = None  # only frames that were not gathered: release it
+                _release_buffer(self._kept)  # only frames that were not gathered: release it
+                self._kept = None
         return frames, error
 
     def read_simple(self, data: bytes | bytearray | memoryview, parse: Any, text: Any,
@@ -628,7 +655,8 @@ class FrameReader:
             # Parse the caller's bytes in place; keep only the unparsed tail.
             events, pos = parse(data, 0, self.mask_expected, -1 if max_size is None else max_size, text, binary)
             if events and self._kept is not None:
-                self._kept = None  # messages that were not gathered: release the kept buffer
+                _release_buffer(self._kept)  # messages that were not gathered: release the kept buffer
+                self._kept = None
             if pos == len(data):
                 return events, None
             buf += memoryview(data)[pos:]
@@ -637,7 +665,8 @@ class FrameReader:
             buf += data
         events, pos = parse(buf, self.pos, self.mask_expected, -1 if max_size is None else max_size, text, binary)
         if events and self._kept is not None:
-            self._kept = None  # messages that were not gathered: release the kept buffer
+            _release_buffer(self._kept)  # messages that were not gathered: release the kept buffer
+            self._kept = None
         if pos == len(buf):
             buf.clear()
             self.pos = 0
