@@ -255,14 +255,11 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
             if self._into is not None:
                 self._into = None
                 events = protocol.receive_into(nbytes)
-            elif nbytes < _COPY_BELOW:
-                if self._opening:
-                    self._opening_data(self._read_view[:nbytes].tobytes())
-                    return
-                events = protocol.receive_data(self._read_view[:nbytes].tobytes())
             elif self._opening:
                 self._opening_data(self._read_view[:nbytes].tobytes())
                 return
+            elif nbytes < _COPY_BELOW:
+                events = protocol.receive_data(self._read_view[:nbytes].tobytes())
             else:
                 events = protocol.receive_data(self._read_view[:nbytes])
         except ProtocolError as exc:
