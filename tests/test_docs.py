@@ -47,7 +47,8 @@ def test_readme_sansio_example_prints_the_message(capsys: pytest.CaptureFixture[
 
 
 def test_sansio_bare_protocol_example(capsys: pytest.CaptureFixture[str]) -> None:
-    block = next(b for b in python_blocks(ROOT / "docs" / "sansio.md") if "Protocol(Side.CLIENT)" in b and "print(" in b)
+    blocks = python_blocks(ROOT / "docs" / "sansio.md")
+    block = next(b for b in blocks if "Protocol(Side.CLIENT)" in b and "print(" in b)
     exec(compile(block, "docs/sansio.md", "exec"), {})
     assert capsys.readouterr().out == "[BinaryMessage(data=b'\\x00\\x01')]\n"
 

@@ -266,6 +266,8 @@ MIN_FRAGMENT_LIMIT = 1024
 # FrameReader.read). The buffer is released when a frame that was not
 # gathered completes, so a connection holds it only while large messages
 # follow each other. Longer frames are gathered in the receive buffer.
+# Protocol.receive_buffer offers the part still due to the transport, which
+# may read straight into it.
 GATHER_MIN = 64 * 1024
 GATHER_KEEP = 1024 * 1024
 # A released gathering buffer is kept, one per process, for the next reader
@@ -288,6 +290,8 @@ def _release_buffer(kept: bytearray, spare: list[bytearray] = _SPARE) -> None:
     """Keep ``kept`` as the spare gathering buffer unless there is one already."""
     if not spare:
         spare.append(kept)
+
+
 _NO_FRAGMENT_LIMIT = 1 << 62  # max_size=None: no cap (a plain int keeps the check one comparison)
 
 
