@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from wskit import Protocol, Side
 from wskit.exceptions import PayloadTooBig, ProtocolError
 from wskit.frames import (
     CloseCode,
@@ -118,6 +119,21 @@ def test_encode_frame_accepts_bytearray_and_memoryview() -> None:
     assert encode_frame(0x82, memoryview(b"ab"), False) == b"\x82\x02ab"
     masked = encode_frame(0x82, memoryview(b"abcdef"), True)
     assert mask_bytes(masked[6:], masked[2:6]) == b"abcdef"
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 124, 125, 126, 127, 65535, 65536])
+def test_server_messages_are_minimal_unmasked_frames(size: int) -> None:
+    # Small ones take a precomputed header: the same bytes as encode_frame, whatever the payload type.
+    server = Protocol(Side.SERVER)
+    text = "é" * (size // 2) + "a" * (size % 2)
+    assert b"".join(server.send_text(text)) == encode_frame(0x81, text.encode(), False)
+    if size < 126:
+        assert len(server.send_text(text)) == 1
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    for data in (payload, bytearray(payload), memoryview(payload)):
+        assert b"".join(server.send_binary(data)) == encode_frame(0x82, payload, False)
+    wide = memoryview(bytes(4 * (size // 4))).cast("I")  # len() counts items: the frame must count bytes
+    assert b"".join(server.send_binary(wide)) == encode_frame(0x82, bytes(4 * (size // 4)), False)
 
 
 # -- close payloads -------------------------------------------------------------

@@ -270,6 +270,20 @@ def test_the_offered_buffer_is_exactly_what_the_frame_still_needs() -> None:
     assert server.receive_data(wire[head + len(message) - 1000:]) == [TextMessage("next")]
 
 
+def test_a_frame_reader_offers_its_gathering_buffer_only_while_a_large_frame_arrives() -> None:
+    # The FrameReader on its own (what Protocol.receive_buffer asks), for users of the frame codec.
+    message = payload(3, GATHER_MIN)
+    wire = build_frame(Opcode.BINARY, message, mask=b"\x01\x02\x03\x04")
+    reader = FrameReader(True, None)
+    assert reader.gather_view() is None
+    assert reader.read(wire[:4000]) == ([], None)
+    view = reader.gather_view()
+    assert view is not None and len(view) == len(wire) - 4000
+    view[:] = wire[4000:]
+    assert reader.gathered(len(view)) == [Frame(Opcode.BINARY, message)]
+    assert reader.gather_view() is None
+
+
 def test_receive_into_refuses_what_was_not_offered() -> None:
     client, server = make_pair(max_size=None)
     with pytest.raises(ValueError, match="no large frame is being gathered"):

@@ -34,6 +34,8 @@ from .events import (
 )
 from .exceptions import ConnectionClosedError, InvalidState, PayloadTooBig, PluginError, ProtocolError
 from .frames import (
+    BINARY_HEADERS,
+    TEXT_HEADERS,
     CloseCode,
     Frame,
     FrameReader,
@@ -378,6 +380,8 @@ class Protocol:
         except AttributeError:
             raise TypeError(f"send_text() takes a str, got {type(data).__name__} (use send_binary for bytes)") from None
         if fin and self._plain_send:
+            if len(payload) < 126 and not self._mask:
+                return [TEXT_HEADERS[len(payload)] + payload]
             return encode_message(0x81, payload, self._mask)
         return self._send_message(Opcode.TEXT, payload, fin, compress)
 
@@ -403,6 +407,8 @@ class Protocol:
         if isinstance(data, str):  # type: ignore[unreachable]  # a caller bug, reported clearly
             raise TypeError("send_binary() takes bytes-like data, got str (use send_text for text)")
         if fin and self._plain_send:
+            if type(data) is bytes and len(data) < 126 and not self._mask:
+                return [BINARY_HEADERS[len(data)] + data]
             return encode_message(0x82, data, self._mask)
         return self._send_message(Opcode.BINARY, bytes(data), fin, compress)
 
@@ -635,7 +641,18 @@ class Protocol:
                 data = b""
         fast = self._fast
         if fast is not None:
-            # The common case: whole unfragmented messages, parsed in C.
+            # The common case: whole unfragmented messages, parsed in C
+            # (read_simple); the commonest, straight from the caller's bytes.
+            if type(data) is bytes and not reader.buf and not reader.in_message and not reader._remaining:
+                max_size = reader.max_size
+                events, pos = fast(data, 0, reader.mask_expected, -1 if max_size is None else max_size,
+                                   TextMessage, BinaryMessage)
+                if pos == len(data) and reader._kept is None:
+                    reader.need = 0
+                    return events
+                if reader.parsed_bytes(data, pos, events):
+                    return events
+                return self._read_frames(b"", events)
             events, rest = reader.read_simple(data, fast, TextMessage, BinaryMessage)
             if rest is None:
                 return events
@@ -663,7 +680,7 @@ class Protocol:
         bytes. ``None`` (the usual case): read into your own buffer and call
         :meth:`receive_data`.
         """
-        if self._si.receive:
+        if self._si.receive and self._reader._gather is not None:
             return self._reader.gather_view()
         return None
 

@@ -144,6 +144,10 @@ _pack_B2 = struct.Struct("!BB").pack
 _pack_BBH = struct.Struct("!BBH").pack
 _pack_BBQ = struct.Struct("!BBQ").pack
 _urandom = os.urandom
+#: The headers of unmasked, unfragmented text and binary frames with a payload
+#: of 0 to 125 bytes, by payload length (a server's small messages).
+TEXT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
+BINARY_HEADERS = tuple(bytes((0x82, n)) for n in range(126))
 
 
 def serialize_frame(frame: Frame, mask: bool) -> bytes:
@@ -630,8 +634,7 @@ class FrameReader:
             if self._kept_used:
                 self._kept_used = False
             else:
-                _release_buffer(self._kept)  # only frames that were not gathered: release it
-                self._kept = None
+                self._release_kept()  # only frames that were not gathered
         return frames, error
 
     def read_simple(self, data: bytes | bytearray | memoryview, parse: Any, text: Any,
@@ -655,28 +658,45 @@ class FrameReader:
         buf = self.buf
         max_size = self.max_size
         self.need = 0
-        if not buf and type(data) is bytes:
-            # Parse the caller's bytes in place; keep only the unparsed tail.
-            events, pos = parse(data, 0, self.mask_expected, -1 if max_size is None else max_size, text, binary)
-            if events and self._kept is not None:
-                _release_buffer(self._kept)  # messages that were not gathered: release the kept buffer
-                self._kept = None
-            if pos == len(data):
-                return events, None
-            buf += memoryview(data)[pos:]
-            return events, b""
         if data:
             buf += data
         events, pos = parse(buf, self.pos, self.mask_expected, -1 if max_size is None else max_size, text, binary)
-        if events and self._kept is not None:
-            _release_buffer(self._kept)  # messages that were not gathered: release the kept buffer
-            self._kept = None
+        if events:
+            self._release_kept()
         if pos == len(buf):
             buf.clear()
             self.pos = 0
             return events, None
         self.pos = pos
         return events, b""
+
+    def parsed_bytes(self, data: bytes, pos: int, events: list[Any]) -> bool:
+        """Account for ``events`` that ``parse`` found in the caller's own ``data[:pos]``.
+
+        :meth:`read_simple` appends received bytes to the buffer and parses
+        them there. A caller holding ``bytes`` while the buffer is empty and
+        no message is in progress may instead run ``parse`` (see
+        :meth:`read_simple`) on its bytes in place from position 0, then call
+        this: only the unparsed tail, if any, is copied into the buffer, for
+        :meth:`read`.
+
+        Returns:
+            ``True`` when every byte of ``data`` was parsed.
+        """
+        self.need = 0
+        if events:
+            self._release_kept()
+        if pos == len(data):
+            return True
+        self.buf += memoryview(data)[pos:]
+        return False
+
+    def _release_kept(self) -> None:
+        # Messages that were not gathered completed: the kept buffer may serve another connection.
+        kept = self._kept
+        if kept is not None:
+            _release_buffer(kept)
+            self._kept = None
 
     def gather_view(self) -> memoryview | None:
         """Where the next received bytes may be written directly, or ``None``.
