@@ -642,17 +642,20 @@ class Protocol:
         fast = self._fast
         if fast is not None:
             # The common case: whole unfragmented messages, parsed in C
-            # (read_simple); the commonest, straight from the caller's bytes.
-            if type(data) is bytes and not reader.buf and not reader.in_message and not reader._remaining:
+            # (read_simple); the commonest, straight from the caller's bytes
+            # (or view of bytes, as a large read is), without buffering them.
+            if ((type(data) is bytes or (type(data) is memoryview and data.format == "B" and data.c_contiguous))
+                    and not reader.buf and not reader.in_message and not reader._remaining):
                 max_size = reader.max_size
                 events, pos = fast(data, 0, reader.mask_expected, -1 if max_size is None else max_size,
                                    TextMessage, BinaryMessage)
-                if pos == len(data) and reader._kept is None:
+                if events and reader._kept is not None:
+                    reader.release_kept()  # messages that were not gathered
+                if pos == len(data):
                     reader.need = 0
                     return events
-                if reader.parsed_bytes(data, pos, events):
-                    return events
-                return self._read_frames(b"", events)
+                # The rest (a frame the C parser leaves to the general one), parsed in place too.
+                return self._read_frames(memoryview(data)[pos:] if pos else data, events)
             events, rest = reader.read_simple(data, fast, TextMessage, BinaryMessage)
             if rest is None:
                 return events

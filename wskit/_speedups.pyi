@@ -37,7 +37,7 @@ def send_nowait(sock: socket.socket, data: bytes | bytearray | memoryview) -> in
     """
 
 
-def read_messages(buf: bytes | bytearray, pos: int, masked: bool, max_size: int, text: Any,
+def read_messages(buf: bytes | bytearray | memoryview, pos: int, masked: bool, max_size: int, text: Any,
                   binary: Any) -> tuple[list[Any], int]:
     """Parse the run of complete, unfragmented text/binary frames at ``buf[pos:]``.
 

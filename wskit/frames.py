@@ -423,8 +423,11 @@ class FrameReader:
         """Parse every complete frame (or streamable piece) in the buffer.
 
         Args:
-            data: more received bytes. When nothing else is buffered they are
-                parsed in place, without copying them into the buffer first.
+            data: more received bytes. When nothing else is buffered,
+                ``bytes`` and a contiguous byte ``memoryview`` are parsed in
+                place, without copying them into the buffer first; nothing
+                refers to them once the call returns (a read buffer may be
+                reused at once).
 
         Returns:
             The frames, and the violation that stopped parsing (or ``None``).
@@ -433,22 +436,20 @@ class FrameReader:
         """
         frames: list[Frame] = []
         append = frames.append
-        buf: bytes | bytearray = self.buf
+        buf: bytes | bytearray | memoryview = self.buf
         pos = self.pos
         borrowed = False
         gathering = False
         if data:
-            if pos == len(buf) and type(data) is bytes:
-                buf = data  # parse the caller's bytes in place
+            if pos == len(buf) and (type(data) is bytes or (type(data) is memoryview and data.format == "B"
+                                                            and data.c_contiguous)):
+                # Parse the caller's bytes in place (every payload is copied
+                # out of them); only an unparsed tail is kept.
+                buf = data
                 pos = 0
                 borrowed = True
-            elif (self._gather is not None and pos == len(buf) and type(data) is memoryview
-                  and data.format == "B" and data.c_contiguous):
-                # Straight into the frame being gathered; only the rest is buffered.
-                taken = self._read_rest(data, frames, 0, len(data))
-                buf += data[taken:]
             else:
-                buf += data
+                self.buf += data  # in place: buf is this same bytearray
         end = len(buf)
         error: ProtocolError | None = None
         need = 0
@@ -634,7 +635,7 @@ class FrameReader:
             if self._kept_used:
                 self._kept_used = False
             else:
-                self._release_kept()  # only frames that were not gathered
+                self.release_kept()  # only frames that were not gathered
         return frames, error
 
     def read_simple(self, data: bytes | bytearray | memoryview, parse: Any, text: Any,
@@ -662,7 +663,7 @@ class FrameReader:
             buf += data
         events, pos = parse(buf, self.pos, self.mask_expected, -1 if max_size is None else max_size, text, binary)
         if events:
-            self._release_kept()
+            self.release_kept()
         if pos == len(buf):
             buf.clear()
             self.pos = 0
@@ -670,29 +671,13 @@ class FrameReader:
         self.pos = pos
         return events, b""
 
-    def parsed_bytes(self, data: bytes, pos: int, events: list[Any]) -> bool:
-        """Account for ``events`` that ``parse`` found in the caller's own ``data[:pos]``.
+    def release_kept(self) -> None:
+        """Release the kept gathering buffer (see :data:`GATHER_KEEP`), if any.
 
-        :meth:`read_simple` appends received bytes to the buffer and parses
-        them there. A caller holding ``bytes`` while the buffer is empty and
-        no message is in progress may instead run ``parse`` (see
-        :meth:`read_simple`) on its bytes in place from position 0, then call
-        this: only the unparsed tail, if any, is copied into the buffer, for
-        :meth:`read`.
-
-        Returns:
-            ``True`` when every byte of ``data`` was parsed.
+        For a caller that parsed messages that were not gathered on its own
+        (as :meth:`read_simple`'s ``parse``): large messages no longer follow
+        each other, so the buffer may serve another connection.
         """
-        self.need = 0
-        if events:
-            self._release_kept()
-        if pos == len(data):
-            return True
-        self.buf += memoryview(data)[pos:]
-        return False
-
-    def _release_kept(self) -> None:
-        # Messages that were not gathered completed: the kept buffer may serve another connection.
         kept = self._kept
         if kept is not None:
             _release_buffer(kept)

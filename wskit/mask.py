@@ -60,7 +60,7 @@ mask_frame = py_mask_frame
 send_nowait: Callable[[socket.socket, bytes], int] | None = None
 # The accelerator's parser for the common case of received frames (None
 # without it): see wskit.frames.FrameReader.read_simple.
-read_messages: Callable[[bytes | bytearray, int, bool, int, Any, Any], tuple[list[Any], int]] | None = None
+read_messages: Callable[[bytes | bytearray | memoryview, int, bool, int, Any, Any], tuple[list[Any], int]] | None = None
 if not os.environ.get("WSKIT_NO_SPEEDUPS"):
     try:
         from . import _speedups
