@@ -119,11 +119,24 @@ def held_after(receive: Callable[[Any], object], chunks: Sequence[Any]) -> int:
 
 @pytest.fixture
 def no_spare() -> Any:
-    """Start without a spare gathering buffer; restore the process's afterwards."""
+    """Start without a spare gathering buffer; restore the process's afterwards.
+
+    Readers that earlier tests left in reference cycles give their buffers
+    back when the garbage collector finds them: that happens first, into the
+    process's spare, and no automatic collection runs during the test, so
+    the spare it sees holds only what its own readers gave back.
+    """
+    gc.collect()
     saved = list(frames_module._SPARE)
     frames_module._SPARE.clear()
-    yield frames_module._SPARE
-    frames_module._SPARE[:] = saved
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield frames_module._SPARE
+    finally:
+        if enabled:
+            gc.enable()
+        frames_module._SPARE[:] = saved
 
 
 @pytest.mark.parametrize("through", ["protocol", "protocol-view", "reader"])
