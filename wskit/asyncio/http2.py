@@ -941,6 +941,12 @@ class _Acceptor:
         for carrier in list(self.carriers):
             carrier.shutdown()
 
+    def abort(self) -> None:
+        """The server's close timed out: abort every HTTP/2 connection's transport."""
+        for carrier in list(self.carriers):
+            if carrier.transport is not None:
+                carrier.transport.abort()
+
 
 class serve(server_module.serve):
     """Start a WebSocket server that also speaks HTTP/2 (RFC 8441) to clients that choose it.

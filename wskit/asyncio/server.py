@@ -357,8 +357,23 @@ class Server:
             if pending:
                 await asyncio.wait(pending)
         if self._server is not None:
-            await self._server.wait_closed()
+            waiting = asyncio.ensure_future(self._server.wait_closed())
+            if close_connections and self._close_timeout is not None:
+                # From Python 3.12.1 this waits for every transport to close too, and a TLS
+                # transport closes only once the peer answered its close_notify (or after
+                # ssl_shutdown_timeout, 30 s): transports still open after close_timeout are aborted.
+                done, _ = await asyncio.wait({waiting}, timeout=self._close_timeout)
+                if not done:
+                    self._abort_transports()
+            await waiting
         remove_unix_socket(self._unix_path, self.logger)
+
+    def _abort_transports(self) -> None:
+        for conn in self._connections:
+            if conn.transport is not None:
+                conn.transport.abort()
+        if self._http2 is not None:
+            self._http2.abort()
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`close` was called and finished: no socket, no connection, no handler left."""
