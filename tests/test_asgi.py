@@ -499,7 +499,7 @@ def test_ws_max_queue_bounds_what_a_stalled_app_buffers() -> None:
             while sent < total:
                 try:
                     await asyncio.wait_for(ws.send(message), 1.0)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # asyncio.wait_for's (TimeoutError from Python 3.11)
                     break
                 sent += 1
             async with connect(f"ws://127.0.0.1:{port}/release"):

@@ -86,7 +86,7 @@ async def browser(binary: str, *flags: str) -> AsyncIterator[str]:
                 proc.terminate()
                 try:
                     await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # asyncio.wait_for's (TimeoutError from Python 3.11)
                     proc.kill()
                     await proc.wait()
             if "drain" in locals():

@@ -180,7 +180,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while sent < 2**30:
             try:
                 await asyncio.wait_for(send({"type": "websocket.send", "bytes": chunk}), 2)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # asyncio.wait_for's (TimeoutError from Python 3.11)
                 break
             sent += len(chunk)
         REPORT[key] = {"sent before waiting": sent}

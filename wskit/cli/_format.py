@@ -35,6 +35,7 @@ def describe_error(exc: BaseException, where: str = "") -> str:
         exc: the exception.
         where: the URI or address it concerns (may be empty).
     """
+    import asyncio
     import errno
     import ssl
 
@@ -56,7 +57,7 @@ def describe_error(exc: BaseException, where: str = "") -> str:
         return f"opening handshake with{at} failed: {exc}"
     if isinstance(exc, ConnectionRefusedError):
         return f"cannot connect to{at}: connection refused (is the server running?)"
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # asyncio's is TimeoutError from Python 3.11
         return f"no answer from{at} in time (timed out)"
     if isinstance(exc, FileNotFoundError) and exc.filename is None:
         return f"cannot connect to{at}: no such Unix socket (is the server running?)"
