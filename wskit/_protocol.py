@@ -40,6 +40,7 @@ from .frames import (
     Frame,
     FrameReader,
     Opcode,
+    byte_view,
     encode_frame,
     encode_message,
     parse_close,
@@ -627,7 +628,7 @@ class Protocol:
                 # view that is not plain bytes): then read() takes it.
                 remaining = reader._remaining
                 n = len(data)
-                if n < remaining and (type(data) is not memoryview or (data.format == "B" and data.c_contiguous)):
+                if n < remaining and (type(data) is not memoryview or byte_view(data)):
                     start = reader._gather_at
                     reader._gather_at = start + n
                     reader._gather[start:start + n] = data  # type: ignore[index]  # set while need == -1
@@ -644,7 +645,7 @@ class Protocol:
             # The common case: whole unfragmented messages, parsed in C
             # (read_simple); the commonest, straight from the caller's bytes
             # (or view of bytes, as a large read is), without buffering them.
-            if ((type(data) is bytes or (type(data) is memoryview and data.format == "B" and data.c_contiguous))
+            if ((type(data) is bytes or byte_view(data))
                     and not reader.buf and not reader.in_message and not reader._remaining):
                 max_size = reader.max_size
                 events, pos = fast(data, 0, reader.mask_expected, -1 if max_size is None else max_size,

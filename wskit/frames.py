@@ -150,6 +150,16 @@ TEXT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
 BINARY_HEADERS = tuple(bytes((0x82, n)) for n in range(126))
 
 
+def byte_view(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data`` is a ``memoryview`` of plain contiguous bytes.
+
+    Such a view may be parsed in place, as ``bytes`` is, or copied from as
+    it stands (its ``len()`` counts bytes); other views are copied into a
+    buffer first.
+    """
+    return type(data) is memoryview and data.format == "B" and data.c_contiguous
+
+
 def serialize_frame(frame: Frame, mask: bool) -> bytes:
     """Serialize ``frame`` for the wire.
 
@@ -441,8 +451,7 @@ class FrameReader:
         borrowed = False
         gathering = False
         if data:
-            if pos == len(buf) and (type(data) is bytes or (type(data) is memoryview and data.format == "B"
-                                                            and data.c_contiguous)):
+            if pos == len(buf) and (type(data) is bytes or byte_view(data)):
                 # Parse the caller's bytes in place (every payload is copied
                 # out of them); only an unparsed tail is kept.
                 buf = data
