@@ -131,7 +131,7 @@ hub-load: $(STAMP) ## Load test: 4 workers x 2,500 connections, a Redis hub; lat
 # extra), each coverage-guided target for FUZZ_SECONDS. Crashes land in build/fuzz/.
 FUZZ_EXAMPLES ?= 20000
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request response server-handshake client-handshake frames-server frames-client deflate config
+FUZZ_TARGETS := request response server-handshake client-handshake frames-server frames-client frames-gathered deflate config
 
 .PHONY: fuzz
 fuzz: $(STAMP) ## Fuzz the parsers longer (FUZZ_EXAMPLES=20000 hypothesis examples, FUZZ_SECONDS=60 of atheris per target).

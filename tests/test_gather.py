@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
 import random
 import tracemalloc
 import zlib
@@ -81,16 +82,25 @@ def read_chunked(reader: FrameReader, data: bytes, cuts: list[int], kinds: list[
     return frames
 
 
+# The kept size as it is, and lowered so that about half of the "big" frames
+# are longer: those are gathered in their own bytes object (a Gather, with the
+# C accelerator) or, without it, in the receive buffer.
+KEPT_SIZES = [GATHER_KEEP, GATHER_MIN + 1500]
+
+
+@pytest.mark.parametrize("keep", KEPT_SIZES)
 @settings(max_examples=60, deadline=None)
 @given(specs=frame_specs, masked=st.booleans(), cuts=st.lists(st.integers(0, 10**6), max_size=12),
        kinds=st.lists(st.integers(0, 3), max_size=5))
-def test_chunked_read_returns_the_frames_of_a_whole_read(specs: list[tuple[str, int, bool, int]], masked: bool,
-                                                         cuts: list[int], kinds: list[int]) -> None:
+def test_chunked_read_returns_the_frames_of_a_whole_read(keep: int, specs: list[tuple[str, int, bool, int]],
+                                                         masked: bool, cuts: list[int], kinds: list[int]) -> None:
     data = stream_of(specs, masked)
     whole, error = FrameReader(masked, None, rsv_mask=0x70, stream=False).read(data)
     assert error is None
-    reader = FrameReader(masked, None, rsv_mask=0x70, stream=False)
-    assert read_chunked(reader, data, cuts, kinds) == whole
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frames_module, "GATHER_KEEP", keep)
+        reader = FrameReader(masked, None, rsv_mask=0x70, stream=False)
+        assert read_chunked(reader, data, cuts, kinds) == whole
     assert reader.buffered() == 0 and reader.in_message == 0
 
 
@@ -249,18 +259,21 @@ def receive_into_when_offered(receiver: Any, data: bytes, cuts: list[int], fills
     return events
 
 
+@pytest.mark.parametrize("keep", KEPT_SIZES)
 @settings(max_examples=60, deadline=None)
 @given(specs=frame_specs, cuts=st.lists(st.integers(0, 10**6), max_size=12),
        fills=st.lists(st.integers(1, 70000), max_size=5), masked=st.booleans())
 def test_reading_into_the_offered_buffer_gives_the_events_of_receive_data(
-        specs: list[tuple[str, int, bool, int]], cuts: list[int], fills: list[int], masked: bool) -> None:
+        keep: int, specs: list[tuple[str, int, bool, int]], cuts: list[int], fills: list[int], masked: bool) -> None:
     # Binary messages only (no extension: RSV1 clear), from a client or a server.
     plain = [(kind, extra, False, seed) for kind, extra, _rsv1, seed in specs]
     data = stream_of(plain, masked) + (build_frame(Opcode.TEXT, b"after", mask=KEY if masked else None))
     receiving = 1 if masked else 0  # the server receives masked frames, the client unmasked ones
     expected = make_pair(max_size=None)[receiving].receive_data(data)
     receiver = make_pair(max_size=None)[receiving]
-    assert receive_into_when_offered(receiver, data, cuts, fills) == expected
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frames_module, "GATHER_KEEP", keep)
+        assert receive_into_when_offered(receiver, data, cuts, fills) == expected
     assert receiver.receive_buffer() is None  # nothing is being gathered once the stream ends
 
 
@@ -341,3 +354,102 @@ def test_a_frame_completed_by_receive_into_is_checked_like_any_other() -> None:
         server.receive_into(len(view))
     assert info.value.close_code == 1007
     assert server.receive_buffer() is None
+
+
+# -- frames over the kept size: gathered in the bytes object they become --
+
+
+def require_gather() -> None:
+    """Skip (fail under CI=true) when the C accelerator's Gather is not there."""
+    if frames_module.Gather is None:
+        message = ("the C accelerator is not built or WSKIT_NO_SPEEDUPS is set: "
+                   "frames over 1 MiB grow the receive buffer")
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes") and not os.environ.get("WSKIT_NO_SPEEDUPS"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def read_offered(server: Protocol, wire: bytes, pos: int, piece: int) -> tuple[list[Any], int]:
+    """Read ``wire`` from ``pos`` into the offered buffers, ``piece`` bytes at a time, while one is offered.
+
+    Returns the events and the peak of traced memory during the last receive_into.
+    """
+    events: list[Any] = []
+    peak = 0
+    while (view := server.receive_buffer()) is not None:
+        n = min(len(view), piece)
+        view[:n] = wire[pos:pos + n]
+        pos += n
+        del view
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        events += server.receive_into(n)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    return events, peak
+
+
+def test_a_frame_over_the_kept_size_becomes_its_message_without_a_copy() -> None:
+    require_gather()
+    client, server = make_pair(max_size=None)
+    message = payload(8, 3 * GATHER_KEEP + 5)
+    wire = b"".join(client.send_binary(message))
+    assert server.receive_data(wire[:1460]) == []
+    tracemalloc.start()
+    try:
+        events, peak = read_offered(server, wire, 1460, 1 << 16)
+    finally:
+        tracemalloc.stop()
+    assert events == [BinaryMessage(message)]
+    assert peak < len(message) // 4  # unmasked in place: the completing read allocated no second copy
+
+
+@pytest.mark.parametrize("size", [2 * GATHER_MIN, 2 * GATHER_KEEP])
+def test_a_view_kept_past_receive_into_cannot_change_the_message(size: int) -> None:
+    if size > GATHER_KEEP:
+        require_gather()
+    client, server = make_pair(max_size=None)
+    message = payload(9, size)
+    wire = b"".join(client.send_binary(message))
+    assert server.receive_data(wire[:1000]) == []
+    view = server.receive_buffer()
+    assert view is not None
+    kept = view[:]  # a view of the offered view, which its holder does not let go
+    view[:] = wire[1000:]
+    events = server.receive_into(len(view))
+    assert events == [BinaryMessage(message)]
+    kept[:] = bytes(len(kept))  # writes after delivery reach a buffer that no message uses
+    assert events[0].data == message
+    if size > GATHER_KEEP:
+        with pytest.raises(ValueError, match="released"):
+            view[0]  # receive_into released the view it was given
+
+
+def test_frames_over_gather_max_grow_the_receive_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frames_module, "GATHER_MAX", GATHER_KEEP + 100)
+    client, server = make_pair(max_size=None)
+    for size in (GATHER_KEEP + 100, GATHER_KEEP + 101):  # the longest gathered one, and one byte more
+        message = payload(size, size)
+        wire = b"".join(client.send_binary(message))
+        assert server.receive_data(wire[:2000]) == []
+        offered = server.receive_buffer()
+        assert (offered is not None) == (size <= GATHER_KEEP + 100 and frames_module.Gather is not None)
+        del offered
+        events = []
+        for i in range(2000, len(wire), 1460):
+            events += server.receive_data(wire[i:i + 1460])
+        assert events == [BinaryMessage(message)]
+
+
+def test_a_large_compressed_text_frame_is_inflated_once_gathered() -> None:
+    # Text that deflate shrinks by only a fifth: its compressed frame is over the kept size.
+    source = random.Random(4)
+    text = "".join(chr(source.randrange(0x20, 0x7F)) for _ in range(2 * GATHER_KEEP))
+    compressor = zlib.compressobj(wbits=-15)
+    body = compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert len(body) > GATHER_KEEP
+    frame = build_frame(Opcode.TEXT, body[:-4], rsv1=True, mask=KEY)
+    server = Protocol(Side.SERVER, max_size=None, extensions=[PerMessageDeflate()])
+    events = []
+    for i in range(0, len(frame), 1460):
+        events += server.receive_data(frame[i:i + 1460])
+    assert events == [TextMessage(text)]

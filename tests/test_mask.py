@@ -269,3 +269,102 @@ def test_mask_frame_is_header_key_and_masked_payload(impl: str, size: int) -> No
     assert func(header, data, key) == header + key + reference_mask(data, key)
     with pytest.raises(ValueError):
         func(header, data, b"\x01\x02\x03")
+
+
+# -- Gather: a large frame's payload gathered in the bytes object it becomes --
+
+
+def require_gather() -> type:
+    """Return the C ``Gather`` type; skip (fail under CI=true) as ``require_c`` does."""
+    require_c()
+    from wskit._speedups import Gather
+
+    return Gather
+
+
+def test_gather_returns_what_was_written_unmasked() -> None:
+    gather = require_gather()(10)
+    with memoryview(gather) as view:
+        assert not view.readonly and len(view) == 10
+        view[:] = b"0123456789"
+    assert gather.exports == 0
+    assert gather.take(b"\x00\x00\x00\x01") == py_apply_mask(b"0123456789", b"\x00\x00\x00\x01")
+
+
+def test_gather_without_a_mask_returns_the_bytes_as_written() -> None:
+    gather = require_gather()(3)
+    memoryview(gather)[:] = b"abc"  # the temporary view is released at once
+    data = gather.take(None)
+    assert data == b"abc" and type(data) is bytes
+
+
+def test_gather_counts_the_views_it_exported() -> None:
+    gather = require_gather()(8)
+    first = memoryview(gather)
+    part = memoryview(gather)[2:]  # its own export; the slice keeps it
+    assert gather.exports == 2
+    first.release()
+    assert gather.exports == 1
+    del part
+    assert gather.exports == 0
+
+
+def test_a_view_left_at_take_gets_a_copy_it_cannot_change() -> None:
+    gather = require_gather()(6)
+    left = memoryview(gather)
+    left[:] = b"abcdef"
+    data = gather.take(b"\x01\x01\x01\x01")
+    assert data == py_apply_mask(b"abcdef", b"\x01\x01\x01\x01")
+    left[:] = b"zzzzzz"  # writes land in the original, which nothing hands out
+    assert data == py_apply_mask(b"abcdef", b"\x01\x01\x01\x01")
+    left.release()
+    assert gather.exports == 0
+
+
+def test_gather_hands_out_its_bytes_only_once() -> None:
+    gather = require_gather()(4)
+    memoryview(gather)[:] = b"once"
+    assert gather.take() == b"once"
+    with pytest.raises(ValueError, match="taken already"):
+        gather.take()
+    with pytest.raises(BufferError, match="taken"):
+        memoryview(gather)
+
+
+def test_gather_rejects_a_bad_mask_and_stays_usable() -> None:
+    gather = require_gather()(4)
+    memoryview(gather)[:] = b"keep"
+    with pytest.raises(ValueError, match="mask must be 4 bytes, got 3"):
+        gather.take(b"abc")
+    with pytest.raises(TypeError, match="bytes-like"):
+        gather.take("abcd")
+    with pytest.raises(TypeError, match="at most 1 argument"):
+        gather.take(b"abcd", b"abcd")
+    assert gather.take(b"\x00\x00\x00\x00") == b"keep"
+
+
+def test_gather_length_is_checked() -> None:
+    gather_type = require_gather()
+    with pytest.raises(ValueError, match="must be >= 0, got -1"):
+        gather_type(-1)
+    with pytest.raises(TypeError):
+        gather_type("10")
+    with pytest.raises(MemoryError):
+        gather_type(sys.maxsize - 100)
+    assert gather_type(0).take(b"abcd") == b""
+
+
+@given(data=st.binary(max_size=3000), mask=st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
+       cuts=st.lists(st.integers(0, 3000), max_size=6), keep_view=st.booleans())
+def test_gather_gives_the_written_bytes_masked_whatever_the_writes(data: bytes, mask: bytes | None, cuts: list[int],
+                                                                   keep_view: bool) -> None:
+    gather = require_gather()(len(data))
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    for a, b in itertools.pairwise(points):  # written piece by piece, as a frame arrives
+        memoryview(gather)[a:b] = data[a:b]
+    left = memoryview(gather) if keep_view else None
+    result = gather.take(mask)
+    assert result == (data if mask is None else py_apply_mask(data, mask))
+    if left is not None and len(left):
+        left[0] ^= 0xFF
+        assert result == (data if mask is None else py_apply_mask(data, mask))

@@ -674,14 +674,19 @@ class Protocol:
     def receive_buffer(self) -> memoryview | None:
         """Return a buffer to read the next received bytes into, or ``None``.
 
-        While a large frame (64 KiB to 1 MiB) arrives in pieces, its payload
-        is gathered in a buffer the connection keeps. A transport that can
-        read into a buffer of its choosing (``socket.recv_into``,
-        :class:`asyncio.BufferedProtocol`) may read straight into the part
-        of it still due, then call :meth:`receive_into`: the bytes are not
-        copied from a read buffer first. The view is exactly as long as the
-        frame still needs, so a read into it never takes the next frame's
-        bytes. ``None`` (the usual case): read into your own buffer and call
+        While a large frame (64 KiB or more) arrives in pieces, its payload
+        is gathered in one buffer: up to 1 MiB, one the connection keeps;
+        above that (up to :data:`wskit.frames.GATHER_MAX`, with the C
+        accelerator), the ``bytes`` object that becomes the message. A
+        transport that can read into a buffer of its choosing
+        (``socket.recv_into``, :class:`asyncio.BufferedProtocol`) may read
+        straight into the part of it still due, then call
+        :meth:`receive_into`: the bytes are not copied from a read buffer
+        first. The view is exactly as long as the frame still needs, so a
+        read into it never takes the next frame's bytes, and it is valid
+        until that :meth:`receive_into` call only (which releases it when
+        the frame is gathered in its message's own bytes). ``None`` (the
+        usual case): read into your own buffer and call
         :meth:`receive_data`.
         """
         if self._si.receive and self._reader._gather is not None:

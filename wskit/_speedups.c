@@ -13,6 +13,11 @@
  * send_nowait(sock, data) -> int (POSIX only) sends what the socket takes
  * at once, without releasing the GIL (see its docstring).
  *
+ * Gather(length) is a writable buffer of length bytes in which a large
+ * frame's payload is gathered; take(mask) unmasks it in place and returns
+ * it as the message's bytes object, with no copy, once no view of it is
+ * left (see the type's docstring).
+ *
  * Only the public C API is used. Loads and stores go through memcpy so the
  * code is strict-aliasing safe and alignment-agnostic; gcc and clang turn
  * them into plain (unaligned) word or vector moves at -O2/-O3.
@@ -40,10 +45,12 @@
  * (i MOD 4) of the masking key. Eight bytes are handled per step with a
  * 64-bit word holding the key twice; because 8 is a multiple of 4, the
  * key's phase is the same at the start of every word, so no rotation is
- * needed whatever the alignment of src and dst.
+ * needed whatever the alignment of src and dst. src and dst may be the
+ * same buffer (in-place masking): each step loads its words before it
+ * stores them, so they may not otherwise overlap.
  */
 static void
-mask_bytes(const unsigned char *restrict src, unsigned char *restrict dst,
+mask_bytes(const unsigned char *src, unsigned char *dst,
            Py_ssize_t n, const unsigned char key[4])
 {
     unsigned char key8[8];
@@ -606,6 +613,224 @@ send_nowait(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
 }
 #endif
 
+/*
+ * Gather: the payload of a large frame, gathered in the bytes object that
+ * becomes the message.
+ *
+ * The object exports a writable buffer over a bytes object that no Python
+ * code can reach yet. Every export is counted; take() hands the bytes
+ * object out (unmasked in place) only when none is left, so that nothing
+ * can write into a bytes object once it is visible. With an export left (a
+ * view that its holder did not release), take() returns a copy instead and
+ * keeps the original for that view. Either way no further export is
+ * allowed.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data;       /* the bytes being gathered; NULL once handed out */
+    Py_ssize_t exports;   /* buffers exported and not released */
+    int taken;            /* take() was called */
+} GatherObject;
+
+PyDoc_STRVAR(gather_doc,
+"Gather(length)\n"
+"--\n"
+"\n"
+"A writable buffer of length bytes that becomes a bytes object.\n"
+"\n"
+"Write the payload of a large frame into it through memoryview(gather),\n"
+"release every view, then call take(mask): the payload, unmasked in place,\n"
+"is returned as a bytes object without a copy. A view still held at that\n"
+"point gets a copy returned instead, so that nothing writes into a bytes\n"
+"object after it is handed out. After take() no new view can be made.\n"
+"\n"
+"Raises:\n"
+"    ValueError: length is negative.\n"
+"    MemoryError: length bytes cannot be allocated.\n");
+
+static PyObject *
+gather_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"length", NULL};
+    Py_ssize_t length;
+    GatherObject *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n:Gather", kwlist, &length)) {
+        return NULL;
+    }
+    if (length < 0) {
+        PyErr_Format(PyExc_ValueError, "Gather length must be >= 0, got %zd", length);
+        return NULL;
+    }
+    self = (GatherObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    /* Uninitialised: only bytes written through the buffer are ever read,
+       and the frame reader hands the bytes out once all were written. */
+    self->data = PyBytes_FromStringAndSize(NULL, length);
+    if (self->data == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->exports = 0;
+    self->taken = 0;
+    return (PyObject *)self;
+}
+
+static void
+gather_dealloc(GatherObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    Py_XDECREF(self->data);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static int
+gather_getbuffer(GatherObject *self, Py_buffer *view, int flags)
+{
+    if (self->taken) {
+        view->obj = NULL;
+        PyErr_SetString(PyExc_BufferError, "the gathered bytes were taken");
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, PyBytes_AS_STRING(self->data),
+                          PyBytes_GET_SIZE(self->data), 0, flags) < 0) {
+        return -1;
+    }
+    self->exports++;
+    return 0;
+}
+
+static void
+gather_releasebuffer(GatherObject *self, Py_buffer *Py_UNUSED(view))
+{
+    self->exports--;
+}
+
+PyDoc_STRVAR(gather_take_doc,
+"take($self, mask=None, /)\n"
+"--\n"
+"\n"
+"Return the gathered bytes, XORed with the 4-byte mask when one is given.\n"
+"\n"
+"In place and without a copy when no view of the buffer is left; else a\n"
+"copy. Only once.\n"
+"\n"
+"Raises:\n"
+"    ValueError: called twice, or mask is not 4 bytes long.\n"
+"    TypeError: mask is not a bytes-like object.\n");
+
+static PyObject *
+gather_take(GatherObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *mask = NULL;
+    PyObject *mask_holder = NULL;
+    Py_buffer mask_view;
+    unsigned char key[4];
+    int masked = 0;
+    Py_ssize_t n;
+    PyObject *result;
+
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "take() takes at most 1 argument, %zd given", nargs);
+        return NULL;
+    }
+    if (self->taken) {
+        PyErr_SetString(PyExc_ValueError, "take(): the gathered bytes were taken already");
+        return NULL;
+    }
+    if (nargs == 1 && args[0] != Py_None) {
+        mask = args[0];
+        if (get_bytes_view(mask, "mask", &mask_view, &mask_holder) < 0) {
+            return NULL;
+        }
+        if (mask_view.len != 4) {
+            PyErr_Format(PyExc_ValueError, "mask must be 4 bytes, got %zd", mask_view.len);
+            PyBuffer_Release(&mask_view);
+            Py_XDECREF(mask_holder);
+            return NULL;
+        }
+        memcpy(key, mask_view.buf, 4);
+        PyBuffer_Release(&mask_view);
+        Py_XDECREF(mask_holder);
+        masked = 1;
+    }
+    self->taken = 1;
+    n = PyBytes_GET_SIZE(self->data);
+    if (self->exports == 0) {
+        /* Nothing else can reach the bytes object: unmask it in place. */
+        result = self->data;
+        self->data = NULL;
+        if (masked && n > 0) {
+            unsigned char *p = (unsigned char *)PyBytes_AS_STRING(result);
+            mask_bytes_unlocked(p, p, n, key);
+        }
+        return result;
+    }
+    /* A view is left: copy; the original stays with this object for it. */
+    if (!masked) {
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->data), n);
+    }
+    result = PyBytes_FromStringAndSize(NULL, n);
+    if (result != NULL && n > 0) {
+        mask_bytes((const unsigned char *)PyBytes_AS_STRING(self->data),
+                   (unsigned char *)PyBytes_AS_STRING(result), n, key);
+    }
+    return result;
+}
+
+static PyObject *
+gather_get_exports(GatherObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->exports);
+}
+
+static PyMethodDef gather_methods[] = {
+    {"take", (PyCFunction)(void (*)(void))gather_take, METH_FASTCALL, gather_take_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef gather_getset[] = {
+    {"exports", (getter)gather_get_exports, NULL,
+     "How many buffers of this object are exported and not released.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot gather_slots[] = {
+    {Py_tp_doc, (void *)gather_doc},
+    {Py_tp_new, (void *)gather_new},
+    {Py_tp_dealloc, (void *)gather_dealloc},
+    {Py_tp_methods, gather_methods},
+    {Py_tp_getset, gather_getset},
+    {Py_bf_getbuffer, (void *)gather_getbuffer},
+    {Py_bf_releasebuffer, (void *)gather_releasebuffer},
+    {0, NULL},
+};
+
+static PyType_Spec gather_spec = {
+    "wskit._speedups.Gather",
+    sizeof(GatherObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    gather_slots,
+};
+
+static int
+speedups_exec(PyObject *module)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, &gather_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "Gather", type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask,
      METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
@@ -618,6 +843,7 @@ static PyMethodDef speedups_methods[] = {
 };
 
 static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, (void *)speedups_exec},
 #if PY_VERSION_HEX >= 0x030C0000
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif

@@ -48,3 +48,37 @@ def read_messages(buf: bytes | bytearray | memoryview, pos: int, masked: bool, m
     Returns:
         ``([text(str) or binary(bytes), ...], position after them)``.
     """
+
+
+class Gather:
+    """A writable buffer of ``length`` bytes that becomes a ``bytes`` object.
+
+    Write a large frame's payload into it through ``memoryview(gather)``,
+    release every view, then call :meth:`take`: the payload, unmasked in
+    place, is returned without a copy. A view still held then gets a copy
+    returned instead, so that nothing writes into a ``bytes`` object after
+    it is handed out. After :meth:`take` no new view can be made.
+
+    Raises:
+        ValueError: ``length`` is negative.
+        MemoryError: ``length`` bytes cannot be allocated.
+    """
+
+    def __init__(self, length: int) -> None: ...
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+    @property
+    def exports(self) -> int:
+        """How many buffers of this object are exported and not released."""
+
+    def take(self, mask: bytes | bytearray | memoryview | None = None, /) -> bytes:
+        """Return the gathered bytes, XORed with the 4-byte ``mask`` when one is given.
+
+        In place and without a copy when no view of the buffer is left;
+        else a copy. Only once.
+
+        Raises:
+            ValueError: called twice, or ``mask`` is not 4 bytes long.
+            TypeError: ``mask`` is not a bytes-like object.
+        """

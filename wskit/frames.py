@@ -13,7 +13,7 @@ import struct
 from typing import Any, NamedTuple
 
 from .exceptions import PayloadTooBig, ProtocolError
-from .mask import apply_mask, mask_frame
+from .mask import Gather, apply_mask, mask_frame
 
 __all__ = [
     "Opcode",
@@ -279,11 +279,18 @@ MIN_FRAGMENT_LIMIT = 1024
 # (no regrowth of the receive buffer, no fresh pages per message; see
 # FrameReader.read). The buffer is released when a frame that was not
 # gathered completes, so a connection holds it only while large messages
-# follow each other. Longer frames are gathered in the receive buffer.
-# Protocol.receive_buffer offers the part still due to the transport, which
-# may read straight into it.
+# follow each other. Longer frames, up to GATHER_MAX bytes, are gathered in
+# the bytes object that becomes their payload when the C accelerator is
+# built (its Gather: unmasked in place and handed out without a copy; one
+# pass over fresh memory instead of two); the longest, or all longer ones
+# without it, in the receive buffer as they arrive. GATHER_MAX bounds what
+# a frame header alone makes the reader reserve (address space: pages are
+# only touched as the payload arrives). Protocol.receive_buffer offers the
+# part still due of a gathered frame to the transport, which may read
+# straight into it.
 GATHER_MIN = 64 * 1024
 GATHER_KEEP = 1024 * 1024
+GATHER_MAX = 64 * 1024 * 1024
 # A released gathering buffer is kept, one per process, for the next reader
 # that gathers a large frame: a new connection's first large message then
 # touches no fresh memory. Only [:length] of it is ever delivered, and only
@@ -367,7 +374,7 @@ class FrameReader:
 
     __slots__ = ("buf", "pos", "need", "mask_expected", "max_size", "rsv_mask", "stream",
                  "in_message", "message_size", "text_message", "_remaining", "_key", "_fin", "_max_frames",
-                 "_gather", "_gather_at", "_gather_b0", "_kept", "_kept_used")
+                 "_gather", "_gather_at", "_gather_b0", "_kept", "_kept_used", "_target", "_handed")
 
     def __init__(self, mask_expected: bool, max_size: int | None = None, rsv_mask: int = 0,
                  stream: bool = True, max_frames: int | None = None) -> None:
@@ -397,6 +404,11 @@ class FrameReader:
         self._gather_b0 = 0
         self._kept: bytearray | None = None  # the gathering buffer, kept (see GATHER_KEEP)
         self._kept_used = False  # a gathered frame completed in this read()
+        # A frame over GATHER_KEEP bytes gathered in its own bytes object (a
+        # Gather; _gather is then a view of it), and the last view of it
+        # gather_view handed out (released by gathered()).
+        self._target: Any = None
+        self._handed: memoryview | None = None
 
     @property
     def max_frames(self) -> int | None:
@@ -595,14 +607,20 @@ class FrameReader:
                     message_size = 0 if b0 & 0x80 else size
                     append(Frame(_OPCODES[opcode], data, False, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0))
                     break
-                if GATHER_MIN <= length <= GATHER_KEEP and end >= start:
-                    # Gather the payload in the kept buffer instead of growing
-                    # the receive buffer; accounted for now, as a streamed
-                    # frame is, and delivered whole by _read_rest.
-                    kept = self._kept
-                    if kept is None or len(kept) < length:
-                        kept = self._kept = _gathering_buffer(length)
-                    payload = self._gather = memoryview(kept)[:length]
+                if GATHER_MIN <= length and end >= start and opcode < 8 and (
+                        length <= GATHER_KEEP or (Gather is not None and length <= GATHER_MAX)):
+                    # Gather the payload in the kept buffer (or its own bytes
+                    # object) instead of growing the receive buffer; accounted
+                    # for now, as a streamed frame is, and delivered whole by
+                    # _read_rest.
+                    if length <= GATHER_KEEP:
+                        kept = self._kept
+                        if kept is None or len(kept) < length:
+                            kept = self._kept = _gathering_buffer(length)
+                        payload = self._gather = memoryview(kept)[:length]
+                    else:
+                        target = self._target = Gather(length)
+                        payload = self._gather = memoryview(target)
                     with memoryview(buf) as view:
                         payload[:end - start] = view[start:end]
                     self._key = bytes(buf[start - 4:start]) if masked else None
@@ -611,7 +629,6 @@ class FrameReader:
                     self._remaining = length - (end - start)
                     pos = end
                     gathering = True
-                    # A data frame (control frames are at most 125 bytes long).
                     in_message = 0 if b0 & 0x80 else in_message + 1
                     message_size = 0 if b0 & 0x80 else size
                     break
@@ -698,13 +715,32 @@ class FrameReader:
         While a large frame is being gathered (``need == -1``), the part of
         its buffer still due: a transport may read straight into it and
         then call :meth:`gathered`, which saves copying the bytes from a
-        read buffer. ``None`` otherwise: give received bytes to
-        :meth:`read`.
+        read buffer. The view is valid until that call; for a frame
+        gathered in its own bytes object (over :data:`GATHER_KEEP` bytes),
+        :meth:`gathered` releases it. ``None`` otherwise: give received
+        bytes to :meth:`read`.
         """
         payload = self._gather
         if payload is None:
             return None
-        return payload[self._gather_at:]
+        target = self._target
+        if target is None:
+            return payload[self._gather_at:]
+        # A view of its own, so that gathered() can release it: the frame's
+        # bytes object is handed out without a copy only when no view of it
+        # is left.
+        self._release_handed()
+        view = self._handed = memoryview(target)[self._gather_at:]
+        return view
+
+    def _release_handed(self) -> None:
+        handed = self._handed
+        if handed is not None:
+            self._handed = None
+            try:
+                handed.release()
+            except BufferError:  # its holder exported it further: the frame is copied out instead
+                pass
 
     def gathered(self, n: int) -> list[Frame]:
         """Account for ``n`` bytes written at the start of :meth:`gather_view`'s view.
@@ -718,6 +754,7 @@ class FrameReader:
                 more than the frame still needs (a caller's mistake: the
                 view it was given is exactly that long).
         """
+        self._release_handed()
         payload = self._gather
         remaining = self._remaining
         if payload is None or not 0 <= n <= remaining:
@@ -734,8 +771,17 @@ class FrameReader:
         """The frame whose payload was gathered, now complete."""
         self._gather = None
         key = self._key
-        with payload:
-            data = apply_mask(payload, key) if key is not None else payload.tobytes()
+        target = self._target
+        if target is not None:
+            # Unmasked in place and handed out as it is, unless a view of it
+            # was kept somewhere: then copied (Gather.take).
+            self._target = None
+            self._release_handed()
+            payload.release()
+            data = target.take(key)
+        else:
+            with payload:
+                data = apply_mask(payload, key) if key is not None else payload.tobytes()
         b0 = self._gather_b0
         if b0 & 0x70:
             return Frame(_OPCODES[b0 & 0x0F], data, b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["apply_mask", "mask_frame", "py_apply_mask", "py_mask_frame", "read_messages", "send_nowait",
+__all__ = ["Gather", "apply_mask", "mask_frame", "py_apply_mask", "py_mask_frame", "read_messages", "send_nowait",
            "USING_SPEEDUPS"]
 
 
@@ -61,6 +61,10 @@ send_nowait: Callable[[socket.socket, bytes], int] | None = None
 # The accelerator's parser for the common case of received frames (None
 # without it): see wskit.frames.FrameReader.read_simple.
 read_messages: Callable[[bytes | bytearray | memoryview, int, bool, int, Any, Any], tuple[list[Any], int]] | None = None
+# The accelerator's buffer that gathers a large frame's payload in the bytes
+# object that becomes the message (None without it): see
+# wskit.frames.GATHER_MAX.
+Gather: Any = None
 if not os.environ.get("WSKIT_NO_SPEEDUPS"):
     try:
         from . import _speedups
@@ -71,4 +75,5 @@ if not os.environ.get("WSKIT_NO_SPEEDUPS"):
         mask_frame = _speedups.mask_frame
         send_nowait = getattr(_speedups, "send_nowait", None)
         read_messages = _speedups.read_messages
+        Gather = _speedups.Gather
         USING_SPEEDUPS = True

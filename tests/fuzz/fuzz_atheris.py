@@ -3,8 +3,8 @@
     python tests/fuzz/fuzz_atheris.py TARGET [libFuzzer options]
 
 TARGET is one of ``request``, ``response``, ``server-handshake``,
-``client-handshake``, ``frames-server``, ``frames-client``, ``deflate``,
-``config``. ``make fuzz`` runs each for ``FUZZ_SECONDS`` when atheris is
+``client-handshake``, ``frames-server``, ``frames-client``,
+``frames-gathered``, ``deflate``, ``config``. ``make fuzz`` runs each for ``FUZZ_SECONDS`` when atheris is
 installed (``pip install -e '.[fuzz]'``, Linux and macOS on x86-64). A
 crash is saved by libFuzzer as ``crash-<sha1>`` in the ``-artifact_prefix``
 directory (``make fuzz``: ``build/fuzz/``); turn it into a test in
@@ -30,6 +30,7 @@ with atheris.instrument_imports(include=["wskit"]):
         check_config,
         check_deflate,
         check_frames,
+        check_frames_gathered,
         check_request_parser,
         check_response_parser,
         check_server_handshake,
@@ -62,6 +63,9 @@ TARGETS: dict[str, Callable[[bytes], object]] = {
     "client-handshake": lambda d: check_client_handshake(split(d)[2], split(d)[1]),
     "frames-server": lambda d: check_frames(split(d)[2], split(d)[1], Side.SERVER, _limit(split(d)[0])),
     "frames-client": lambda d: check_frames(split(d)[2], split(d)[1], Side.CLIENT, _limit(split(d)[0])),
+    "frames-gathered": lambda d: check_frames_gathered(split(d)[2], split(d)[1],
+                                                        Side.SERVER if split(d)[0] & 2 else Side.CLIENT,
+                                                        _limit(split(d)[0])),
     "deflate": lambda d: check_deflate(split(d)[2], split(d)[1], _limit(split(d)[0]), bool(split(d)[0] & 4)),
     "config": lambda d: check_config(d.decode("utf-8", "replace")),
 }

@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from wskit import ClientProtocol, Protocol, ServerProtocol, Side, State
+from wskit import frames as frames_module
 from wskit.config import loads
 from wskit.events import BinaryMessage, Close, ConnectionClosed, Event, Ping, Pong, Request, Response, TextMessage
 from wskit.exceptions import ConfigError, InvalidHandshake, ProtocolError
@@ -224,6 +225,55 @@ def check_frames(data: bytes, sizes: Sequence[int], side: Side = Side.SERVER, ma
     if max_frames is not None:
         protocol._reader.max_frames = max_frames  # small, to reach the limit with short inputs
     return _check_data_path(protocol, data, sizes)
+
+
+# Gathering thresholds small enough for fuzzed frames: frames of 2 to 8
+# bytes are gathered in the kept buffer, of 9 to 64 in their own bytes
+# object (with the C accelerator), longer ones in the receive buffer.
+_TINY_GATHER = {"GATHER_MIN": 2, "GATHER_KEEP": 8, "GATHER_MAX": 64}
+
+
+def _feed_offered(protocol: Protocol, chunks: Iterator[bytes]) -> tuple[list[Event], int | None]:
+    """Feed chunks as a transport reading into the offered buffer when there is one; events and failure code."""
+    events: list[Event] = []
+    try:
+        for chunk in chunks:
+            while chunk:
+                view = protocol.receive_buffer()
+                if view is None:
+                    events += protocol.receive_data(chunk)
+                    break
+                n = min(len(view), len(chunk))
+                view[:n] = chunk[:n]
+                del view
+                events += protocol.receive_into(n)
+                chunk = chunk[n:]
+    except ProtocolError as exc:
+        return events + exc.events, exc.close_code
+    return events, None
+
+
+def check_frames_gathered(data: bytes, sizes: Sequence[int], side: Side = Side.SERVER,
+                          max_size: int | None = 2**20) -> list[Event]:
+    """Gathering a frame, in any of its ways, changes none of the events or failures of a read.
+
+    The same chunks are read twice: once as they are (fuzzed frames are far
+    below the gathering thresholds), once with the thresholds made tiny
+    (``_TINY_GATHER``), so that fuzzed frames take each gathering path, and
+    read into the offered buffer whenever there is one (``receive_buffer``
+    / ``receive_into``).
+    """
+    expected = _feed_offered(Protocol(side, max_size=max_size), chunked(data, sizes))
+    saved = {name: getattr(frames_module, name) for name in _TINY_GATHER}
+    try:
+        for name, value in _TINY_GATHER.items():
+            setattr(frames_module, name, value)
+        got = _feed_offered(Protocol(side, max_size=max_size), chunked(data, sizes))
+    finally:
+        for name, value in saved.items():
+            setattr(frames_module, name, value)
+    assert got == expected
+    return got[0]
 
 
 def deflate_server(max_size: int | None = 2**20, no_context_takeover: bool = False,

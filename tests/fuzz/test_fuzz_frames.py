@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fuzz_strategies import FUZZ, chunk_sizes, frame_streams
-from fuzz_targets import check_frames
+from fuzz_targets import check_frames, check_frames_gathered
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,3 +24,15 @@ def test_fuzz_frames_server_side(data: bytes, sizes: list[int], max_size: int | 
 def test_fuzz_frames_client_side(data: bytes, sizes: list[int], max_size: int | None,
                                  max_frames: int | None) -> None:
     check_frames(data, sizes, Side.CLIENT, max_size, max_frames)
+
+
+@FUZZ
+@given(frame_streams(masked=True), chunk_sizes, _LIMITS)
+def test_fuzz_frames_gathered_server_side(data: bytes, sizes: list[int], max_size: int | None) -> None:
+    check_frames_gathered(data, sizes, Side.SERVER, max_size)
+
+
+@FUZZ
+@given(frame_streams(masked=False), chunk_sizes, _LIMITS)
+def test_fuzz_frames_gathered_client_side(data: bytes, sizes: list[int], max_size: int | None) -> None:
+    check_frames_gathered(data, sizes, Side.CLIENT, max_size)
