@@ -94,9 +94,10 @@ coverage: $(STAMP) ## Only the test suite, measured: branch coverage report and 
 pytest: $(STAMP) ## Only the test suite; pass options with ARGS="-k mask -x".
 	$(VPY) -m pytest $(ARGS)
 
-bench: $(STAMP) ## Benchmarks: sans-I/O core (bench/run.py) and loopback echo servers (bench/echo.py).
+bench: $(STAMP) ## Benchmarks: sans-I/O core (bench/run.py; its frames again with freed memory kept) and loopback echo servers (bench/echo.py).
 	$(PIP) install --progress-bar off -q -e '.[dev,bench]'
 	$(VPY) bench/run.py
+	$(VPY) bench/run.py --keep-freed-memory -k frames
 	$(VPY) bench/echo.py
 
 compliance-setup: ## Create the Python 2.7 env (.autobahn) with the Autobahn|Testsuite.

@@ -4,14 +4,27 @@ Every case runs both libraries alternately (interleaved rounds) and reports
 the median time of each and the ratio websockets/wskit (> 1 means wskit is
 faster). Machines here are noisy: trust the ratios, not absolute times.
 
-    python bench/run.py            # all cases
-    python bench/run.py --quick    # fewer rounds
-    python bench/run.py -k frames  # cases whose name contains "frames"
+``--keep-freed-memory`` makes the process keep the memory it frees for
+reuse (glibc: no trimming of the heap, no mapping of its own per allocation
+below 32 MiB; set with mallopt at start). With glibc's defaults, the
+large-message cases mostly measure what the machine charges for pages
+touched for the first time: the same for both libraries (one fresh page per
+page of a message they keep), and it varied fourfold within an hour on a
+shared machine. With the option they measure what the libraries do. It
+changes other cases too: python-websockets' deflate contexts (about 550 KB
+per connection) are then reused instead of mapped afresh.
+
+    python bench/run.py                      # all cases
+    python bench/run.py --quick              # fewer rounds
+    python bench/run.py -k frames            # cases whose name contains "frames"
+    python bench/run.py --keep-freed-memory  # large messages without first-touch page faults
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import json
 import logging
@@ -427,15 +440,39 @@ def case_logging_registered(stream: bytes) -> tuple[Case, Case] | None:
     return _plugin_case(bare, stream), _plugin_case(with_logging, stream)
 
 
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory() -> str:
+    """Make glibc keep freed memory for reuse; return a line saying what the allocator does."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None:
+        return "allocator: left as it is (no glibc mallopt here)"
+    # 32 MiB is glibc's largest mmap threshold on 64-bit systems.
+    if mallopt(_M_MMAP_THRESHOLD, 32 << 20) != 1 or mallopt(_M_TRIM_THRESHOLD, 1 << 30) != 1:
+        return "allocator: glibc refused the settings; left as it is"
+    return "allocator: freed memory kept for reuse (--keep-freed-memory: glibc mallopt)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("-k", default="", help="only cases whose name contains this")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="keep freed memory for reuse (glibc mallopt): no first-touch page faults per round")
     args = parser.parse_args()
     r = 5 if args.quick else 15
+    allocator = keep_freed_memory() if args.keep_freed_memory else "allocator: as it is (glibc: its defaults)"
     print(f"wskit {wskit.__version__} (C accelerator: {'yes' if USING_SPEEDUPS else 'no'}) vs "
           f"websockets {websockets.__version__}, Python {sys.version.split()[0]}")
+    print(allocator)
     print(f"{'case':<52} {'wskit ms':>10} {'websockets ms':>12} {'ratio':>9}  {'IQR':>10}")
     stream = masked_text_stream()
     cases: list[tuple[str, Callable[[], tuple[Case, Case] | None], int, str]] = [
