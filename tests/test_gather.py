@@ -457,3 +457,20 @@ def test_a_large_compressed_text_frame_is_inflated_once_gathered() -> None:
     for i in range(0, len(frame), 1460):
         events += server.receive_data(frame[i:i + 1460])
     assert events == [TextMessage(text)]
+
+
+def test_a_frame_whose_buffer_cannot_be_reserved_grows_the_receive_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A peer's header alone asks for the whole payload's buffer; when the
+    # address space is refused, the payload is gathered as it arrives instead.
+    def refused(length: int) -> Any:
+        raise MemoryError(f"cannot reserve {length} bytes")
+
+    monkeypatch.setattr(frames_module, "Gather", refused)
+    client, server = make_pair(max_size=None)
+    message = payload(12, GATHER_KEEP + 3000)
+    wire = b"".join(client.send_binary(message))
+    events = []
+    for i in range(0, len(wire), 1460):
+        events += server.receive_data(wire[i:i + 1460])
+        assert server.receive_buffer() is None
+    assert events == [BinaryMessage(message)]

@@ -613,25 +613,20 @@ class FrameReader:
                     # object) instead of growing the receive buffer; accounted
                     # for now, as a streamed frame is, and delivered whole by
                     # _read_rest.
-                    if length <= GATHER_KEEP:
-                        kept = self._kept
-                        if kept is None or len(kept) < length:
-                            kept = self._kept = _gathering_buffer(length)
-                        payload = self._gather = memoryview(kept)[:length]
-                    else:
-                        target = self._target = Gather(length)
-                        payload = self._gather = memoryview(target)
-                    with memoryview(buf) as view:
-                        payload[:end - start] = view[start:end]
-                    self._key = bytes(buf[start - 4:start]) if masked else None
-                    self._gather_b0 = b0
-                    self._gather_at = end - start
-                    self._remaining = length - (end - start)
-                    pos = end
-                    gathering = True
-                    in_message = 0 if b0 & 0x80 else in_message + 1
-                    message_size = 0 if b0 & 0x80 else size
-                    break
+                    payload = self._gathering_view(length)
+                    if payload is not None:
+                        self._gather = payload
+                        with memoryview(buf) as view:
+                            payload[:end - start] = view[start:end]
+                        self._key = bytes(buf[start - 4:start]) if masked else None
+                        self._gather_b0 = b0
+                        self._gather_at = end - start
+                        self._remaining = length - (end - start)
+                        pos = end
+                        gathering = True
+                        in_message = 0 if b0 & 0x80 else in_message + 1
+                        message_size = 0 if b0 & 0x80 else size
+                        break
                 need = stop
                 break
         except ProtocolError as exc:
@@ -663,6 +658,22 @@ class FrameReader:
             else:
                 self.release_kept()  # only frames that were not gathered
         return frames, error
+
+    def _gathering_view(self, length: int) -> memoryview | None:
+        """The buffer a frame of ``length`` bytes (over GATHER_MIN) is gathered in, or ``None``."""
+        if length <= GATHER_KEEP:
+            kept = self._kept
+            if kept is None or len(kept) < length:
+                kept = self._kept = _gathering_buffer(length)
+            return memoryview(kept)[:length]
+        try:
+            target = Gather(length)
+        except MemoryError:
+            # The address space was refused: the receive buffer grows as the
+            # payload arrives instead, by what the peer actually sent.
+            return None
+        self._target = target
+        return memoryview(target)
 
     def read_simple(self, data: bytes | bytearray | memoryview, parse: Any, text: Any,
                     binary: Any) -> tuple[list[Any], bytes | bytearray | memoryview | None]:
