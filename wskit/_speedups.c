@@ -643,6 +643,7 @@ PyDoc_STRVAR(gather_doc,
 "is returned as a bytes object without a copy. A view still held at that\n"
 "point gets a copy returned instead, so that nothing writes into a bytes\n"
 "object after it is handed out. After take() no new view can be made.\n"
+"The buffer starts uninitialised: write every byte before take().\n"
 "\n"
 "Raises:\n"
 "    ValueError: length is negative.\n"

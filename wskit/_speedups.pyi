@@ -57,7 +57,8 @@ class Gather:
     release every view, then call :meth:`take`: the payload, unmasked in
     place, is returned without a copy. A view still held then gets a copy
     returned instead, so that nothing writes into a ``bytes`` object after
-    it is handed out. After :meth:`take` no new view can be made.
+    it is handed out. After :meth:`take` no new view can be made. The
+    buffer starts uninitialised: write every byte before :meth:`take`.
 
     Raises:
         ValueError: ``length`` is negative.
