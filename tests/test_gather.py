@@ -311,11 +311,14 @@ def test_a_frame_reader_offers_its_gathering_buffer_only_while_a_large_frame_arr
     assert reader.gather_view() is None
 
 
-def test_receive_into_refuses_what_was_not_offered() -> None:
+@pytest.mark.parametrize("size", [GATHER_MIN, GATHER_KEEP + 1])
+def test_receive_into_refuses_what_was_not_offered(size: int) -> None:
+    if size > GATHER_KEEP:
+        require_gather()
     client, server = make_pair(max_size=None)
     with pytest.raises(ValueError, match="no large frame is being gathered"):
         server.receive_into(10)
-    wire = b"".join(client.send_binary(payload(5, GATHER_MIN)))
+    wire = b"".join(client.send_binary(payload(5, size)))
     server.receive_data(wire[:100])
     view = server.receive_buffer()
     assert view is not None
@@ -323,8 +326,9 @@ def test_receive_into_refuses_what_was_not_offered() -> None:
         server.receive_into(len(view) + 1)
     with pytest.raises(ValueError, match="needs"):
         server.receive_into(-1)
-    # Nothing was accounted for: the frame still completes normally.
-    assert server.receive_data(wire[100:]) == [BinaryMessage(payload(5, GATHER_MIN))]
+    # Nothing was accounted for, and the view is still the caller's: the frame still completes normally.
+    view[:] = wire[100:]
+    assert server.receive_into(len(view)) == [BinaryMessage(payload(5, size))]
 
 
 def test_receive_into_after_the_connection_stopped_receiving_returns_nothing() -> None:

@@ -765,12 +765,12 @@ class FrameReader:
                 more than the frame still needs (a caller's mistake: the
                 view it was given is exactly that long).
         """
-        self._release_handed()
         payload = self._gather
         remaining = self._remaining
         if payload is None or not 0 <= n <= remaining:
             raise ValueError(f"gathered({n}): no large frame is being gathered" if payload is None
                              else f"gathered({n}): the frame being gathered needs {remaining} more bytes")
+        self._release_handed()
         self._gather_at += n
         self._remaining = remaining = remaining - n
         if remaining:
