@@ -289,6 +289,7 @@ def test_gather_returns_what_was_written_unmasked() -> None:
         view[:] = b"0123456789"
     assert gather.exports == 0
     assert gather.take(b"\x00\x00\x00\x01") == py_apply_mask(b"0123456789", b"\x00\x00\x00\x01")
+    assert not gather.copied  # no view left: handed out as it is
 
 
 def test_gather_without_a_mask_returns_the_bytes_as_written() -> None:
@@ -314,7 +315,7 @@ def test_a_view_left_at_take_gets_a_copy_it_cannot_change() -> None:
     left = memoryview(gather)
     left[:] = b"abcdef"
     data = gather.take(b"\x01\x01\x01\x01")
-    assert data == py_apply_mask(b"abcdef", b"\x01\x01\x01\x01")
+    assert data == py_apply_mask(b"abcdef", b"\x01\x01\x01\x01") and gather.copied
     left[:] = b"zzzzzz"  # writes land in the original, which nothing hands out
     assert data == py_apply_mask(b"abcdef", b"\x01\x01\x01\x01")
     left.release()

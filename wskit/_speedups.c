@@ -630,6 +630,7 @@ typedef struct {
     PyObject *data;       /* the bytes being gathered; NULL once handed out */
     Py_ssize_t exports;   /* buffers exported and not released */
     int taken;            /* take() was called */
+    int copied;           /* take() returned a copy (a view was left) */
 } GatherObject;
 
 PyDoc_STRVAR(gather_doc,
@@ -676,6 +677,7 @@ gather_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->exports = 0;
     self->taken = 0;
+    self->copied = 0;
     return (PyObject *)self;
 }
 
@@ -771,6 +773,7 @@ gather_take(GatherObject *self, PyObject *const *args, Py_ssize_t nargs)
         return result;
     }
     /* A view is left: copy; the original stays with this object for it. */
+    self->copied = 1;
     if (!masked) {
         return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->data), n);
     }
@@ -788,6 +791,12 @@ gather_get_exports(GatherObject *self, void *Py_UNUSED(closure))
     return PyLong_FromSsize_t(self->exports);
 }
 
+static PyObject *
+gather_get_copied(GatherObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->copied);
+}
+
 static PyMethodDef gather_methods[] = {
     {"take", (PyCFunction)(void (*)(void))gather_take, METH_FASTCALL, gather_take_doc},
     {NULL, NULL, 0, NULL},
@@ -796,6 +805,8 @@ static PyMethodDef gather_methods[] = {
 static PyGetSetDef gather_getset[] = {
     {"exports", (getter)gather_get_exports, NULL,
      "How many buffers of this object are exported and not released.", NULL},
+    {"copied", (getter)gather_get_copied, NULL,
+     "Whether take() returned a copy because a view was left.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -73,6 +73,10 @@ class Gather:
     def exports(self) -> int:
         """How many buffers of this object are exported and not released."""
 
+    @property
+    def copied(self) -> bool:
+        """Whether :meth:`take` returned a copy because a view was left."""
+
     def take(self, mask: bytes | bytearray | memoryview | None = None, /) -> bytes:
         """Return the gathered bytes, XORed with the 4-byte ``mask`` when one is given.
 
