@@ -455,8 +455,11 @@ def keep_freed_memory() -> str:
     if mallopt is None:
         return "allocator: left as it is (no glibc mallopt here)"
     # 32 MiB is glibc's largest mmap threshold on 64-bit systems.
-    if mallopt(_M_MMAP_THRESHOLD, 32 << 20) != 1 or mallopt(_M_TRIM_THRESHOLD, 1 << 30) != 1:
-        return "allocator: glibc refused the settings; left as it is"
+    refused = [name for name, param, value in (("M_MMAP_THRESHOLD", _M_MMAP_THRESHOLD, 32 << 20),
+                                               ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, 1 << 30))
+               if mallopt(param, value) != 1]
+    if refused:
+        return f"allocator: glibc refused {', '.join(refused)}: freed memory is not all kept"
     return "allocator: freed memory kept for reuse (--keep-freed-memory: glibc mallopt)"
 
 
@@ -469,7 +472,7 @@ def main() -> int:
                         help="keep freed memory for reuse (glibc mallopt): no first-touch page faults per round")
     args = parser.parse_args()
     r = 5 if args.quick else 15
-    allocator = keep_freed_memory() if args.keep_freed_memory else "allocator: as it is (glibc: its defaults)"
+    allocator = keep_freed_memory() if args.keep_freed_memory else "allocator: as it is (glibc: its default trimming)"
     print(f"wskit {wskit.__version__} (C accelerator: {'yes' if USING_SPEEDUPS else 'no'}) vs "
           f"websockets {websockets.__version__}, Python {sys.version.split()[0]}")
     print(allocator)
