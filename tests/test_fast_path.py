@@ -11,6 +11,7 @@ state afterwards.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import ssl
 import struct
@@ -208,6 +209,42 @@ def test_read_messages_arguments() -> None:
 
     with pytest.raises(RuntimeError, match="from the event class"):
         read(frame, 0, False, -1, TextMessage, broken)
+
+
+@needs_c
+def test_event_classes_are_filled_in_not_called() -> None:
+    """Event classes (a ``data`` slot) are made without a call; any other callable is called."""
+    read = wskit.mask.read_messages
+    assert read is not None
+    frames = encode_frame(0x81, "héllo".encode(), True) + encode_frame(0x82, b"\x00\xff", True)
+    calls: list[object] = []
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Other:
+        data: object
+
+        def __post_init__(self) -> None:  # skipped for a slot class: read_messages documents it
+            calls.append(self)
+
+    class Called:
+        def __init__(self, data: object) -> None:
+            calls.append(data)
+            self.data = data  # an instance attribute, not a slot: the class is called
+
+    events, pos = read(frames, 0, True, -1, TextMessage, BinaryMessage)
+    assert pos == len(frames) and events == [TextMessage("héllo"), BinaryMessage(b"\x00\xff")]
+    assert [type(e) for e in events] == [TextMessage, BinaryMessage]
+    assert hash(events[0]) == hash(TextMessage("héllo")) and repr(events[1]) == "BinaryMessage(data=b'\\x00\\xff')"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        events[0].data = "changed"  # type: ignore[misc]
+    # The class remembered for each role changes with the classes passed, and back.
+    for text_class, binary_class in [(Other, Called), (Called, Other), (TextMessage, BinaryMessage), (str, bytes)]:
+        calls.clear()
+        made, _ = read(frames, 0, True, -1, text_class, binary_class)
+        assert [type(e) for e in made] == [text_class, binary_class]
+        assert [getattr(e, "data", e) for e in made] == ["héllo", b"\x00\xff"]
+        assert calls == [getattr(e, "data", e) for e in made if type(e) is Called]
+    assert read(frames, 0, True, -1, TextMessage, BinaryMessage)[0] == events
 
 
 def test_large_unmasked_payloads_are_not_copied() -> None:

@@ -317,6 +317,85 @@ done:
 /* Text payloads up to this size are unmasked on the stack before decoding. */
 #define STACK_TEXT 512
 
+/*
+ * The descriptor of type's "data" slot, when type is a class whose instances
+ * keep their payload in a slot of that name (the event classes: frozen,
+ * slotted dataclasses with that one field); NULL, with no error set, for any
+ * other callable, which read_messages then calls.
+ */
+static PyObject *
+data_slot(PyObject *type)
+{
+    PyObject *descr;
+
+    if (!PyType_Check(type)) {
+        return NULL;
+    }
+    descr = PyObject_GetAttrString(type, "data");
+    if (descr == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) || Py_TYPE(descr)->tp_descr_set == NULL
+            || ((PyTypeObject *)type)->tp_alloc == NULL) {
+        Py_DECREF(descr);
+        return NULL;
+    }
+    return descr;
+}
+
+/* Module state: read_messages' last event classes and their "data" slots. */
+typedef struct {
+    PyObject *event_type[2]; /* [0] binary, [1] text */
+    PyObject *event_slot[2]; /* NULL: that class is called */
+} speedups_state;
+
+/*
+ * data_slot(type), remembered for the last class seen in each role (k: 1
+ * text, 0 binary); the lookup costs about as much as parsing a small frame.
+ * Free-threaded builds look it up each time rather than share the cache.
+ */
+static PyObject *
+cached_data_slot(PyObject *module, int k, PyObject *type)
+{
+#ifdef Py_GIL_DISABLED
+    (void)module;
+    (void)k;
+    return data_slot(type);
+#else
+    speedups_state *state = (speedups_state *)PyModule_GetState(module);
+    PyObject *slot;
+
+    if (state->event_type[k] == type) {
+        return Py_XNewRef(state->event_slot[k]);
+    }
+    slot = data_slot(type);
+    Py_XSETREF(state->event_type[k], Py_NewRef(type));
+    Py_XSETREF(state->event_slot[k], Py_XNewRef(slot));
+    return slot;
+#endif
+}
+
+/*
+ * An instance of type holding data in the slot descr, made the way its
+ * __init__ would leave it but without the Python call (a frozen dataclass's
+ * __init__ costs more than parsing a small frame).
+ */
+static PyObject *
+fill_slot(PyObject *type, PyObject *descr, PyObject *data)
+{
+    PyObject *event = ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, 0);
+
+    if (event == NULL) {
+        return NULL;
+    }
+    if (Py_TYPE(descr)->tp_descr_set(descr, event, data) < 0) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    return event;
+}
+
 PyDoc_STRVAR(read_messages_doc,
 "read_messages(buf, pos, masked, max_size, text, binary)\n"
 "--\n"
@@ -327,7 +406,10 @@ PyDoc_STRVAR(read_messages_doc,
 "or binary (0x2) frame, is masked exactly when ``masked`` is true, is at\n"
 "most ``max_size`` bytes long (``max_size`` < 0: no limit) and, for text,\n"
 "is valid UTF-8. For each one, ``text(str)`` or ``binary(bytes)`` is\n"
-"called with the unmasked payload and the result is appended to a list.\n"
+"called with the unmasked payload and the result is appended to a list;\n"
+"a class with a ``data`` slot (the event classes) is not called: its\n"
+"instance is made with that slot holding the payload, as its\n"
+"``__init__`` would leave it.\n"
 "Parsing stops, without raising, at the first frame that is not simple:\n"
 "any other frame, an incomplete one, a broken one. The caller parses from\n"
 "there with the general parser, which reports every violation with its\n"
@@ -341,7 +423,7 @@ PyDoc_STRVAR(read_messages_doc,
 "    TypeError: buf is not a bytes-like object.\n");
 
 static PyObject *
-read_messages(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+read_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
     PyObject *events = NULL;
@@ -349,6 +431,9 @@ read_messages(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     Py_ssize_t pos, end, max_size;
     int masked;
     PyObject *text_type, *binary_type;
+    /* Each class's "data" slot, looked up at its first message. */
+    PyObject *text_slot = NULL, *binary_slot = NULL;
+    int text_looked = 0, binary_looked = 0;
 
     if (nargs != 6) {
         PyErr_Format(PyExc_TypeError,
@@ -512,7 +597,16 @@ read_messages(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
                     memcpy(PyBytes_AS_STRING(data), payload, (size_t)length);
                 }
             }
-            event = PyObject_CallOneArg(opcode == 1 ? text_type : binary_type, data);
+            {
+                PyObject *type = opcode == 1 ? text_type : binary_type;
+                PyObject **slot = opcode == 1 ? &text_slot : &binary_slot;
+                int *looked = opcode == 1 ? &text_looked : &binary_looked;
+                if (!*looked) {
+                    *looked = 1;
+                    *slot = cached_data_slot(module, opcode == 1, type);
+                }
+                event = *slot != NULL ? fill_slot(type, *slot, data) : PyObject_CallOneArg(type, data);
+            }
             Py_DECREF(data);
             if (event == NULL) {
                 goto fail;
@@ -536,6 +630,8 @@ read_messages(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
 fail:
     Py_CLEAR(events);
 done:
+    Py_XDECREF(text_slot);
+    Py_XDECREF(binary_slot);
     PyBuffer_Release(&view);
     return result;
 }
@@ -854,13 +950,46 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+speedups_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    speedups_state *state = (speedups_state *)PyModule_GetState(module);
+    int k;
+
+    for (k = 0; k < 2; k++) {
+        Py_VISIT(state->event_type[k]);
+        Py_VISIT(state->event_slot[k]);
+    }
+    return 0;
+}
+
+static int
+speedups_clear(PyObject *module)
+{
+    speedups_state *state = (speedups_state *)PyModule_GetState(module);
+    int k;
+
+    for (k = 0; k < 2; k++) {
+        Py_CLEAR(state->event_type[k]);
+        Py_CLEAR(state->event_slot[k]);
+    }
+    return 0;
+}
+
+static void
+speedups_free(void *module)
+{
+    (void)speedups_clear((PyObject *)module);
+}
+
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, (void *)speedups_exec},
 #if PY_VERSION_HEX >= 0x030C0000
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
-    /* The module has no state: safe without the GIL (free-threaded builds). */
+    /* Safe without the GIL (free-threaded builds): the module's one state,
+       read_messages' cache, is not used there. */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},
@@ -877,12 +1006,12 @@ static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     "wskit._speedups", /* m_name */
     speedups_doc,      /* m_doc */
-    0,                 /* m_size */
+    sizeof(speedups_state), /* m_size */
     speedups_methods,  /* m_methods */
     speedups_slots,    /* m_slots */
-    NULL,              /* m_traverse */
-    NULL,              /* m_clear */
-    NULL,              /* m_free */
+    speedups_traverse, /* m_traverse */
+    speedups_clear,    /* m_clear */
+    speedups_free,     /* m_free */
 };
 
 PyMODINIT_FUNC
