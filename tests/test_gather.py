@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wskit import BinaryMessage, Protocol, Side, TextMessage
+from wskit import _protocol as protocol_module
 from wskit import frames as frames_module
 from wskit.exceptions import ProtocolError
 from wskit.extensions.permessage_deflate import PerMessageDeflate
@@ -216,8 +217,14 @@ def test_a_reader_that_never_finished_initialising_is_collected_quietly() -> Non
     reader.__del__()
 
 
+@pytest.mark.parametrize("copy", ["write_at", "slice"])  # the accelerator's copy of a piece, or Python's
 @pytest.mark.parametrize("as_view", ["", "B", "I"])
-def test_protocol_receives_large_messages_in_tcp_sized_chunks(as_view: str) -> None:
+def test_protocol_receives_large_messages_in_tcp_sized_chunks(as_view: str, copy: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    if copy == "slice":
+        monkeypatch.setattr(protocol_module, "write_at", None)
+    elif protocol_module.write_at is None:
+        pytest.skip("the C accelerator is not built, or WSKIT_NO_SPEEDUPS turns it off")
     client, server = make_pair(max_size=None)
     messages = [payload(1, 1 << 20), b"small", payload(2, GATHER_MIN * 3)]
     wire = b"".join(b"".join(client.send_binary(m)) for m in messages)
@@ -341,6 +348,20 @@ def test_receive_into_after_the_connection_stopped_receiving_returns_nothing() -
     server.receive_eof()  # the transport lost the connection meanwhile
     assert server.receive_buffer() is None
     assert server.receive_into(len(view)) == []
+
+
+@pytest.mark.parametrize("size", [GATHER_MIN, GATHER_KEEP + 1])
+def test_pieces_after_the_connection_stopped_receiving_give_nothing(size: int) -> None:
+    # A large frame's pieces are taken before anything else is checked; once
+    # the connection stops receiving, neither a piece nor the last one gives an event.
+    client, server = make_pair(max_size=None)
+    wire = b"".join(client.send_binary(payload(7, size)))
+    assert server.receive_data(wire[:100]) == []
+    assert server.receive_data(wire[100:5000]) == []
+    server.receive_eof()
+    assert server.receive_data(wire[5000:-10]) == []
+    assert server.receive_data(wire[-10:]) == []
+    assert server.receive_data(wire) == []
 
 
 def test_a_frame_completed_by_receive_into_is_checked_like_any_other() -> None:
