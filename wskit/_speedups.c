@@ -441,9 +441,9 @@ read_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos, end, max_size;
     int masked;
     PyObject *text_type, *binary_type;
-    /* Each class's "data" slot, looked up at its first message. */
-    PyObject *text_slot = NULL, *binary_slot = NULL;
-    int text_looked = 0, binary_looked = 0;
+    /* Each class's "data" slot ([0] binary, [1] text), looked up at its first message. */
+    PyObject *slots[2] = {NULL, NULL};
+    int looked[2] = {0, 0};
 
     if (nargs != 6) {
         PyErr_Format(PyExc_TypeError,
@@ -608,14 +608,13 @@ read_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 }
             }
             {
-                PyObject *type = opcode == 1 ? text_type : binary_type;
-                PyObject **slot = opcode == 1 ? &text_slot : &binary_slot;
-                int *looked = opcode == 1 ? &text_looked : &binary_looked;
-                if (!*looked) {
-                    *looked = 1;
-                    *slot = cached_data_slot(module, opcode == 1, type);
+                int k = opcode == 1;
+                PyObject *type = k ? text_type : binary_type;
+                if (!looked[k]) {
+                    looked[k] = 1;
+                    slots[k] = cached_data_slot(module, k, type);
                 }
-                event = *slot != NULL ? fill_slot(type, *slot, data) : PyObject_CallOneArg(type, data);
+                event = slots[k] != NULL ? fill_slot(type, slots[k], data) : PyObject_CallOneArg(type, data);
             }
             Py_DECREF(data);
             if (event == NULL) {
@@ -640,8 +639,8 @@ read_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 fail:
     Py_CLEAR(events);
 done:
-    Py_XDECREF(text_slot);
-    Py_XDECREF(binary_slot);
+    Py_XDECREF(slots[0]);
+    Py_XDECREF(slots[1]);
     PyBuffer_Release(&view);
     return result;
 }
