@@ -238,6 +238,57 @@ def test_protocol_receives_large_messages_in_tcp_sized_chunks(as_view: str, copy
     assert events == [BinaryMessage(m) for m in messages]
 
 
+def test_the_buffer_a_frame_is_gathered_in_is_not_given_away_meanwhile(no_spare: Any) -> None:
+    # A frame that is not gathered, then the start of one that is, in one read:
+    # the buffer the second is gathered in stays the reader's (only a buffer
+    # no frame is gathered in may serve another connection).
+    big = payload(13, GATHER_MIN * 2)
+    other = payload(14, GATHER_MIN * 2)
+    wire = build_frame(Opcode.PING, b"p", mask=KEY) + build_frame(Opcode.BINARY, big, mask=KEY)
+    first, second = FrameReader(True, None), FrameReader(True, None)
+    assert first.read(wire[:3000]) == ([Frame(Opcode.PING, b"p")], None)
+    assert first._kept is not None and no_spare == []
+    second_wire = build_frame(Opcode.BINARY, other, mask=KEY)
+    assert second.read(second_wire[:3000]) == ([], None)
+    assert second._kept is not first._kept
+    assert second.read(second_wire[3000:]) == ([Frame(Opcode.BINARY, other)], None)
+    assert first.read(wire[3000:]) == ([Frame(Opcode.BINARY, big)], None)
+
+
+def test_two_connections_each_gathering_after_a_ping_receive_their_own_messages(no_spare: Any) -> None:
+    # As a server sees it: on each connection, a Ping and the start of a
+    # large message arrive in one read, then the rest; the two messages
+    # arrive interleaved and each connection delivers its own, intact.
+    pairs = [make_pair(max_size=None) for _ in range(2)]
+    messages = [payload(20, GATHER_MIN * 3), payload(21, GATHER_MIN * 2)]
+    wires = [b"".join(client.send_ping(b"p") + client.send_binary(message))
+             for (client, _), message in zip(pairs, messages)]
+    events: list[list[Any]] = [[], []]
+    for i in range(0, max(map(len, wires)), 3000):
+        for k, ((_, server), wire) in enumerate(zip(pairs, wires)):
+            if i < len(wire):
+                events[k] += server.receive_data(wire[i:i + 3000])
+    for k, message in enumerate(messages):
+        assert events[k][-1] == BinaryMessage(message)
+
+
+def test_a_large_frame_gathered_in_its_bytes_is_not_copied_because_of_the_kept_buffer(no_spare: Any) -> None:
+    # The same with a frame over the kept size: the kept buffer is not
+    # needed, and goes; the frame's own bytes object is handed out as it is.
+    require_gather()
+    reader = FrameReader(True, None)
+    first = build_frame(Opcode.BINARY, payload(16, GATHER_MIN), mask=KEY)
+    assert reader.read(first[:3000]) == ([], None)
+    assert reader.read(first[3000:]) == ([Frame(Opcode.BINARY, payload(16, GATHER_MIN))], None)
+    kept = reader._kept
+    assert kept is not None
+    big = payload(17, GATHER_KEEP + 5000)
+    wire = build_frame(Opcode.PING, b"p", mask=KEY) + build_frame(Opcode.BINARY, big, mask=KEY)
+    assert reader.read(wire[:3000]) == ([Frame(Opcode.PING, b"p")], None)
+    assert reader._kept is None and no_spare == [kept]
+    assert reader.read(wire[3000:]) == ([Frame(Opcode.BINARY, big)], None)
+
+
 # -- reading straight into the frame being gathered (receive_buffer / receive_into) --
 
 

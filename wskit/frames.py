@@ -713,10 +713,11 @@ class FrameReader:
 
         For a caller that parsed messages that were not gathered on its own
         (as :meth:`read_simple`'s ``parse``): large messages no longer follow
-        each other, so the buffer may serve another connection.
+        each other, so the buffer may serve another connection. Kept while
+        a frame is being gathered in it.
         """
         kept = self._kept
-        if kept is not None:
+        if kept is not None and (self._gather is None or self._target is not None):
             _release_buffer(kept)
             self._kept = None
 
