@@ -22,11 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wskit import BinaryMessage, Protocol, Side, TextMessage
-from wskit import _protocol as protocol_module
 from wskit import frames as frames_module
 from wskit.exceptions import ProtocolError
 from wskit.extensions.permessage_deflate import PerMessageDeflate
 from wskit.frames import GATHER_KEEP, GATHER_MIN, Frame, FrameReader, Opcode
+from wskit.mask import PyCursor
 
 from helpers import build_frame, make_pair
 
@@ -217,13 +217,13 @@ def test_a_reader_that_never_finished_initialising_is_collected_quietly() -> Non
     reader.__del__()
 
 
-@pytest.mark.parametrize("copy", ["write_at", "slice"])  # the accelerator's copy of a piece, or Python's
+@pytest.mark.parametrize("cursor", ["c", "python"])  # the accelerator's cursor puts a piece, or its Python twin
 @pytest.mark.parametrize("as_view", ["", "B", "I"])
-def test_protocol_receives_large_messages_in_tcp_sized_chunks(as_view: str, copy: str,
+def test_protocol_receives_large_messages_in_tcp_sized_chunks(as_view: str, cursor: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    if copy == "slice":
-        monkeypatch.setattr(protocol_module, "write_at", None)
-    elif protocol_module.write_at is None:
+    if cursor == "python":
+        monkeypatch.setattr(frames_module, "Cursor", PyCursor)
+    elif frames_module.Cursor is PyCursor:
         pytest.skip("the C accelerator is not built, or WSKIT_NO_SPEEDUPS turns it off")
     client, server = make_pair(max_size=None)
     messages = [payload(1, 1 << 20), b"small", payload(2, GATHER_MIN * 3)]
@@ -287,6 +287,42 @@ def test_a_large_frame_gathered_in_its_bytes_is_not_copied_because_of_the_kept_b
     assert reader.read(wire[:3000]) == ([Frame(Opcode.PING, b"p")], None)
     assert reader._kept is None and no_spare == [kept]
     assert reader.read(wire[3000:]) == ([Frame(Opcode.BINARY, big)], None)
+
+
+@pytest.mark.parametrize("cursor", ["c", "python"])
+@pytest.mark.parametrize("completes", ["receive_data", "receive_into"])
+def test_a_frame_gathered_in_its_bytes_is_handed_out_without_a_copy(cursor: str, completes: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cursor holds a buffer of the frame's Gather while pieces arrive: it
+    # is released before take(), which then needs no copy.
+    require_gather()
+    made: list[Any] = []
+    real = frames_module.Gather
+
+    def gather(length: int) -> Any:
+        made.append(real(length))
+        return made[-1]
+
+    monkeypatch.setattr(frames_module, "Gather", gather)
+    if cursor == "python":
+        monkeypatch.setattr(frames_module, "Cursor", PyCursor)
+    client, server = make_pair(max_size=None)
+    message = payload(18, GATHER_KEEP + 3000)
+    wire = b"".join(client.send_binary(message))
+    events = []
+    for i in range(0, len(wire) - 5000, 1460):
+        events += server.receive_data(wire[i:min(i + 1460, len(wire) - 5000)])
+    assert events == [] and made[0].exports > 0
+    if completes == "receive_data":
+        events = server.receive_data(wire[-5000:])
+    else:
+        view = server.receive_buffer()
+        assert view is not None
+        view[:] = wire[-5000:]
+        del view
+        events = server.receive_into(5000)
+    assert events == [BinaryMessage(message)]
+    assert len(made) == 1 and not made[0].copied and made[0].exports == 0
 
 
 # -- reading straight into the frame being gathered (receive_buffer / receive_into) --

@@ -429,3 +429,207 @@ def test_write_at_copies_bytes_of_any_bytes_like_source_and_checks_its_arguments
     with pytest.raises(BufferError):
         write_at(buffer, 0, memoryview(b"abcdef")[::2])  # not contiguous
     assert buffer == b"\x01\x00\x00\x00\x02\x00\x00\x00abcd"  # nothing written by a refused call
+
+
+# -- Cursor: where the next piece of a large frame goes (C, and its pure-Python twin) --
+
+
+def cursor_of(impl: str) -> Any:
+    """The gathering cursor of an implementation; the C one as ``require_c`` has it."""
+    if impl == "python":
+        return wskit.mask.PyCursor
+    require_c()
+    from wskit._speedups import Cursor
+
+    return Cursor
+
+
+@pytest.fixture(params=IMPLS)
+def cursor_type(request: pytest.FixtureRequest) -> Any:
+    """Each implementation of the gathering cursor in turn."""
+    return cursor_of(request.param)
+
+
+def test_wskit_mask_picks_the_c_cursor_when_built() -> None:
+    if wskit.mask.USING_SPEEDUPS:
+        from wskit._speedups import Cursor
+
+        assert wskit.mask.Cursor is Cursor
+    else:
+        assert wskit.mask.Cursor is wskit.mask.PyCursor
+
+
+# A piece: its bytes and how it is given to put() (the types the cursor takes).
+piece_kinds = st.sampled_from(["bytes", "bytearray", "view", "view-of-bytearray"])
+
+
+def as_kind(data: bytes, kind: str) -> Any:
+    if kind == "bytes":
+        return data
+    if kind == "bytearray":
+        return bytearray(data)
+    if kind == "view":
+        return memoryview(data)
+    return memoryview(bytearray(data))
+
+
+# Targets: a bytearray, a slice of a longer one (the kept gathering buffer) and, with the C accelerator, a Gather.
+TARGETS = ["bytearray", "slice", *(["gather"] if wskit.mask.Gather is not None else [])]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@given(size=st.integers(0, 400),
+       steps=st.lists(st.tuples(st.sampled_from(["put", "advance"]), st.binary(max_size=150), piece_kinds),
+                      max_size=12),
+       target=st.sampled_from(TARGETS))
+def test_cursor_does_what_slice_assignments_at_a_moving_offset_do(
+        impl: str, size: int, steps: list[tuple[str, bytes, str]], target: str) -> None:
+    cursor_type = cursor_of(impl)
+    # The reference: a bytearray, an offset and what is still due, updated by hand.
+    backing = bytearray(b"\xee" * (size + 7))  # bytes past the target's end must never change
+    buffer: Any = memoryview(backing)[:size] if target == "slice" else bytearray(b"\xee" * size)
+    if target == "gather":
+        buffer = require_gather()(size)
+        memoryview(buffer)[:] = b"\xee" * size
+    expected = bytearray(b"\xee" * size)
+    at, due = 0, size
+    cursor = cursor_type(buffer)
+    for op, data, kind in steps:
+        n = len(data)
+        if op == "put":
+            taken = cursor.put(as_kind(data, kind))
+            assert taken is (n < due)  # strictly shorter: the piece that completes the frame is refused
+        else:  # written some other way (a transport reading into the view), then accounted for
+            if n <= due:
+                with memoryview(buffer) as view:
+                    view[at:at + n] = data
+                assert cursor.advance(n) == due - n
+            else:
+                with pytest.raises(ValueError, match=f"{due} bytes are due"):
+                    cursor.advance(n)
+            taken = n <= due
+        if taken:
+            expected[at:at + n] = data
+            at, due = at + n, due - n
+        assert (cursor.offset, cursor.remaining) == (at, due)
+    cursor.release()
+    assert (cursor.offset, cursor.remaining) == (at, 0)
+    if target == "gather":
+        assert buffer.take(None) == expected and not buffer.copied  # the cursor's export was released
+    else:
+        assert bytes(buffer) == expected
+    assert backing[size:] == b"\xee" * 7
+
+
+def test_cursor_refuses_the_piece_that_completes_the_frame_and_longer_ones(cursor_type: Any) -> None:
+    buffer = bytearray(b"." * 8)
+    cursor = cursor_type(buffer)
+    assert cursor.put(b"abc") is True
+    assert cursor.put(b"12345") is False  # exactly what is due: left to the general path
+    assert cursor.put(b"123456") is False  # longer
+    assert buffer == b"abc....." and (cursor.offset, cursor.remaining) == (3, 5)
+    assert cursor.put(b"") is True  # nothing, while bytes are due
+    assert cursor.put(b"1234") is True
+    assert buffer == b"abc1234." and (cursor.offset, cursor.remaining) == (7, 1)
+    assert cursor.put(b"") is True and cursor.put(b"x") is False
+    assert cursor_type(bytearray()).put(b"") is False  # nothing is due: even empty bytes complete it
+
+
+@pytest.mark.parametrize("data", [
+    memoryview(b"abcdef")[::2],  # not contiguous
+    memoryview(b"abcdefgh").cast("I"),  # not bytes
+    memoryview(b"abcdefgh").cast("b"),  # signed bytes: not plain bytes either
+    memoryview(b"abcdefgh").cast("B", (2, 4)),  # two dimensions
+    memoryview(array("B", b"ab")).cast("c"),  # characters
+    array("B", b"ab"),  # a buffer of another type
+    type("Bytes", (bytes,), {})(b"ab"),  # a subclass of bytes
+    "ab",
+    12,
+    None,
+], ids=["strided", "format-I", "format-b", "2d", "format-c", "array", "bytes-subclass", "str", "int", "None"])
+def test_cursor_refuses_what_is_not_plain_bytes(cursor_type: Any, data: Any) -> None:
+    buffer = bytearray(b"." * 16)
+    cursor = cursor_type(buffer)
+    assert cursor.put(data) is False
+    assert buffer == b"." * 16 and (cursor.offset, cursor.remaining) == (0, 16)
+
+
+def test_cursor_put_of_a_released_view_raises_as_reading_it_does(cursor_type: Any) -> None:
+    view = memoryview(b"ab")
+    view.release()
+    cursor = cursor_type(bytearray(4))
+    with pytest.raises(ValueError, match="released"):
+        cursor.put(view)
+    assert (cursor.offset, cursor.remaining) == (0, 4)
+
+
+def test_cursor_copies_a_view_of_its_own_target(cursor_type: Any) -> None:
+    buffer = bytearray(b"0123456789")
+    cursor = cursor_type(buffer)
+    cursor.advance(2)
+    assert cursor.put(memoryview(buffer)[3:8])  # overlapping source and destination
+    assert buffer == b"0134567789"
+
+
+def test_cursor_refuses_a_target_it_cannot_write(cursor_type: Any) -> None:
+    with pytest.raises(BufferError):
+        cursor_type(b"read-only")
+    with pytest.raises(BufferError):
+        cursor_type(memoryview(bytearray(8)).toreadonly())
+    with pytest.raises(BufferError):
+        cursor_type(memoryview(bytearray(8))[::2])  # not contiguous
+    with pytest.raises(TypeError):
+        cursor_type(8)
+    with pytest.raises(TypeError):
+        cursor_type()
+    # Any writable contiguous buffer: its bytes are counted, not its items.
+    items = array("I", [0, 0])
+    cursor = cursor_type(memoryview(items))
+    assert cursor.remaining == 8 and cursor_type(buffer=bytearray(3)).remaining == 3
+    assert cursor.put(b"\x01\x00\x00\x00")
+    assert list(items) == [1, 0]
+
+
+def test_cursor_advance_checks_its_argument(cursor_type: Any) -> None:
+    cursor = cursor_type(bytearray(4))
+    for bad in (-1, 5, sys.maxsize * 4):
+        with pytest.raises(ValueError, match="4 bytes are due"):
+            cursor.advance(bad)
+    for wrong in ("1", 1.0, None):
+        with pytest.raises(TypeError):
+            cursor.advance(wrong)
+    assert (cursor.offset, cursor.remaining) == (0, 4)
+    assert cursor.advance(True) == 3  # an integer (operator.index)
+    assert cursor.advance(0) == 3 and cursor.advance(3) == 0 and cursor.offset == 4
+
+
+def test_a_released_cursor_holds_nothing_and_takes_nothing(cursor_type: Any) -> None:
+    buffer = bytearray(b"." * 6)
+    cursor = cursor_type(buffer)
+    assert cursor.put(b"ab")
+    with pytest.raises(BufferError):
+        buffer.extend(b"x")  # its buffer is an export: the bytearray cannot move meanwhile
+    cursor.release()
+    buffer.extend(b"x")  # released: no export left
+    assert cursor.put(b"") is False and cursor.put(b"c") is False
+    assert (cursor.offset, cursor.remaining) == (2, 0)
+    assert cursor.advance(0) == 0
+    with pytest.raises(ValueError, match="0 bytes are due"):
+        cursor.advance(1)
+    cursor.release()  # again: nothing
+    assert buffer == b"ab....x"
+
+
+def test_a_cursor_on_a_gather_is_one_of_its_views(cursor_type: Any) -> None:
+    gather = require_gather()(6)
+    cursor = cursor_type(gather)
+    assert gather.exports == 1
+    assert cursor.put(b"abc")
+    cursor.advance(3)  # written through another view, say
+    del cursor  # dropped without release(): its export goes with it
+    assert gather.exports == 0
+    kept = cursor_type(gather)
+    data = gather.take(None)  # an export left: a copy
+    assert gather.copied and len(data) == 6
+    kept.release()
+    assert gather.exports == 0

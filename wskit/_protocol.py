@@ -47,7 +47,7 @@ from .frames import (
     serialize_close,
     serialize_frame,
 )
-from .mask import read_messages, write_at
+from .mask import read_messages
 from .plugin import PluginManager, default_manager
 from .statemachine import State, StateInfo, StateSpec, Trigger, load_spec
 
@@ -616,21 +616,14 @@ class Protocol:
         reader = self._reader
         need = reader.need
         if need < 0:
-            # A piece of the large frame being gathered: copied straight
-            # into its buffer, unless it completes the frame (or is a view
-            # that is not plain bytes): then read() takes it. Checked first:
-            # the commonest call while large messages arrive. (After the
-            # connection stops receiving, a piece gives no event either way.)
-            remaining = reader._remaining
-            n = len(data)
-            if n < remaining and (type(data) is not memoryview or byte_view(data)):
-                start = reader._gather_at
-                reader._gather_at = start + n
-                if write_at is not None:
-                    write_at(reader._gather, start, data)
-                else:
-                    reader._gather[start:start + n] = data  # type: ignore[index]  # set while need == -1
-                reader._remaining = remaining - n
+            # A piece of the large frame being gathered: put straight into
+            # its buffer by the reader's cursor, in one call, unless it
+            # completes the frame (or is not plain bytes): then read() takes
+            # it. Checked first: the commonest call while large messages
+            # arrive. (After the connection stops receiving, a piece gives
+            # no event either way.)
+            cursor = reader._cursor
+            if cursor is not None and cursor.put(data):
                 return []
         if not self._si.receive:
             if self._si.handshake:

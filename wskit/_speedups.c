@@ -21,6 +21,11 @@
  * it as the message's bytes object, with no copy, once no view of it is
  * left (see the type's docstring).
  *
+ * Cursor(buffer) holds a buffer in which a large frame is gathered, the
+ * write offset and the bytes still due: put(data) copies a piece that does
+ * not complete the frame in one call (Protocol.receive_data's commonest
+ * call while a large message arrives).
+ *
  * Only the public C API is used. Loads and stores go through memcpy so the
  * code is strict-aliasing safe and alignment-agnostic; gcc and clang turn
  * them into plain (unaligned) word or vector moves at -O2/-O3.
@@ -958,16 +963,258 @@ static PyType_Spec gather_spec = {
     gather_slots,
 };
 
+/*
+ * Cursor: where the next piece of a gathered frame goes.
+ *
+ * The cursor holds a writable buffer of the target (an export: a Gather
+ * counts it, a bytearray cannot be resized while it is held) until
+ * release(), the write offset and the bytes still due. put() copies a
+ * piece that leaves some of them due; the piece that completes the frame
+ * is refused, for the frame reader's general path. State changes under the
+ * object's critical section, as Gather's do.
+ */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;    /* the target's bytes; view.obj is NULL once released */
+    Py_ssize_t at;     /* the write offset: bytes written so far */
+    Py_ssize_t due;    /* bytes still due: view.len - at (0 once released) */
+} CursorObject;
+
+PyDoc_STRVAR(cursor_doc,
+"Cursor(buffer)\n"
+"--\n"
+"\n"
+"Where the next piece of a large frame goes in the buffer it is gathered in.\n"
+"\n"
+"Holds a writable buffer of buffer (any writable, C-contiguous bytes-like\n"
+"object; its bytes are counted) from offset 0 until release(). put(data)\n"
+"copies a piece that leaves bytes due; advance(n) accounts for n bytes\n"
+"written there some other way.\n"
+"\n"
+"Raises:\n"
+"    BufferError: buffer is not writable or not C-contiguous.\n"
+"    TypeError: buffer is not bytes-like.\n");
+
+static PyObject *
+cursor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"buffer", NULL};
+    PyObject *buffer;
+    CursorObject *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:Cursor", kwlist, &buffer)) {
+        return NULL;
+    }
+    self = (CursorObject *)type->tp_alloc(type, 0);  /* zeroed: view.obj is NULL */
+    if (self == NULL) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->at = 0;
+    self->due = self->view.len;
+    return (PyObject *)self;
+}
+
+static void
+cursor_dealloc(CursorObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    if (self->view.obj != NULL) {
+        PyBuffer_Release(&self->view);
+    }
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+PyDoc_STRVAR(cursor_put_doc,
+"put($self, data, /)\n"
+"--\n"
+"\n"
+"Copy data in at the offset and advance, if it leaves bytes due.\n"
+"\n"
+"data is taken when it is bytes, a bytearray or a memoryview of plain\n"
+"contiguous bytes (format 'B', one dimension) and strictly shorter than\n"
+"what is still due.\n"
+"\n"
+"Returns:\n"
+"    True when data was copied; False, with nothing changed, for any other\n"
+"    object, for the piece that completes the frame (or a longer one), and\n"
+"    once released.\n");
+
+static PyObject *
+cursor_put(CursorObject *self, PyObject *data)
+{
+    Py_buffer src;
+    const char *bytes;
+    Py_ssize_t n;
+    int held = 0;
+    int taken = 0;
+
+    if (PyBytes_CheckExact(data)) {
+        bytes = PyBytes_AS_STRING(data);
+        n = PyBytes_GET_SIZE(data);
+    }
+    else if (PyByteArray_CheckExact(data) || PyMemoryView_Check(data)) {
+        /* Held while copied: a bytearray cannot be resized meanwhile. */
+        if (PyObject_GetBuffer(data, &src, PyBUF_FULL_RO) < 0) {
+            return NULL;  /* a released memoryview */
+        }
+        held = 1;
+        if (src.ndim != 1 || (src.format != NULL && strcmp(src.format, "B") != 0)
+                || !PyBuffer_IsContiguous(&src, 'C')) {
+            PyBuffer_Release(&src);
+            Py_RETURN_FALSE;
+        }
+        bytes = (const char *)src.buf;
+        n = src.len;
+    }
+    else {
+        Py_RETURN_FALSE;
+    }
+    Py_BEGIN_CRITICAL_SECTION(self);
+    if (n < self->due) {
+        /* memmove: data may be a view of the target itself. */
+        memmove((char *)self->view.buf + self->at, bytes, (size_t)n);
+        self->at += n;
+        self->due -= n;
+        taken = 1;
+    }
+    Py_END_CRITICAL_SECTION();
+    if (held) {
+        PyBuffer_Release(&src);
+    }
+    return PyBool_FromLong(taken);
+}
+
+PyDoc_STRVAR(cursor_advance_doc,
+"advance($self, n, /)\n"
+"--\n"
+"\n"
+"Account for n bytes written at the offset some other way; return what is due.\n"
+"\n"
+"Raises:\n"
+"    ValueError: n is negative or more than what is due.\n"
+"    TypeError: n is not an integer.\n");
+
+static PyObject *
+cursor_advance(CursorObject *self, PyObject *arg)
+{
+    Py_ssize_t n = PyNumber_AsSsize_t(arg, NULL);  /* clamped: too large is more than due */
+    Py_ssize_t due;
+    int ok = 0;
+
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_BEGIN_CRITICAL_SECTION(self);
+    due = self->due;
+    if (n >= 0 && n <= due) {
+        self->at += n;
+        self->due = due = due - n;
+        ok = 1;
+    }
+    Py_END_CRITICAL_SECTION();
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "advance(%zd): %zd bytes are due", n, due);
+        return NULL;
+    }
+    return PyLong_FromSsize_t(due);
+}
+
+PyDoc_STRVAR(cursor_release_doc,
+"release($self, /)\n"
+"--\n"
+"\n"
+"Release the buffer: nothing is due from here on (put() returns False).\n"
+"\n"
+"A Gather hands its bytes out without a copy only once every buffer of it\n"
+"is released. Calling it again does nothing.\n");
+
+static PyObject *
+cursor_release(CursorObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_BEGIN_CRITICAL_SECTION(self);
+    if (self->view.obj != NULL) {
+        PyBuffer_Release(&self->view);
+    }
+    self->due = 0;
+    Py_END_CRITICAL_SECTION();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cursor_get_offset(CursorObject *self, void *Py_UNUSED(closure))
+{
+    Py_ssize_t at;
+
+    Py_BEGIN_CRITICAL_SECTION(self);
+    at = self->at;
+    Py_END_CRITICAL_SECTION();
+    return PyLong_FromSsize_t(at);
+}
+
+static PyObject *
+cursor_get_remaining(CursorObject *self, void *Py_UNUSED(closure))
+{
+    Py_ssize_t due;
+
+    Py_BEGIN_CRITICAL_SECTION(self);
+    due = self->due;
+    Py_END_CRITICAL_SECTION();
+    return PyLong_FromSsize_t(due);
+}
+
+static PyMethodDef cursor_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))cursor_put, METH_O, cursor_put_doc},
+    {"advance", (PyCFunction)(void (*)(void))cursor_advance, METH_O, cursor_advance_doc},
+    {"release", (PyCFunction)(void (*)(void))cursor_release, METH_NOARGS, cursor_release_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef cursor_getset[] = {
+    {"offset", (getter)cursor_get_offset, NULL,
+     "Where the next byte goes: how many were written so far.", NULL},
+    {"remaining", (getter)cursor_get_remaining, NULL,
+     "How many bytes are still due (0 once released).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot cursor_slots[] = {
+    {Py_tp_doc, (void *)cursor_doc},
+    {Py_tp_new, (void *)cursor_new},
+    {Py_tp_dealloc, (void *)cursor_dealloc},
+    {Py_tp_methods, cursor_methods},
+    {Py_tp_getset, cursor_getset},
+    {0, NULL},
+};
+
+static PyType_Spec cursor_spec = {
+    "wskit._speedups.Cursor",
+    sizeof(CursorObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    cursor_slots,
+};
+
 static int
 speedups_exec(PyObject *module)
 {
-    PyObject *type = PyType_FromModuleAndSpec(module, &gather_spec, NULL);
-    if (type == NULL) {
-        return -1;
-    }
-    if (PyModule_AddObject(module, "Gather", type) < 0) {
-        Py_DECREF(type);
-        return -1;
+    PyType_Spec *specs[2] = {&gather_spec, &cursor_spec};
+    const char *names[2] = {"Gather", "Cursor"};
+    int k;
+
+    for (k = 0; k < 2; k++) {
+        PyObject *type = PyType_FromModuleAndSpec(module, specs[k], NULL);
+        if (type == NULL) {
+            return -1;
+        }
+        if (PyModule_AddObject(module, names[k], type) < 0) {
+            Py_DECREF(type);
+            return -1;
+        }
     }
     return 0;
 }

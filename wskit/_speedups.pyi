@@ -97,3 +97,57 @@ class Gather:
             ValueError: called twice, or ``mask`` is not 4 bytes long.
             TypeError: ``mask`` is not a bytes-like object.
         """
+
+
+class Cursor:
+    """Where the next piece of a large frame goes in the buffer it is gathered in.
+
+    Holds a writable buffer of ``buffer`` (any writable, C-contiguous
+    bytes-like object; its bytes are counted) from offset 0 until
+    :meth:`release`: an export, which a ``Gather`` counts and which keeps a
+    ``bytearray`` from being resized. :meth:`put` copies a piece that leaves
+    bytes due; :meth:`advance` accounts for bytes written there some other
+    way. ``wskit.mask.PyCursor`` is its pure-Python twin.
+
+    Raises:
+        BufferError: ``buffer`` is not writable or not C-contiguous.
+        TypeError: ``buffer`` is not bytes-like.
+    """
+
+    def __init__(self, buffer: Any) -> None: ...
+
+    @property
+    def offset(self) -> int:
+        """Where the next byte goes: how many were written so far."""
+
+    @property
+    def remaining(self) -> int:
+        """How many bytes are still due (0 once released)."""
+
+    def put(self, data: bytes | bytearray | memoryview, /) -> bool:
+        """Copy ``data`` in at the offset and advance, if it leaves bytes due.
+
+        ``data`` is taken when it is ``bytes``, a ``bytearray`` or a
+        ``memoryview`` of plain contiguous bytes (format ``"B"``, one
+        dimension) and strictly shorter than what is still due.
+
+        Returns:
+            ``True`` when ``data`` was copied; ``False``, with nothing
+            changed, for any other object, for the piece that completes the
+            frame (or a longer one), and once released.
+        """
+
+    def advance(self, n: int, /) -> int:
+        """Account for ``n`` bytes written at the offset some other way; return what is due.
+
+        Raises:
+            ValueError: ``n`` is negative or more than what is due.
+            TypeError: ``n`` is not an integer.
+        """
+
+    def release(self) -> None:
+        """Release the buffer: nothing is due from here on (:meth:`put` returns ``False``).
+
+        A ``Gather`` hands its bytes out without a copy only once every
+        buffer of it is released. Calling it again does nothing.
+        """

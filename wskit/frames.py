@@ -13,7 +13,7 @@ import struct
 from typing import Any, NamedTuple
 
 from .exceptions import PayloadTooBig, ProtocolError
-from .mask import Gather, apply_mask, mask_frame
+from .mask import Cursor, Gather, PyCursor, apply_mask, mask_frame
 
 __all__ = [
     "Opcode",
@@ -296,6 +296,8 @@ GATHER_MAX = 64 * 1024 * 1024
 # touches no fresh memory. Only [:length] of it is ever delivered, and only
 # once every byte of that was received, so nothing of an earlier frame leaks.
 _SPARE: list[bytearray] = []
+# FrameReader._remaining while a frame is gathered: its cursor counts the bytes still due.
+_GATHERED = -1
 
 
 def _gathering_buffer(length: int) -> bytearray:
@@ -374,7 +376,7 @@ class FrameReader:
 
     __slots__ = ("buf", "pos", "need", "mask_expected", "max_size", "rsv_mask", "stream",
                  "in_message", "message_size", "text_message", "_remaining", "_key", "_fin", "_max_frames",
-                 "_gather", "_gather_at", "_gather_b0", "_kept", "_kept_used", "_target", "_handed")
+                 "_gather", "_cursor", "_gather_b0", "_kept", "_kept_used", "_target", "_handed")
 
     def __init__(self, mask_expected: bool, max_size: int | None = None, rsv_mask: int = 0,
                  stream: bool = True, max_frames: int | None = None) -> None:
@@ -382,8 +384,8 @@ class FrameReader:
         self.pos = 0
         # len(buf) needed before the next frame can complete (0: unknown);
         # callers may skip read() while the buffer is shorter. -1: a large
-        # frame is being gathered (see gather_view); its pieces may be copied
-        # into _gather at _gather_at while they do not complete it.
+        # frame is being gathered (see gather_view); its pieces may be put
+        # with _cursor while they do not complete it.
         self.need = 0
         self.mask_expected = mask_expected
         self.max_size = max_size
@@ -394,13 +396,17 @@ class FrameReader:
         self.max_frames = fragment_limit(max_size) if max_frames is None else max_frames
         self.message_size = 0  # payload bytes of the current message so far
         self.text_message = False  # the current message is text (only text is streamed)
-        self._remaining = 0  # payload bytes still due for the frame being streamed
+        # Payload bytes still due for the frame being streamed; _GATHERED for
+        # a frame being gathered (its cursor counts them): non-zero either way.
+        self._remaining = 0
         self._key: bytes | None = None  # its masking key, rotated to the next byte
         self._fin = True  # its FIN bit
         # A large frame being gathered (see GATHER_MIN): its payload so far
-        # (still masked; _remaining bytes of it are due) and its first byte.
+        # (still masked), the cursor that writes its pieces (how many bytes
+        # arrived, how many are due; it holds a buffer of the payload until
+        # the frame completes) and its first byte.
         self._gather: memoryview | None = None
-        self._gather_at = 0  # how many of its bytes arrived
+        self._cursor: PyCursor | None = None
         self._gather_b0 = 0
         self._kept: bytearray | None = None  # the gathering buffer, kept (see GATHER_KEEP)
         self._kept_used = False  # a gathered frame completed in this read()
@@ -618,10 +624,11 @@ class FrameReader:
                         self._gather = payload
                         with memoryview(buf) as view:
                             payload[:end - start] = view[start:end]
+                        cursor = self._cursor = Cursor(payload)
+                        cursor.advance(end - start)
                         self._key = bytes(buf[start - 4:start]) if masked else None
                         self._gather_b0 = b0
-                        self._gather_at = end - start
-                        self._remaining = length - (end - start)
+                        self._remaining = _GATHERED
                         pos = end
                         gathering = True
                         in_message = 0 if b0 & 0x80 else in_message + 1
@@ -735,14 +742,15 @@ class FrameReader:
         payload = self._gather
         if payload is None:
             return None
+        at = self._cursor.offset  # type: ignore[union-attr]  # set with _gather
         target = self._target
         if target is None:
-            return payload[self._gather_at:]
+            return payload[at:]
         # A view of its own, so that gathered() can release it: the frame's
         # bytes object is handed out without a copy only when no view of it
         # is left.
         self._release_handed()
-        view = self._handed = memoryview(target)[self._gather_at:]
+        view = self._handed = memoryview(target)[at:]
         return view
 
     def _release_handed(self) -> None:
@@ -767,21 +775,26 @@ class FrameReader:
                 view it was given is exactly that long).
         """
         payload = self._gather
-        remaining = self._remaining
-        if payload is None or not 0 <= n <= remaining:
-            raise ValueError(f"gathered({n}): no large frame is being gathered" if payload is None
-                             else f"gathered({n}): the frame being gathered needs {remaining} more bytes")
+        cursor = self._cursor
+        if payload is None or cursor is None:
+            raise ValueError(f"gathered({n}): no large frame is being gathered")
+        remaining = cursor.remaining
+        if not 0 <= n <= remaining:
+            raise ValueError(f"gathered({n}): the frame being gathered needs {remaining} more bytes")
         self._release_handed()
-        self._gather_at += n
-        self._remaining = remaining = remaining - n
-        if remaining:
+        if cursor.advance(n):
             return []
         self.need = 0
-        return [self._gathered_frame(payload)]
+        return [self._gathered_frame(payload, cursor)]
 
-    def _gathered_frame(self, payload: memoryview) -> Frame:
+    def _gathered_frame(self, payload: memoryview, cursor: PyCursor) -> Frame:
         """The frame whose payload was gathered, now complete."""
         self._gather = None
+        self._cursor = None
+        self._remaining = 0
+        # The cursor's buffer of the payload first: a view with an export
+        # left cannot be released, and a Gather with one would be copied.
+        cursor.release()
         key = self._key
         target = self._target
         if target is not None:
@@ -804,19 +817,20 @@ class FrameReader:
         avail = end - pos
         if avail == 0:
             return pos
-        remaining = self._remaining
-        take = avail if avail < remaining else remaining
         payload = self._gather
         if payload is not None:
-            start = self._gather_at
-            self._gather_at = start + take
+            cursor: PyCursor = self._cursor  # type: ignore[assignment]  # set with _gather
+            start = cursor.offset
+            remaining = cursor.remaining
+            take = avail if avail < remaining else remaining
             with memoryview(buf) as view:
                 payload[start:start + take] = view[pos:pos + take]
-            self._remaining = remaining = remaining - take
-            if not remaining:
+            if not cursor.advance(take):
                 self._kept_used = True
-                frames.append(self._gathered_frame(payload))
+                frames.append(self._gathered_frame(payload, cursor))
             return pos + take
+        remaining = self._remaining
+        take = avail if avail < remaining else remaining
         piece = buf[pos:pos + take]
         self._remaining = remaining = remaining - take
         key = self._key
