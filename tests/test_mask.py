@@ -372,65 +372,6 @@ def test_gather_gives_the_written_bytes_masked_whatever_the_writes(data: bytes, 
         assert result == (data if mask is None else py_apply_mask(data, mask))
 
 
-# -- write_at: a received piece of a large frame copied where it is gathered --
-
-
-def require_write_at() -> Any:
-    """Return the C ``write_at``; skip (fail under CI=true) as ``require_c`` does."""
-    require_c()
-    from wskit._speedups import write_at
-
-    return write_at
-
-
-@given(size=st.integers(0, 300), writes=st.lists(st.tuples(st.integers(0, 300), st.binary(max_size=120)),
-                                                  max_size=8),
-       target=st.sampled_from(["bytearray", "memoryview", "gather"]))
-def test_write_at_does_what_a_slice_assignment_does(size: int, writes: list[tuple[int, bytes]],
-                                                   target: str) -> None:
-    write_at = require_write_at()
-    expected = bytearray(size)
-    buffer: Any = bytearray(size)
-    if target == "memoryview":
-        buffer = memoryview(buffer)
-    elif target == "gather":
-        buffer = require_gather()(size)
-        memoryview(buffer)[:] = bytes(size)
-    for offset, data in writes:
-        if offset + len(data) <= size:
-            write_at(buffer, offset, data)
-            expected[offset:offset + len(data)] = data
-        else:
-            with pytest.raises(ValueError, match="do not fit"):
-                write_at(buffer, offset, data)
-    result = buffer.take(None) if target == "gather" else bytes(buffer)
-    assert result == expected
-
-
-def test_write_at_copies_bytes_of_any_bytes_like_source_and_checks_its_arguments() -> None:
-    write_at = require_write_at()
-    buffer = bytearray(12)
-    write_at(buffer, 0, memoryview(b"\x01\x00\x00\x00\x02\x00\x00\x00").cast("I"))  # its bytes, not its items
-    write_at(buffer, 8, bytearray(b"abcd"))
-    write_at(buffer, 12, b"")  # nothing, at the very end
-    assert buffer == b"\x01\x00\x00\x00\x02\x00\x00\x00abcd"
-    with pytest.raises(ValueError, match="do not fit"):
-        write_at(buffer, -1, b"x")
-    with pytest.raises(ValueError, match="do not fit"):
-        write_at(buffer, 13, b"")
-    with pytest.raises(BufferError):
-        write_at(b"read-only", 0, b"x")
-    with pytest.raises(TypeError):
-        write_at(buffer, 0, "text")
-    with pytest.raises(TypeError):
-        write_at(buffer, "0", b"x")
-    with pytest.raises(TypeError, match="3 positional arguments"):
-        write_at(buffer, 0)
-    with pytest.raises(BufferError):
-        write_at(buffer, 0, memoryview(b"abcdef")[::2])  # not contiguous
-    assert buffer == b"\x01\x00\x00\x00\x02\x00\x00\x00abcd"  # nothing written by a refused call
-
-
 # -- Cursor: where the next piece of a large frame goes (C, and its pure-Python twin) --
 
 

@@ -13,9 +13,6 @@
  * send_nowait(sock, data) -> int (POSIX only) sends what the socket takes
  * at once, without releasing the GIL (see its docstring).
  *
- * write_at(buffer, offset, data) copies data into buffer at offset (a
- * received piece of a large frame, written where it is gathered).
- *
  * Gather(length) is a writable buffer of length bytes in which a large
  * frame's payload is gathered; take(mask) unmasks it in place and returns
  * it as the message's bytes object, with no copy, once no view of it is
@@ -1219,62 +1216,7 @@ speedups_exec(PyObject *module)
     return 0;
 }
 
-PyDoc_STRVAR(write_at_doc,
-"write_at(buffer, offset, data)\n"
-"--\n"
-"\n"
-"Copy the bytes of data into the writable buffer at offset.\n"
-"\n"
-"What ``memoryview(buffer)[offset:offset + len(data)] = data`` does for a\n"
-"buffer of bytes, without the slice: a received piece of a large frame is\n"
-"written where it is gathered. data is any C-contiguous bytes-like object\n"
-"(its bytes are copied, whatever its format).\n"
-"\n"
-"Raises:\n"
-"    ValueError: the bytes do not fit in the buffer at offset.\n"
-"    BufferError: buffer is not writable, or data not contiguous.\n"
-"    TypeError: buffer or data is not bytes-like.\n");
-
-static PyObject *
-write_at(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
-{
-    Py_buffer dst, src;
-    Py_ssize_t at;
-    PyObject *result = NULL;
-
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "write_at() takes 3 positional arguments but %zd were given", nargs);
-        return NULL;
-    }
-    at = PyLong_AsSsize_t(args[1]);
-    if (at == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[0], &dst, PyBUF_WRITABLE) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[2], &src, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&dst);
-        return NULL;
-    }
-    if (at < 0 || at > dst.len || src.len > dst.len - at) {
-        PyErr_Format(PyExc_ValueError, "write_at(): %zd bytes at offset %zd do not fit in %zd",
-                     src.len, at, dst.len);
-    }
-    else {
-        if (src.len > 0) {
-            memmove((char *)dst.buf + at, src.buf, (size_t)src.len);
-        }
-        result = Py_NewRef(Py_None);
-    }
-    PyBuffer_Release(&src);
-    PyBuffer_Release(&dst);
-    return result;
-}
-
 static PyMethodDef speedups_methods[] = {
-    {"write_at", (PyCFunction)(void (*)(void))write_at, METH_FASTCALL, write_at_doc},
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask,
      METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
     {"mask_frame", (PyCFunction)(void (*)(void))mask_frame, METH_FASTCALL, mask_frame_doc},

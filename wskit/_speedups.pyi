@@ -50,16 +50,6 @@ def read_messages(buf: bytes | bytearray | memoryview, pos: int, masked: bool, m
     """
 
 
-def write_at(buffer: Any, offset: int, data: bytes | bytearray | memoryview, /) -> None:
-    """Copy the bytes of ``data`` into the writable ``buffer`` at ``offset``.
-
-    Raises:
-        ValueError: they do not fit in the buffer at ``offset``.
-        BufferError: ``buffer`` is not writable, or ``data`` not contiguous.
-        TypeError: ``buffer`` or ``data`` is not bytes-like.
-    """
-
-
 class Gather:
     """A writable buffer of ``length`` bytes that becomes a ``bytes`` object.
 

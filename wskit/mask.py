@@ -16,7 +16,7 @@ from operator import index
 from typing import Any
 
 __all__ = ["Cursor", "Gather", "PyCursor", "apply_mask", "mask_frame", "py_apply_mask", "py_mask_frame",
-           "read_messages", "send_nowait", "write_at", "USING_SPEEDUPS"]
+           "read_messages", "send_nowait", "USING_SPEEDUPS"]
 
 
 def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -147,9 +147,6 @@ send_nowait: Callable[[socket.socket, bytes], int] | None = None
 # The accelerator's parser for the common case of received frames (None
 # without it): see wskit.frames.FrameReader.read_simple.
 read_messages: Callable[[bytes | bytearray | memoryview, int, bool, int, Any, Any], tuple[list[Any], int]] | None = None
-# The accelerator's copy of a piece into a buffer at an offset (None without
-# it: a slice assignment does the same): see wskit.Protocol.receive_data.
-write_at: Callable[[Any, int, bytes | bytearray | memoryview], None] | None = None
 # The accelerator's buffer that gathers a large frame's payload in the bytes
 # object that becomes the message (None without it): see
 # wskit.frames.GATHER_MAX.
@@ -168,6 +165,5 @@ if not os.environ.get("WSKIT_NO_SPEEDUPS"):
         send_nowait = getattr(_speedups, "send_nowait", None)
         read_messages = _speedups.read_messages
         Gather = _speedups.Gather
-        write_at = _speedups.write_at
         Cursor = _speedups.Cursor  # type: ignore[assignment]  # the same methods and attributes, in C
         USING_SPEEDUPS = True
