@@ -13,6 +13,8 @@ import struct
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wskit import (
     BinaryMessage,
@@ -858,6 +860,50 @@ def test_memoryview_with_wide_items_is_sent_as_its_bytes() -> None:
     # RFC 6455 §5.5: the 125-byte limit counts bytes, not items.
     with pytest.raises(ProtocolError, match="160 bytes"):
         c.send_ping(view)
+
+
+def with_gaps(data: bytes) -> memoryview:
+    """A view of ``data``'s bytes that is not contiguous (every other byte of a buffer)."""
+    doubled = bytearray(2 * len(data))
+    doubled[::2] = data
+    return memoryview(bytes(doubled))[::2]
+
+
+def in_rows(data: bytes) -> memoryview:
+    """A two-dimensional view of ``data``'s bytes (its ``len()`` counts rows), or a plain one."""
+    rows = next((n for n in (4, 3, 2) if len(data) % n == 0), 1)
+    return memoryview(data).cast("B", (rows, len(data) // rows))
+
+
+SHAPES: dict[str, Callable[[bytes], memoryview]] = {
+    "format c": lambda data: memoryview(data).cast("c"),
+    "gaps": with_gaps,
+    "rows": in_rows,
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_memoryviews_of_any_shape_are_sent_as_their_bytes(shape: str) -> None:
+    data = bytes(range(24))
+    view = SHAPES[shape](data)
+    for sender, receiver in ((client(), server()), (server(), client())):
+        events = [e for out in sender.send_binary(view) + sender.send_ping(view) for e in receiver.receive_data(out)]
+        assert events == [BinaryMessage(data), Ping(data)]
+
+
+@given(shape=st.sampled_from(sorted(SHAPES)), first=st.binary(min_size=1, max_size=40),
+       second=st.binary(min_size=1, max_size=300), cut=st.integers(0, 400))
+def test_received_bytes_in_memoryviews_of_any_shape_give_the_same_events(shape: str, first: bytes, second: bytes,
+                                                                            cut: int) -> None:
+    c = client()
+    wire = b"".join(c.send_binary(first) + c.send_binary(second))
+    cut = min(cut, len(wire))
+    s = server()
+    events = []
+    for part in (wire[:cut], wire[cut:]):
+        if part:
+            events += s.receive_data(SHAPES[shape](part))
+    assert events == [BinaryMessage(first), BinaryMessage(second)]
 
 
 def test_send_text_and_send_binary_name_the_wrong_type() -> None:

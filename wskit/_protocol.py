@@ -489,7 +489,7 @@ class Protocol:
     def _send_control(self, opcode: Opcode, data: bytes | bytearray | memoryview | str) -> list[bytes]:
         if isinstance(data, str):
             data = data.encode("utf-8")
-        elif type(data) is memoryview and data.itemsize != 1:
+        elif type(data) is memoryview and not byte_view(data):
             data = data.tobytes()  # len() must count bytes
         if len(data) > 125:
             # RFC 6455 §5.5: control frames carry at most 125 bytes.
@@ -625,6 +625,8 @@ class Protocol:
             cursor = reader._cursor
             if cursor is not None and cursor.put(data):
                 return []
+        if type(data) is not bytes and type(data) is memoryview and not data.c_contiguous:
+            data = data.tobytes()  # a view with gaps: its bytes, in order
         if not self._si.receive:
             if self._si.handshake:
                 return self._receive_handshake(data)

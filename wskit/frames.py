@@ -151,13 +151,13 @@ BINARY_HEADERS = tuple(bytes((0x82, n)) for n in range(126))
 
 
 def byte_view(data: bytes | bytearray | memoryview) -> bool:
-    """Whether ``data`` is a ``memoryview`` of plain contiguous bytes.
+    """Whether ``data`` is a ``memoryview`` of plain contiguous bytes (one dimension).
 
     Such a view may be parsed in place, as ``bytes`` is, or copied from as
-    it stands (its ``len()`` counts bytes); other views are copied into a
-    buffer first.
+    it stands (its ``len()`` counts bytes); other views (wider items,
+    several dimensions, gaps) are copied into a buffer first.
     """
-    return type(data) is memoryview and data.format == "B" and data.c_contiguous
+    return type(data) is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous
 
 
 def serialize_frame(frame: Frame, mask: bool) -> bytes:
@@ -200,8 +200,8 @@ def encode_message(b0: int, data: bytes | bytearray | memoryview, mask: bool) ->
     list, as always. Mutable payloads are copied (the caller may change them
     once the call returns).
     """
-    if type(data) is memoryview and data.itemsize != 1:
-        data = data.tobytes()  # len() must count bytes, not items
+    if type(data) is memoryview and not byte_view(data):
+        data = data.tobytes()  # len() must count bytes, not items or rows; and contiguous
     length = len(data)
     mbit = 0x80 if mask else 0
     # RFC 6455 §5.2: 7-bit, 16-bit or 64-bit (most significant bit 0) length.
