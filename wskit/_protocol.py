@@ -625,7 +625,7 @@ class Protocol:
             cursor = reader._cursor
             if cursor is not None and cursor.put(data):
                 return []
-        if type(data) is not bytes and type(data) is memoryview and not data.c_contiguous:
+        if type(data) is memoryview and not data.c_contiguous:
             data = data.tobytes()  # a view with gaps: its bytes, in order
         if not self._si.receive:
             if self._si.handshake:
