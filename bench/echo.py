@@ -3,7 +3,10 @@
 Starts each echo server (bench/echo_servers.py) in its own process, drives it
 with the same load client, and asks the server process for its CPU time
 (all threads, exited ones included) before and after each load. CPU time per
-message is steadier than wall-clock rates on these shared machines.
+message is steadier than wall-clock rates on these shared machines. Each
+round measures one load on every server back to back (in reversed order
+every other round), and a ratio between two servers is the median of the
+rounds' ratios, with its interquartile range.
 
 Loads:
   sequential  one client, 32-byte text round trips one at a time
@@ -14,7 +17,7 @@ wskit-http2 (TLS) gets its own two loads, the same pipelined burst through
 wskit's asyncio clients: 50 WebSockets on 50 TLS connections (HTTP/1.1), and
 50 WebSockets as streams of one HTTP/2 connection (RFC 8441).
 
-    python bench/echo.py [--quick] [--impl wskit-asyncio --impl websockets ...]
+    python bench/echo.py [--quick] [--repeat N] [--keep-freed-memory] [--impl wskit-asyncio --impl websockets ...]
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ UVICORN_OWN = ("uvicorn-websockets-sansio", "uvicorn-wsproto")
 # "floor" is no library: the least an asyncio.Protocol must do to echo small
 # messages (see echo_servers.py), i.e. what the loop and system calls cost.
 SMALL_ONLY = {"floor", "floor-aiofastnet"}
+# glibc's allocator, told through its environment variables to keep freed
+# memory (the values bench/run.py's --keep-freed-memory gives mallopt): memory
+# freed when a connection ends is not given back to the system, so the next
+# connection's buffers need no fresh pages. Other allocators ignore them.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
 def cpu_seconds(proc: subprocess.Popen[str]) -> float:
@@ -180,12 +188,47 @@ def run_load(proc: subprocess.Popen[str], coro_factory: object) -> tuple[float, 
     return cpu_seconds(proc) - cpu0, wall, n
 
 
+def round_order(plan: list[tuple[str, str, Any]], r: int) -> list[tuple[str, str, Any]]:
+    """The order of round ``r``'s measurements: load by load, the servers back to back.
+
+    Each load is measured on every server before the next load starts, so
+    the servers compared in one load run seconds apart, and the servers'
+    order is reversed every other round (A B C, then C B A), so that no
+    server always runs first after a change of load or right after another
+    one: a drift of the machine's speed touches every server alike.
+    """
+    loads = list(dict.fromkeys(load for _, load, _ in plan))
+    order: list[tuple[str, str, Any]] = []
+    for load in loads:
+        runs = [step for step in plan if step[1] == load]
+        order += runs if r % 2 == 0 else runs[::-1]
+    return order
+
+
+def paired_ratio(base: list[float], other: list[float]) -> tuple[float, float, float]:
+    """``base / other`` round by round: median, first and third quartiles.
+
+    Round ``i`` of both lists ran back to back (:func:`round_order`), so each
+    round's ratio compares the servers under the same machine state; the
+    median of those ratios is steadier than the ratio of two medians taken
+    over rounds that each server met in different states.
+    """
+    ratios = sorted(b / o for b, o in zip(base, other))
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    return statistics.median(ratios), low, high
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impl", action="append", choices=IMPLS, help="servers to measure (default: all available)")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per load (median reported)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per load (medians reported)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (caches, allocators)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="every server keeps freed memory for reuse (glibc's MALLOC_* variables): "
+                             "no first-touch page faults when a connection's buffers are allocated again")
     args = parser.parse_args()
     impls = args.impl or IMPLS
     scale = 0.25 if args.quick else 1.0
@@ -200,12 +243,15 @@ def main() -> int:
     }
     procs: dict[str, tuple[subprocess.Popen[str], int]] = {}
     results: dict[tuple[str, str], float] = {}
+    env = dict(os.environ, **KEEP_FREED_MEMORY) if args.keep_freed_memory else None
+    print("allocator: " + ("freed memory kept for reuse (--keep-freed-memory: glibc's MALLOC_* variables)"
+                           if env else "as it is (glibc: its default trimming)"))
     try:
         for impl in impls:
             port = free_port()
             proc = subprocess.Popen([sys.executable, str(HERE / "echo_servers.py"), impl, str(port)],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
+                                    text=True, env=env)
             line = proc.stdout.readline() if proc.stdout else ""
             if line.strip() != "ready":
                 err = proc.stderr.read() if proc.stderr else ""
@@ -214,21 +260,16 @@ def main() -> int:
                 proc.wait()
                 continue
             procs[impl] = (proc, port)
-        # Rounds are interleaved: round r of every server runs before round r + 1 of any,
-        # so that a change in the machine's load touches every server alike.
         samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
         plan = [(impl, load, make) for impl in procs
                 for load, make in (tls_loads if impl == "wskit-http2" else loads).items()
                 if not (impl in SMALL_ONLY and load == "1 MiB echo")]
-        for _ in range(args.warmup):
-            for impl, _load, make in plan:
-                proc, port = procs[impl]
-                run_load(proc, lambda make=make, port=port: make(port))
-        for _ in range(args.repeat):
-            for impl, load, make in plan:
+        for r in range(-args.warmup, args.repeat):
+            for impl, load, make in round_order(plan, r):
                 proc, port = procs[impl]
                 cpu, wall, n = run_load(proc, lambda make=make, port=port: make(port))
-                samples.setdefault((impl, load), []).append((cpu / n * 1e6, n / wall))
+                if r >= 0:
+                    samples.setdefault((impl, load), []).append((cpu / n * 1e6, n / wall))
     finally:
         for proc, _ in procs.values():
             proc.kill()
@@ -241,10 +282,12 @@ def main() -> int:
         print(f"{impl:<26}{load:<20}{cpu_us:12.1f}{f'{cpus[0]:.1f}-{cpus[-1]:.1f}':>16}"
               f"{statistics.median(r for _, r in runs):12.0f}")
     for base in [b for b in ("picows", "websockets") if any(k[0] == b for k in results)]:
-        print(f"\nserver CPU per message, {base} / other (> 1: other uses less CPU)")
-        for (impl, load), cpu in results.items():
-            if impl != base and (base, load) in results:
-                print(f"  {impl:<26}{load:<20}{results[(base, load)] / cpu:6.2f}x")
+        print(f"\nserver CPU per message, {base} / other (> 1: other uses less CPU); "
+              "median of the rounds' ratios [interquartile range]")
+        for (impl, load), runs in samples.items():
+            if impl != base and (base, load) in samples:
+                mid, low, high = paired_ratio([c for c, _ in samples[(base, load)]], [c for c, _ in runs])
+                print(f"  {impl:<26}{load:<20}{mid:6.2f}x  [{low:.2f}-{high:.2f}]")
     if ("wskit-http2", "50x32 B, 1 HTTP/2") in results and ("wskit-http2", "50x32 B, 50 TLS") in results:
         ratio = results[("wskit-http2", "50x32 B, 50 TLS")] / results[("wskit-http2", "50x32 B, 1 HTTP/2")]
         print(f"\nHTTP/2: server CPU per message, 50 TLS connections / 50 streams on one HTTP/2 connection: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,3 +68,48 @@ def test_every_load_completes(server: tuple[subprocess.Popen[str], int]) -> None
         assert cpu >= 0 and wall > 0
         counts.append(n)
     assert counts[:2] == [20, 60]
+
+
+def test_round_order_runs_each_load_on_every_server_back_to_back() -> None:
+    plan = [(impl, load, None) for impl in ("a", "b", "c") for load in ("seq", "big")]
+    plan.append(("h2", "tls", None))
+    first = [(impl, load) for impl, load, _ in echo.round_order(plan, 0)]
+    second = [(impl, load) for impl, load, _ in echo.round_order(plan, 1)]
+    assert first == [("a", "seq"), ("b", "seq"), ("c", "seq"), ("a", "big"), ("b", "big"), ("c", "big"),
+                     ("h2", "tls")]
+    # Every other round the servers go the other way round, load by load.
+    assert second == [("c", "seq"), ("b", "seq"), ("a", "seq"), ("c", "big"), ("b", "big"), ("a", "big"),
+                      ("h2", "tls")]
+    assert echo.round_order(plan, -1) == echo.round_order(plan, 1)  # warm-up rounds too
+
+
+def test_paired_ratio_compares_rounds_not_medians() -> None:
+    # The machine's speed swings from round to round, the other server is
+    # 10% cheaper in each, and one of its rounds met a hiccup (200). Medians
+    # taken apart would say 0.99x (99 against 100); round by round the
+    # hiccup is one ratio among five.
+    base = [88.0, 110.0, 88.0, 110.0, 99.0]
+    other = [80.0, 100.0, 80.0, 100.0, 200.0]
+    assert statistics.median(base) / statistics.median(other) == 0.99
+    mid, low, high = echo.paired_ratio(base, other)
+    assert (round(mid, 6), round(low, 6), round(high, 6)) == (1.1, 1.1, 1.1)
+    assert echo.paired_ratio([30.0], [20.0]) == (1.5, 1.5, 1.5)
+    mid, low, high = echo.paired_ratio([10.0, 20.0, 30.0, 40.0, 50.0], [10.0, 10.0, 10.0, 10.0, 10.0])
+    assert (mid, low, high) == (3.0, 2.0, 4.0)
+
+
+def test_whole_run_reports_paired_ratios_and_the_allocator() -> None:
+    # The benchmark end to end, one tiny round: python-websockets is in the
+    # development tools, so the ratio table is there too.
+    pytest.importorskip("websockets")
+    done = subprocess.run([sys.executable, str(BENCH / "echo.py"), "--quick", "--repeat", "2", "--warmup", "0",
+                           "--keep-freed-memory", "--impl", "wskit-asyncio", "--impl", "websockets"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "allocator: freed memory kept for reuse (--keep-freed-memory: glibc's MALLOC_* variables)"
+    for load in ("sequential 32 B", "pipelined 50x32 B", "1 MiB echo"):
+        ratio = [line for line in lines if line.startswith("  wskit-asyncio") and load in line]
+        assert len(ratio) == 1, done.stdout
+        assert ratio[0].rstrip().endswith("]") and "x  [" in ratio[0]
+    assert "median of the rounds' ratios" in done.stdout
