@@ -294,14 +294,18 @@ def main() -> int:
               f"{ratio:.2f}x (> 1: HTTP/2 uses less)")
     own = [(impl, load) for (impl, load) in results if impl in UVICORN_OWN]
     if any(k[0] == "uvicorn-wskit" for k in results) and own:
-        print("\nuvicorn: server CPU per message, best of uvicorn's own backends / uvicorn-wskit (>= 1: wskit wins)")
+        print("\nuvicorn: server CPU per message, best of uvicorn's own backends / uvicorn-wskit (>= 1: wskit wins); "
+              "median of the rounds' ratios [interquartile range]")
         for (impl, load), cpu in results.items():
             if impl != "uvicorn-wskit":
                 continue
             rivals = {i: results[(i, load)] for i in UVICORN_OWN if (i, load) in results}
             if rivals:
                 best = min(rivals, key=lambda i: rivals[i])
-                print(f"  {load:<20}{rivals[best] / cpu:6.2f}x  (best: {best}, {rivals[best]:.1f} vs {cpu:.1f} us)")
+                mid, low, high = paired_ratio([c for c, _ in samples[(best, load)]],
+                                              [c for c, _ in samples[(impl, load)]])
+                print(f"  {load:<20}{mid:6.2f}x  [{low:.2f}-{high:.2f}]  "
+                      f"(best: {best}, {rivals[best]:.1f} vs {cpu:.1f} us)")
     return 0
 
 
