@@ -93,26 +93,34 @@ def test_errors(send_nowait: SendNowait, pair: tuple[socket.socket, socket.socke
 def test_a_slow_reader_gets_every_message_in_order(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     original = sync_connection._send_nowait
     partial = [0]
+    filled = threading.Event()  # a write found the socket's buffers full
     if path == "send_nowait":
         if original is None:
             pytest.skip("wskit._speedups.send_nowait is not available")
 
         def counting(sock: socket.socket, data: bytes) -> int:
             sent = original(sock, data)
-            partial[0] += sent < len(data)
+            if sent < len(data):
+                partial[0] += 1
+                filled.set()
             return sent
 
         monkeypatch.setattr(sync_connection, "_send_nowait", counting)
     else:
         monkeypatch.setattr(sync_connection, "_send_nowait", None)
-    sizes = [1, 100, 1000, 30000, 65536 - 10, 70000] * 40  # partial sends certainly happen
+        filled.set()  # nothing to wait for: sendall blocks when the buffers are full
+    # Small buffers on both sides: the first, small messages alone fill them,
+    # all through send_nowait; then messages over its 64 KiB go through
+    # sendall, in between.
+    sizes = [1, 100, 1000, 30000, 65536 - 10] * 10 + [1, 100, 1000, 30000, 65536 - 10, 70000] * 40
     started = threading.Event()
     received: list[bytes] = []
 
     def slow_reader(sock: socket.socket, peer: RawPeer) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
         raw_accept(sock)
-        started.wait(5)
-        peer.release.wait(0.2)  # let the sender fill the socket buffers first
+        started.wait(10)
+        filled.wait(10)  # let the sender fill the socket buffers first
         data = bytearray()
         expected = sum(len(f) for f in frames_for(sizes))
         while len(data) < expected:
@@ -124,6 +132,7 @@ def test_a_slow_reader_gets_every_message_in_order(path: str, monkeypatch: pytes
 
     with RawPeer(slow_reader) as peer:
         ws = connect(peer.uri, compression=None, close_timeout=0.2)
+        ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
         started.set()
         for i, size in enumerate(sizes):
             ws.send(bytes([i % 251]) * size)
