@@ -274,19 +274,19 @@ def main() -> int:
         for proc, _ in procs.values():
             proc.kill()
             proc.wait()
+    cpus = {key: [c for c, _ in runs] for key, runs in samples.items()}  # us per message, round by round
     print(f"{'server':<26}{'load':<20}{'CPU us/msg':>12}{'spread':>16}{'msgs/s':>12}")
     for (impl, load), runs in samples.items():
-        cpus = sorted(c for c, _ in runs)
-        cpu_us = statistics.median(cpus)
-        results[(impl, load)] = cpu_us
-        print(f"{impl:<26}{load:<20}{cpu_us:12.1f}{f'{cpus[0]:.1f}-{cpus[-1]:.1f}':>16}"
+        cpu_us = results[(impl, load)] = statistics.median(cpus[(impl, load)])
+        low, high = min(cpus[(impl, load)]), max(cpus[(impl, load)])
+        print(f"{impl:<26}{load:<20}{cpu_us:12.1f}{f'{low:.1f}-{high:.1f}':>16}"
               f"{statistics.median(r for _, r in runs):12.0f}")
     for base in [b for b in ("picows", "websockets") if any(k[0] == b for k in results)]:
         print(f"\nserver CPU per message, {base} / other (> 1: other uses less CPU); "
               "median of the rounds' ratios [interquartile range]")
-        for (impl, load), runs in samples.items():
+        for impl, load in samples:
             if impl != base and (base, load) in samples:
-                mid, low, high = paired_ratio([c for c, _ in samples[(base, load)]], [c for c, _ in runs])
+                mid, low, high = paired_ratio(cpus[(base, load)], cpus[(impl, load)])
                 print(f"  {impl:<26}{load:<20}{mid:6.2f}x  [{low:.2f}-{high:.2f}]")
     if ("wskit-http2", "50x32 B, 1 HTTP/2") in results and ("wskit-http2", "50x32 B, 50 TLS") in results:
         ratio = results[("wskit-http2", "50x32 B, 50 TLS")] / results[("wskit-http2", "50x32 B, 1 HTTP/2")]
@@ -302,8 +302,7 @@ def main() -> int:
             rivals = {i: results[(i, load)] for i in UVICORN_OWN if (i, load) in results}
             if rivals:
                 best = min(rivals, key=lambda i: rivals[i])
-                mid, low, high = paired_ratio([c for c, _ in samples[(best, load)]],
-                                              [c for c, _ in samples[(impl, load)]])
+                mid, low, high = paired_ratio(cpus[(best, load)], cpus[(impl, load)])
                 print(f"  {load:<20}{mid:6.2f}x  [{low:.2f}-{high:.2f}]  "
                       f"(best: {best}, {rivals[best]:.1f} vs {cpu:.1f} us)")
     return 0
