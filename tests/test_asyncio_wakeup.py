@@ -381,3 +381,73 @@ def test_wake_resumes_a_lone_task_now_and_leaves_everything_else_to_the_loop() -
         assert idle.done() and idle.result() is None
 
     run(main())
+
+
+# -- on_message: each message by a plain call, replies grouped the same way --------------------
+
+
+def test_on_message_replies_to_a_burst_leave_in_one_write_in_order() -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        conn.on_message = conn.send_nowait
+        burst = b"".join(text(f"message {i}") for i in range(20))
+        conn.data_received(burst)  # no task to wake: the echoes are written before this returns
+        assert len(transport.writes) == 1
+        assert sent(transport) == [(Opcode.TEXT, f"message {i}".encode()) for i in range(20)]
+        conn.data_received(text("alone") + client_frame(Opcode.BINARY, b"x" * 5000) + text("last"))
+        # A large reply is not held: it carries the held one first, then the last leaves alone.
+        assert sent(transport)[20:] == [(Opcode.TEXT, b"alone"), (Opcode.BINARY, b"x" * 5000),
+                                        (Opcode.TEXT, b"last")]
+        assert len(transport.writes) == 3
+
+    run(main())
+
+
+def test_on_message_replies_are_bounded_and_go_before_the_close_answer() -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        conn.on_message = lambda message: [conn.send_nowait(f"{message}-{i}") for i in range(100)]
+        conn.data_received(text("m") + client_frame(Opcode.CLOSE, close_payload(1000)))
+        frames = sent(transport)
+        assert frames == [(Opcode.TEXT, f"m-{i}".encode()) for i in range(100)] + [
+            (Opcode.CLOSE, close_payload(1000))]
+        assert max(len(parse_frames([w], masked=False)) for w in transport.writes) <= 64
+        assert transport.closing
+
+    run(main())
+
+
+def test_messages_waiting_in_the_queue_go_to_the_callback_when_it_is_set() -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        conn.data_received(text("one") + text("two") + text("three"))
+        got: list[Any] = []
+
+        def callback(message: Any) -> None:
+            got.append(message)
+            conn.send_nowait(message.upper())
+
+        conn.on_message = callback
+        assert got == ["one", "two", "three"]
+        assert len(transport.writes) == 1  # their replies too leave together
+        assert sent(transport) == [(Opcode.TEXT, b"ONE"), (Opcode.TEXT, b"TWO"), (Opcode.TEXT, b"THREE")]
+        conn.data_received(text("four"))
+        assert got[-1] == "four"
+
+    run(main())
+
+
+def test_a_held_close_goes_out_once_the_callback_took_the_queued_messages() -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        # The peer's Close arrives while its messages wait: our answer is held for the replies.
+        conn.data_received(text("question") + client_frame(Opcode.CLOSE, close_payload(1000)))
+        assert transport.writes == []
+        conn.on_message = conn.send_nowait
+        assert sent(transport) == [(Opcode.TEXT, b"question"), (Opcode.CLOSE, close_payload(1000))]
+        assert transport.closing
+        conn.connection_lost(None)
+        await conn.wait_closed()
+        assert conn.close_code == 1000
+
+    run(main())

@@ -754,3 +754,34 @@ def test_refused_handshake_raises_with_the_response(tls: Any) -> None:
                 assert await ws.recv() == "in"
 
     run(main())
+
+
+def test_on_message_callbacks_over_http2_streams(tls: Any) -> None:
+    """An HTTP/2 stream is a connection like any other: on_message and send_nowait work on both ends."""
+    server_ctx, client_ctx = tls
+
+    async def callback_echo(ws: Any) -> None:
+        ws.on_message = ws.send_nowait
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with http2.serve(callback_echo, HOST, 0, ssl=server_ctx) as server:
+            async with http2.connect(f"wss://{HOST}:{port_of(server)}/", ssl=client_ctx()) as ws:
+                assert isinstance(ws, http2.H2ClientConnection)
+                got: list[Any] = []
+                done = asyncio.get_running_loop().create_future()
+
+                def collect(message: Any) -> None:
+                    got.append(message)
+                    if len(got) == 50:
+                        done.set_result(None)
+
+                ws.on_message = collect
+                for i in range(49):
+                    ws.send_nowait(f"m{i}")
+                ws.send_nowait(b"x" * 200_000)  # larger than the stream's flow-control window
+                await done
+                assert got == [f"m{i}" for i in range(49)] + [b"x" * 200_000]
+            assert ws.close_code == 1000
+
+    run(main())

@@ -60,6 +60,7 @@ from .frames import CloseCode
 __all__ = [
     "After",
     "Duties",
+    "CALLBACK_FAILURE",
     "FRAGMENT_FAILURE",
     "KEEPALIVE_FAILURE",
     "OK_CODES",
@@ -75,6 +76,9 @@ OK_CODES = frozenset((CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.
 
 KEEPALIVE_FAILURE = (CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 """Code and reason when a keepalive Ping got no Pong within ``ping_timeout``."""
+
+CALLBACK_FAILURE = (CloseCode.INTERNAL_ERROR, "error in the on_message callback")
+"""Code and reason when the application's ``on_message`` callback raised (the error is logged)."""
 
 FRAGMENT_FAILURE = (CloseCode.INTERNAL_ERROR, "error while sending a fragmented message")
 """Code and reason when a message sent from an iterable cannot be completed.

@@ -34,6 +34,13 @@ Two things keep small request/response exchanges cheap:
 
 The per-message path allocates nothing beyond the core's event, the queue
 entry and, when ``recv`` has to wait, one waiter.
+
+An application that sets :attr:`Connection.on_message` gets each message
+by a plain function call inside ``data_received`` instead: no queue, no
+task to wake. Its replies by :meth:`Connection.send_nowait` are held and
+written together like those above, and a reply that leaves the write
+buffer above ``write_limit`` stops reading the socket as an automatic reply
+does.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from typing import Any, cast
 from .._io import resolve_logger
 from ..defaults import CLOSE_TIMEOUT, MAX_QUEUE, PING_INTERVAL, PING_TIMEOUT, WRITE_LIMIT
 from ..duties import (
+    CALLBACK_FAILURE,
     FRAGMENT_FAILURE,
     KEEPALIVE_FAILURE,
     After,
@@ -186,6 +194,7 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         # written together by the next _write (at the latest when that step ends).
         self._corking = False
         self._corked: list[bytes] = []
+        self._on_message: Callable[[Data], object] | None = None
 
     # -- public properties ---------------------------------------------------
 
@@ -414,11 +423,28 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
     # -- receiving -------------------------------------------------------------
 
     def _handle_events(self, events: list[Event]) -> None:
+        if self._on_message is not None and not self._corking:
+            # Replies sent by the callback leave together when the events are handled.
+            self._corking = True
+            try:
+                self._handle_events(events)
+            finally:
+                self._corking = False
+                if self._corked:
+                    self._write([])
+            return
         queue = self._queue
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
-                queue.append(event.data)  # type: ignore[attr-defined]
+                on_message = self._on_message
+                if on_message is None:
+                    queue.append(event.data)  # type: ignore[attr-defined]
+                else:
+                    try:
+                        on_message(event.data)  # type: ignore[attr-defined]
+                    except Exception:
+                        self._callback_failed()
             elif kind is Ping:
                 self._on_ping(event)  # type: ignore[arg-type]
             elif kind is Pong:
@@ -450,11 +476,22 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         if data:
             self._write(data)
             if self._paused_writing and not self._paused_replies:
-                # The peer does not read its Pongs: stop reading its Pings
-                # until the write buffer drains (resume_writing).
-                self._paused_replies = True
-                if not self._paused_reading and self._transport is not None and not self._lost:
-                    self._transport.pause_reading()
+                self._pause_for_replies()
+
+    def _pause_for_replies(self) -> None:
+        # The peer does not read our replies (Pongs, or what the on_message
+        # callback sent): stop reading until the write buffer drains
+        # (resume_writing).
+        self._paused_replies = True
+        if not self._paused_reading and self._transport is not None and not self._lost:
+            self._transport.pause_reading()
+
+    def _callback_failed(self) -> None:
+        """The on_message callback raised: log it, stop calling it, fail the connection with 1011."""
+        self.logger.error("on_message callback failed", exc_info=True)
+        self._on_message = None  # later messages wait for recv(), as after any failure
+        if not self._lost:
+            self._fail(*CALLBACK_FAILURE)
 
     def _on_pong(self, data: bytes) -> None:
         for fut, rtt in self._duties.pong_received(data, time.monotonic()):
@@ -605,6 +642,9 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         # recv()'s body; for ``async for``, a clean close ends the iteration.
         queue = self._queue
         while not queue:
+            if self._on_message is not None:
+                raise ConcurrencyError("recv() cannot be used while on_message is set: "
+                                       "messages go to the callback")
             if self._lost:
                 error = self._closed_exception()
                 if iterating and type(error) is ConnectionClosedOK:
@@ -627,14 +667,81 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
                     handle.cancel()
         message = queue.popleft()
         if self._paused_reading and len(queue) <= self._low_queue:
-            self._paused_reading = False
-            if not self._paused_replies and self._transport is not None and not self._lost:
-                self._transport.resume_reading()
+            self._resume_after_queue()
         if not queue:
             # Runs after the caller's current step, i.e. after it sent its reply.
             if self._holding:
                 self._loop.call_soon(self._release)
         return message
+
+    def _resume_after_queue(self) -> None:
+        # The queue of received messages drained below its low-water mark.
+        self._paused_reading = False
+        if not self._paused_replies and self._transport is not None and not self._lost:
+            self._transport.resume_reading()
+
+    @property
+    def on_message(self) -> Callable[[Data], object] | None:
+        """The function receiving each message as it arrives, or ``None`` (the default).
+
+        While it is ``None``, messages wait in a queue for :meth:`recv` or
+        ``async for``. Set a function taking one argument, the message (a
+        ``str`` for text, ``bytes`` for binary), and each message is passed
+        to it as soon as it is received, in order, by a plain call from the
+        event loop's callback that read it: no queue, no task to wake. It is
+        the cheapest way to receive (see ``docs/performance.md``).
+
+        - Messages received before it was set, still waiting for
+          :meth:`recv`, are passed to it at once, in order.
+        - It must not block: it runs inside the event loop. To answer, use
+          :meth:`send_nowait` (replies to one read leave in one write). To
+          do something that waits, start a task.
+        - While it is set, :meth:`recv` and ``async for`` raise
+          :class:`ConcurrencyError`; wait for the end with
+          :meth:`wait_closed`. Set it back to ``None`` to receive with
+          :meth:`recv` again.
+        - ``max_queue`` does not apply (there is no queue); the peer's
+          pace is the callback's.
+        - If it raises, the error is logged, the callback is dropped and the
+          connection fails with close code 1011
+          (:data:`wskit.duties.CALLBACK_FAILURE`).
+
+        Raises:
+            TypeError: the value set is neither callable nor ``None``.
+            ConcurrencyError: set while a coroutine waits in :meth:`recv`.
+        """
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, callback: Callable[[Data], object] | None) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"on_message must be a callable or None, not {type(callback).__name__}")
+        if callback is not None and self._recv_waiter is not None:
+            raise ConcurrencyError("on_message cannot be set while recv() is waiting for a message")
+        self._on_message = callback
+        queue = self._queue
+        if callback is None or not queue:
+            return
+        # Messages that arrived before: to the callback now, in order (until
+        # it fails or is replaced).
+        corking = not self._corking
+        self._corking = True
+        try:
+            while queue and self._on_message is callback:
+                message = queue.popleft()
+                try:
+                    callback(message)
+                except Exception:
+                    self._callback_failed()
+        finally:
+            if corking:
+                self._corking = False
+                if self._corked:
+                    self._write([])
+        if self._paused_reading and len(queue) <= self._low_queue:
+            self._resume_after_queue()
+        if not queue and self._holding:
+            self._release()  # the callback answered them: our held Close goes out
 
     def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over received messages until the connection closes cleanly.
@@ -670,21 +777,10 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         """
         while self._sending_fragments is not None:
             await asyncio.shield(self._sending_fragments)
-        protocol = self.protocol
         try:
-            if type(message) is str:
-                data = protocol.send_text(message) if compress else protocol.send_text(message, compress=False)
-            elif isinstance(message, (bytes, bytearray, memoryview)):
-                data = protocol.send_binary(message) if compress else protocol.send_binary(message, compress=False)
-            elif isinstance(message, str):
-                data = protocol.send_text(str(message), compress=compress)
-            else:
-                data = None  # an iterable: fragments
+            data = self._message_frames(message, compress)
         except InvalidState:
             raise await self._closed_error() from None
-        except ProtocolError as exc:  # an extension or plugin failed to build it: our Close (1011) goes out
-            self._build_failed(exc)
-            raise
         if data is None:
             await self._send_fragments(message, compress)
             return
@@ -697,6 +793,74 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         self._write(data)
         if self._paused_writing:
             await self._drain()
+
+    def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
+        """Send a message now, without waiting: for :attr:`on_message` callbacks.
+
+        The message is written to the transport at once; what the socket
+        does not take is buffered by the transport. Called from the
+        :attr:`on_message` callback, the replies to the messages of one read
+        leave together in one write, and a reply that leaves the write
+        buffer above ``write_limit`` stops reading from the peer until the
+        buffer drains (as for the Pongs answering its Pings): a peer that
+        sends without reading cannot make the buffer grow. Anywhere else,
+        prefer :meth:`send`, which waits while the buffer is full, or
+        :func:`wskit.asyncio.broadcast`, which skips the connections whose
+        buffer is.
+
+        Args:
+            message: a ``str`` (a text message) or a bytes-like object (a
+                binary message).
+            compress: as for :meth:`send`.
+
+        Raises:
+            ConnectionClosedOK: the connection is closing or closed cleanly.
+            ConnectionClosedError: the connection is closing or closed with
+                an error.
+            ConcurrencyError: a fragmented message is being sent by
+                :meth:`send` (its frames cannot be interleaved).
+            TypeError: ``message`` is neither ``str`` nor bytes-like.
+        """
+        if self._sending_fragments is not None:
+            raise ConcurrencyError("send_nowait() cannot send while send() is sending a fragmented message")
+        try:
+            data = self._message_frames(message, compress)
+        except InvalidState:
+            raise self._closed_exception() from None
+        if data is None:
+            raise TypeError(f"send_nowait() takes a str or a bytes-like object, not {type(message).__name__}")
+        if self._corking and len(data) == 1 and len(data[0]) < _CORK_FRAME_SIZE:
+            corked = self._corked
+            corked.append(data[0])  # written when the events of this read are handled
+            if len(corked) < _CORK_FRAMES:
+                return
+            data = []
+        self._write(data)
+        if self._paused_writing and not self._paused_replies:
+            self._pause_for_replies()
+
+    def _message_frames(self, message: Any, compress: bool) -> list[bytes] | None:
+        """The frames of one unfragmented message (``None``: not a str or bytes-like object).
+
+        Raises:
+            InvalidState: the connection is not open.
+            ProtocolError: an extension or plugin failed to build it (our
+                Close, 1011, is on its way).
+        """
+        protocol = self.protocol
+        try:
+            if type(message) is str:
+                return protocol.send_text(message) if compress else protocol.send_text(message, compress=False)
+            if isinstance(message, (bytes, bytearray, memoryview)):
+                return protocol.send_binary(message) if compress else protocol.send_binary(message, compress=False)
+            if isinstance(message, str):
+                return protocol.send_text(str(message), compress=compress)
+        except InvalidState:
+            raise
+        except ProtocolError as exc:  # an extension or plugin failed to build it: our Close (1011) goes out
+            self._build_failed(exc)
+            raise
+        return None  # an iterable: fragments (or a type send() rejects)
 
     def _frame(self, opcode: int, part: Any, fin: bool, compress: bool = True) -> list[bytes]:
         protocol = self.protocol
