@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wskit import BinaryMessage, ClientProtocol, TextMessage
 
 HERE = Path(__file__).resolve().parent
-IMPLS = ["wskit-asyncio", "wskit-pure", "wskit-uvloop", "wskit-aiofastnet", "wskit-uvloop-aiofastnet", "wskit-sync",
+IMPLS = ["wskit-asyncio", "wskit-pure", "wskit-uvloop", "wskit-aiofastnet", "wskit-uvloop-aiofastnet",
+         "wskit-callback", "wskit-callback-aiofastnet", "wskit-callback-uvloop-aiofastnet", "wskit-sync",
          "websockets", "picows", "aiohttp", "floor", "floor-aiofastnet",
          "uvicorn-wskit", "uvicorn-websockets-sansio", "uvicorn-wsproto", "wskit-http2"]
 # The same ASGI echo app on uvicorn with each of its WebSocket implementations.

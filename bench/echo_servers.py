@@ -6,7 +6,10 @@ IMPL: wskit-asyncio (stock asyncio transports, C accelerator), wskit-pure (the
 same without the C accelerator), wskit-uvloop (stock, on uvloop),
 wskit-aiofastnet and wskit-uvloop-aiofastnet (the accelerated rows: the
 asyncio server on aiofastnet's transports, which it picks up when installed,
-on the asyncio or the uvloop loop), floor-aiofastnet, wskit-sync,
+on the asyncio or the uvloop loop), wskit-callback, wskit-callback-aiofastnet
+and wskit-callback-uvloop-aiofastnet (the same three servers receiving by
+``on_message`` and answering by ``send_nowait`` instead of ``async for`` and
+``send``), floor-aiofastnet, wskit-sync,
 websockets, picows, aiohttp, floor, and a plain ASGI echo application on
 uvicorn (asyncio loop, h11 or httptools, access log off) with each WebSocket
 implementation: uvicorn-wskit (``--ws wskit.asgi:UvicornProtocol``),
@@ -49,6 +52,18 @@ async def wskit_asyncio(port: int) -> None:
     async def echo(ws: Any) -> None:
         async for message in ws:
             await ws.send(message)
+
+    async with serve(echo, HOST, port, compression=None, max_size=None, ping_interval=None) as server:
+        ready()
+        await server.serve_forever()
+
+
+async def wskit_callback(port: int) -> None:
+    from wskit.asyncio import serve
+
+    async def echo(ws: Any) -> None:
+        ws.on_message = ws.send_nowait
+        await ws.wait_closed()
 
     async with serve(echo, HOST, port, compression=None, max_size=None, ping_interval=None) as server:
         ready()
@@ -264,7 +279,7 @@ async def with_aiofastnet(coro: Any) -> None:
 
 def main() -> None:
     impl, port = sys.argv[1], int(sys.argv[2])
-    if impl in ("wskit-asyncio", "wskit-uvloop", "wskit-pure", "uvicorn-wskit", "wskit-http2"):
+    if impl in ("wskit-asyncio", "wskit-uvloop", "wskit-pure", "uvicorn-wskit", "wskit-http2", "wskit-callback"):
         # Stock transports: the asyncio server would pick aiofastnet's up when installed.
         sys.modules["aiofastnet"] = None  # type: ignore[assignment]
     if impl == "wskit-pure":
@@ -286,17 +301,23 @@ def main() -> None:
     if impl == "floor-aiofastnet":
         asyncio.run(with_aiofastnet(floor_server(port)))
         return
-    if impl == "wskit-uvloop-aiofastnet":
+    if impl in ("wskit-uvloop-aiofastnet", "wskit-callback-uvloop-aiofastnet"):
         import aiofastnet  # noqa: F401
         import uvloop
 
-        uvloop.run(wskit_asyncio(port))
+        uvloop.run(wskit_asyncio(port) if impl == "wskit-uvloop-aiofastnet" else wskit_callback(port))
+        return
+    if impl == "wskit-callback-aiofastnet":
+        import aiofastnet  # noqa: F401
+
+        asyncio.run(wskit_callback(port))
         return
     if impl in UVICORN_WS:
         asyncio.run(uvicorn_server(port, UVICORN_WS[impl]))
         return
     coro = {
         "wskit-asyncio": wskit_asyncio,
+        "wskit-callback": wskit_callback,
         "websockets": websockets_asyncio,
         "picows": picows_server,
         "aiohttp": aiohttp_server,

@@ -33,12 +33,13 @@ def load_echo() -> ModuleType:
 echo = load_echo()
 
 
-@pytest.fixture(params=["wskit-asyncio", "wskit-pure", "wskit-sync", "wskit-uvloop", "wskit-aiofastnet", "floor"])
+@pytest.fixture(params=["wskit-asyncio", "wskit-pure", "wskit-sync", "wskit-uvloop", "wskit-aiofastnet",
+                        "wskit-callback", "wskit-callback-aiofastnet", "floor"])
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], int]]:
     impl = request.param
     if impl == "wskit-uvloop":
         pytest.importorskip("uvloop")
-    if impl == "wskit-aiofastnet":
+    if impl.endswith("aiofastnet"):
         pytest.importorskip("aiofastnet")
     port = echo.free_port()
     proc = subprocess.Popen([sys.executable, str(BENCH / "echo_servers.py"), impl, str(port)],
