@@ -47,6 +47,7 @@ UVICORN_OWN = ("uvicorn-websockets-sansio", "uvicorn-wsproto")
 # "floor" is no library: the least an asyncio.Protocol must do to echo small
 # messages (see echo_servers.py), i.e. what the loop and system calls cost.
 SMALL_ONLY = {"floor", "floor-aiofastnet"}
+WIDTH = max(len(impl) for impl in IMPLS) + 2  # the servers' column
 # glibc's allocator, told through its environment variables to keep freed
 # memory (the values bench/run.py's --keep-freed-memory gives mallopt): memory
 # freed when a connection ends is not given back to the system, so the next
@@ -256,7 +257,7 @@ def main() -> int:
             line = proc.stdout.readline() if proc.stdout else ""
             if line.strip() != "ready":
                 err = proc.stderr.read() if proc.stderr else ""
-                print(f"{impl:<26}unavailable: {err.strip().splitlines()[-1] if err.strip() else 'did not start'}")
+                print(f"{impl:<{WIDTH}}unavailable: {err.strip().splitlines()[-1] if err.strip() else 'did not start'}")
                 proc.kill()
                 proc.wait()
                 continue
@@ -276,11 +277,11 @@ def main() -> int:
             proc.kill()
             proc.wait()
     cpus = {key: [c for c, _ in runs] for key, runs in samples.items()}  # us per message, round by round
-    print(f"{'server':<26}{'load':<20}{'CPU us/msg':>12}{'spread':>16}{'msgs/s':>12}")
+    print(f"{'server':<{WIDTH}}{'load':<20}{'CPU us/msg':>12}{'spread':>16}{'msgs/s':>12}")
     for (impl, load), runs in samples.items():
         cpu_us = results[(impl, load)] = statistics.median(cpus[(impl, load)])
         low, high = min(cpus[(impl, load)]), max(cpus[(impl, load)])
-        print(f"{impl:<26}{load:<20}{cpu_us:12.1f}{f'{low:.1f}-{high:.1f}':>16}"
+        print(f"{impl:<{WIDTH}}{load:<20}{cpu_us:12.1f}{f'{low:.1f}-{high:.1f}':>16}"
               f"{statistics.median(r for _, r in runs):12.0f}")
     for base in [b for b in ("picows", "websockets") if any(k[0] == b for k in results)]:
         print(f"\nserver CPU per message, {base} / other (> 1: other uses less CPU); "
@@ -288,7 +289,7 @@ def main() -> int:
         for impl, load in samples:
             if impl != base and (base, load) in samples:
                 mid, low, high = paired_ratio(cpus[(base, load)], cpus[(impl, load)])
-                print(f"  {impl:<26}{load:<20}{mid:6.2f}x  [{low:.2f}-{high:.2f}]")
+                print(f"  {impl:<{WIDTH}}{load:<20}{mid:6.2f}x  [{low:.2f}-{high:.2f}]")
     if ("wskit-http2", "50x32 B, 1 HTTP/2") in results and ("wskit-http2", "50x32 B, 50 TLS") in results:
         ratio = results[("wskit-http2", "50x32 B, 50 TLS")] / results[("wskit-http2", "50x32 B, 1 HTTP/2")]
         print(f"\nHTTP/2: server CPU per message, 50 TLS connections / 50 streams on one HTTP/2 connection: "
