@@ -302,7 +302,7 @@ def main() -> None:
         asyncio.run(with_aiofastnet(floor_server(port)))
         return
     if impl in ("wskit-uvloop-aiofastnet", "wskit-callback-uvloop-aiofastnet"):
-        import aiofastnet  # noqa: F401
+        import aiofastnet
         import uvloop
 
         uvloop.run(wskit_asyncio(port) if impl == "wskit-uvloop-aiofastnet" else wskit_callback(port))
