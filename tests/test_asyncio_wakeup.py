@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import client_frame, close_payload, make_pair, parse_frames
 from wskit.asyncio._waiter import wake
@@ -449,5 +452,50 @@ def test_a_held_close_goes_out_once_the_callback_took_the_queued_messages() -> N
         conn.connection_lost(None)
         await conn.wait_closed()
         assert conn.close_code == 1000
+
+    run(main())
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages=st.lists(st.one_of(st.text(max_size=40), st.binary(max_size=300)), min_size=1, max_size=30),
+       cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=12),
+       switches=st.lists(st.integers(min_value=0, max_value=30), max_size=6),
+       takes=st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=8))
+def test_every_message_reaches_the_callback_or_recv_once_in_order(
+        messages: list[str | bytes], cuts: list[int], switches: list[int], takes: list[int]) -> None:
+    """Whatever the reads' boundaries, and however often the callback is set and unset."""
+    wire = b"".join(client_frame(Opcode.TEXT, m.encode()) if isinstance(m, str) else client_frame(Opcode.BINARY, m)
+                    for m in messages)
+    bounds = sorted({0, len(wire), *(c % (len(wire) + 1) for c in cuts)})
+    chunks = [wire[a:b] for a, b in itertools.pairwise(bounds)]
+
+    async def main() -> None:
+        conn, transport = open_connection()
+        got: list[str | bytes] = []
+
+        def callback(message: str | bytes) -> None:
+            got.append(message)
+            conn.send_nowait(message)
+
+        for i, chunk in enumerate(chunks):
+            if i in switches:  # between reads: take what waits with recv(), or hand it all to the callback
+                if conn.on_message is None:
+                    conn.on_message = callback
+                else:
+                    conn.on_message = None
+            conn.data_received(chunk)
+            if conn.on_message is None:  # recv() takes some; the others wait, maybe for the callback
+                for _ in range(min(takes[i % len(takes)], len(conn._queue))):
+                    message = await conn.recv()
+                    got.append(message)
+                    await conn.send(message)
+        while len(got) < len(messages):
+            conn.on_message = callback if len(got) % 2 else None
+            if conn.on_message is None:
+                message = await conn.recv()
+                got.append(message)
+                await conn.send(message)
+        assert got == messages
+        assert [data for _, data in sent(transport)] == [m.encode() if isinstance(m, str) else m for m in messages]
 
     run(main())
