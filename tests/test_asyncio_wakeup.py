@@ -499,3 +499,24 @@ def test_every_message_reaches_the_callback_or_recv_once_in_order(
         assert [data for _, data in sent(transport)] == [m.encode() if isinstance(m, str) else m for m in messages]
 
     run(main())
+
+
+def test_a_reply_refused_because_the_connection_closes_is_no_callback_failure(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        conn, transport = open_connection()
+        conn.on_message = conn.send_nowait
+        closing = asyncio.ensure_future(conn.close(1001, "going away"))
+        await asyncio.sleep(0)  # our Close is out
+        assert sent(transport) == [(Opcode.CLOSE, close_payload(1001, b"going away"))]
+        # A message the peer sent before it read our Close: its echo cannot go out any more.
+        conn.data_received(text("late") + client_frame(Opcode.CLOSE, close_payload(1001)))
+        assert len(sent(transport)) == 1
+        assert conn.on_message is not None  # still set: it did not fail
+        conn.connection_lost(None)
+        await closing
+        assert conn.close_code == 1001  # the code of the Close received
+
+    with caplog.at_level("DEBUG"):
+        run(main())
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

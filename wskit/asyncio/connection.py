@@ -443,6 +443,8 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
                 else:
                     try:
                         on_message(event.data)  # type: ignore[attr-defined]
+                    except WebSocketClosed:
+                        pass  # it answered while the connection closes: nothing to report
                     except Exception:
                         self._callback_failed()
             elif kind is Ping:
@@ -704,7 +706,10 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
           pace is the callback's.
         - If it raises, the error is logged, the callback is dropped and the
           connection fails with close code 1011
-          (:data:`wskit.duties.CALLBACK_FAILURE`).
+          (:data:`wskit.duties.CALLBACK_FAILURE`); except for
+          :class:`~wskit.exceptions.ConnectionClosed` errors (a reply sent
+          while the connection closes), which are ignored, as a handler's
+          are.
 
         Raises:
             TypeError: the value set is neither callable nor ``None``.
@@ -731,6 +736,8 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
                 message = queue.popleft()
                 try:
                     callback(message)
+                except WebSocketClosed:
+                    pass  # as in _handle_events
                 except Exception:
                     self._callback_failed()
         finally:
