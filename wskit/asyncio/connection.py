@@ -422,16 +422,20 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
 
     # -- receiving -------------------------------------------------------------
 
+    def _hold_replies(self, run: Callable[[Any], object], argument: Any) -> None:
+        """Call ``run(argument)``; the small data frames sent meanwhile leave in one write when it returns."""
+        self._corking = True
+        try:
+            run(argument)
+        finally:
+            self._corking = False
+            if self._corked:
+                self._write([])
+
     def _handle_events(self, events: list[Event]) -> None:
         if self._on_message is not None and not self._corking:
-            # Replies sent by the callback leave together when the events are handled.
-            self._corking = True
-            try:
-                self._handle_events(events)
-            finally:
-                self._corking = False
-                if self._corked:
-                    self._write([])
+            # What the callback sends for the messages of this read leaves together.
+            self._hold_replies(self._handle_events, events)
             return
         queue = self._queue
         for event in events:
@@ -441,12 +445,7 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
                 if on_message is None:
                     queue.append(event.data)  # type: ignore[attr-defined]
                 else:
-                    try:
-                        on_message(event.data)  # type: ignore[attr-defined]
-                    except WebSocketClosed:
-                        pass  # it answered while the connection closes: nothing to report
-                    except Exception:
-                        self._callback_failed()
+                    self._deliver(on_message, event.data)  # type: ignore[attr-defined]
             elif kind is Ping:
                 self._on_ping(event)  # type: ignore[arg-type]
             elif kind is Pong:
@@ -463,13 +462,16 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
             if waiter is not None and not waiter.done():
                 # Last, as the task waiting in recv() may run right here (see
                 # _waiter); what it sends meanwhile leaves in one write.
-                self._corking = True
-                try:
-                    wake(waiter)
-                finally:
-                    self._corking = False
-                    if self._corked:
-                        self._write([])
+                self._hold_replies(wake, waiter)
+
+    def _deliver(self, callback: Callable[[Data], object], message: Data) -> None:
+        """Pass one message to the on_message callback."""
+        try:
+            callback(message)
+        except WebSocketClosed:
+            pass  # it answered while the connection closes: nothing to report
+        except Exception:
+            self._callback_failed()
 
     def _on_ping(self, event: Ping) -> None:
         if self._debug:
@@ -728,27 +730,20 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         if callback is None or not queue:
             return
         # Messages that arrived before: to the callback now, in order (until
-        # it fails or is replaced).
-        corking = not self._corking
-        self._corking = True
-        try:
-            while queue and self._on_message is callback:
-                message = queue.popleft()
-                try:
-                    callback(message)
-                except WebSocketClosed:
-                    pass  # as in _handle_events
-                except Exception:
-                    self._callback_failed()
-        finally:
-            if corking:
-                self._corking = False
-                if self._corked:
-                    self._write([])
+        # it fails or is replaced), their replies in one write.
+        if self._corking:
+            self._deliver_queued(callback)
+        else:
+            self._hold_replies(self._deliver_queued, callback)
         if self._paused_reading and len(queue) <= self._low_queue:
             self._resume_after_queue()
         if not queue and self._holding:
             self._release()  # the callback answered them: our held Close goes out
+
+    def _deliver_queued(self, callback: Callable[[Data], object]) -> None:
+        queue = self._queue
+        while queue and self._on_message is callback:
+            self._deliver(callback, queue.popleft())
 
     def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over received messages until the connection closes cleanly.
@@ -862,7 +857,7 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
                 return protocol.send_binary(message) if compress else protocol.send_binary(message, compress=False)
             if isinstance(message, str):
                 return protocol.send_text(str(message), compress=compress)
-        except InvalidState:
+        except InvalidState:  # (a ProtocolError too) for the caller to report
             raise
         except ProtocolError as exc:  # an extension or plugin failed to build it: our Close (1011) goes out
             self._build_failed(exc)
