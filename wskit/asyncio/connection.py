@@ -479,16 +479,17 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         data = self._duties.answer_ping(event.data)
         if data:
             self._write(data)
-            if self._paused_writing and not self._paused_replies:
+            if self._paused_writing:
                 self._pause_for_replies()
 
     def _pause_for_replies(self) -> None:
-        # The peer does not read our replies (Pongs, or what the on_message
-        # callback sent): stop reading until the write buffer drains
-        # (resume_writing).
-        self._paused_replies = True
-        if not self._paused_reading and self._transport is not None and not self._lost:
-            self._transport.pause_reading()
+        # A reply (a Pong, or what the on_message callback sent) left the
+        # write buffer over write_limit: the peer does not read our replies;
+        # stop reading until the buffer drains (resume_writing).
+        if not self._paused_replies:
+            self._paused_replies = True
+            if not self._paused_reading and self._transport is not None and not self._lost:
+                self._transport.pause_reading()
 
     def _callback_failed(self) -> None:
         """The on_message callback raised: log it, stop calling it, fail the connection with 1011."""
@@ -786,13 +787,7 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
         if data is None:
             await self._send_fragments(message, compress)
             return
-        if self._corking and len(data) == 1 and len(data[0]) < _CORK_FRAME_SIZE:
-            corked = self._corked
-            corked.append(data[0])  # written when the step data_received resumed ends
-            if len(corked) < _CORK_FRAMES:
-                return
-            data = []  # or now, when that makes _CORK_FRAMES
-        self._write(data)
+        self._write_message(data)
         if self._paused_writing:
             await self._drain()
 
@@ -831,15 +826,19 @@ class Connection(asyncio.Protocol, asyncio.BufferedProtocol):
             raise self._closed_exception() from None
         if data is None:
             raise TypeError(f"send_nowait() takes a str or a bytes-like object, not {type(message).__name__}")
+        self._write_message(data)
+        if self._paused_writing:
+            self._pause_for_replies()
+
+    def _write_message(self, data: list[bytes]) -> None:
+        """Write a message's frames; while replies are held (_hold_replies), a small one joins them."""
         if self._corking and len(data) == 1 and len(data[0]) < _CORK_FRAME_SIZE:
             corked = self._corked
-            corked.append(data[0])  # written when the events of this read are handled
+            corked.append(data[0])  # written when _hold_replies' call returns
             if len(corked) < _CORK_FRAMES:
                 return
-            data = []
+            data = []  # or now, when that makes _CORK_FRAMES
         self._write(data)
-        if self._paused_writing and not self._paused_replies:
-            self._pause_for_replies()
 
     def _message_frames(self, message: Any, compress: bool) -> list[bytes] | None:
         """The frames of one unfragmented message (``None``: not a str or bytes-like object).
